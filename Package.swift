@@ -1,0 +1,56 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "skiff",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "SkiffRaft", targets: ["SkiffRaft"]),
+        .library(name: "SkiffStorage", targets: ["SkiffStorage"]),
+        .executable(name: "skiff-wal", targets: ["skiff-wal"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLZ4", pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(
+            name: "CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "SkiffRaft"),
+        .target(
+            name: "SkiffStorage",
+            dependencies: [
+                "SkiffRaft", "CLZ4", "CZlib",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
+        .executableTarget(
+            name: "skiff-wal",
+            dependencies: [
+                "SkiffStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/skiff-wal"),
+        .executableTarget(
+            name: "skiff-bench",
+            dependencies: [
+                "SkiffStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/skiff-bench"),
+        .executableTarget(
+            name: "skiff-crash-writer",
+            dependencies: ["SkiffStorage"],
+            path: "Tools/skiff-crash-writer"),
+        .testTarget(
+            name: "SkiffStorageTests",
+            dependencies: ["SkiffStorage", "skiff-wal", "skiff-crash-writer"],
+            resources: [.copy("Golden")]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,53 @@
+/// The file operations the storage engine needs, and nothing else.
+///
+/// Storage code sees files only through this protocol, so tests can inject faults (a crash after N
+/// operations, a failing sync) without touching the code under test. Paths are plain strings; every
+/// method either does its whole job or throws.
+public protocol FileSystem: Sendable {
+    /// Opens an existing file for reading, or for reading and writing.
+    func openFile(_ path: String, writable: Bool) throws -> any StorageFile
+    /// Creates a new file for reading and writing; fails if it already exists.
+    func createFile(_ path: String) throws -> any StorageFile
+    /// Replaces `destination` with `source` atomically (rename(2)).
+    func rename(_ source: String, to destination: String) throws
+    /// Makes `destination` a new name of `source`, failing with `.fileExists` if it is taken (link(2)).
+    func link(_ source: String, to destination: String) throws
+    func removeFile(_ path: String) throws
+    /// Names of the entries in a directory, unsorted, without "." and "..".
+    func contentsOfDirectory(_ path: String) throws -> [String]
+    func createDirectory(_ path: String) throws
+    func isDirectory(_ path: String) -> Bool
+    func fileExists(_ path: String) -> Bool
+    /// Makes the directory's entries (creations, renames, removals) durable (fsync on the directory).
+    func syncDirectory(_ path: String) throws
+}
+
+/// An open file. Offsets are absolute; there is no implicit position.
+public protocol StorageFile: AnyObject, Sendable {
+    var path: String { get }
+    /// Reads up to `buffer.count` bytes at `offset`; returns fewer only at end of file.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int
+    /// Writes all of `bytes` at `offset`.
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws
+    /// Makes written data durable (fdatasync).
+    func sync() throws
+    func truncate(to size: Int64) throws
+    /// Reserves space up to `size` bytes without changing what reads return for written bytes.
+    func preallocate(size: Int64) throws
+    func size() throws -> Int64
+    func close() throws
+}
+
+extension StorageFile {
+    /// Reads exactly `count` bytes at `offset`, or fewer if the file ends first.
+    public func read(count: Int, at offset: Int64) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let got = try bytes.withUnsafeMutableBytes { try read(into: $0, at: offset) }
+        if got < count { bytes.removeSubrange(got...) }
+        return bytes
+    }
+
+    public func write(_ bytes: [UInt8], at offset: Int64) throws {
+        try bytes.withUnsafeBytes { try write($0, at: offset) }
+    }
+}

@@ -1,0 +1,58 @@
+/// Walks the frames of one segment held in memory and decides where its valid data ends.
+///
+/// Every frame is verified. At the first frame that does not verify, the scanner searches every later
+/// 8-byte-aligned offset for a frame that does. Since the writer makes each frame durable before it writes
+/// the next, a verified frame after a bad one proves the bad one was once durable: that is corruption.
+/// If none follows, the bytes from the bad frame on are an unfinished write (or zeroed preallocation),
+/// which only the newest segment may have. No pattern of the bad bytes (zeros, say) enters the decision.
+struct SegmentScanner {
+    enum Ending: Equatable {
+        /// Every byte up to the end of the file belongs to a verified frame.
+        case clean
+        /// From `offset` on, nothing verifies: an unfinished write or preallocated space.
+        case unfinished(offset: Int64, bytes: Int64)
+        /// The frame at `offset` does not verify, yet a frame at `nextValidOffset` does.
+        case corrupt(offset: Int64, nextValidOffset: Int64)
+    }
+
+    let file: String
+    let header: SegmentHeader
+
+    /// Calls `visit(offset, header, body)` for each verified frame and returns how the segment ends.
+    /// Throws what `visit` throws, or `.malformed` for a verified frame whose body does not decompress.
+    func scan(
+        _ bytes: UnsafeRawBufferPointer,
+        visit: (Int64, FrameHeader, UnsafeRawBufferPointer) throws -> Void
+    ) throws -> Ending {
+        var offset = SegmentHeader.size
+        while offset < bytes.count {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            guard let frame = try decodeFrame(rest, segment: header.sequence, offset: Int64(offset), file: file) else {
+                if let next = nextValidFrame(in: bytes, after: offset) {
+                    return .corrupt(offset: Int64(offset), nextValidOffset: Int64(next))
+                }
+                return .unfinished(offset: Int64(offset), bytes: Int64(bytes.count - offset))
+            }
+            try frame.body.withUnsafeBytes { try visit(Int64(offset), frame.header, $0) }
+            offset += frame.header.footprint
+        }
+        return .clean
+    }
+
+    /// The first aligned offset after `offset` where a whole frame verifies, if any.
+    func nextValidFrame(in bytes: UnsafeRawBufferPointer, after offset: Int) -> Int? {
+        var candidate = offset + 8
+        while candidate + FrameHeader.size <= bytes.count {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[candidate...])
+            if let frameHeader = FrameHeader.parse(rest, available: rest.count) {
+                let stored = UnsafeRawBufferPointer(
+                    rebasing: rest[FrameHeader.size..<FrameHeader.size + frameHeader.storedLength])
+                if frameHeader.expectedCRC(body: stored, segment: header.sequence, offset: Int64(candidate)) == frameHeader.crc {
+                    return candidate
+                }
+            }
+            candidate += 8
+        }
+        return nil
+    }
+}

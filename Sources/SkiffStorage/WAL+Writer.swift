@@ -1,0 +1,280 @@
+import SkiffRaft
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The segment the writer appends to.
+struct OpenSegment {
+    var file: any StorageFile
+    var sequence: UInt64
+    var writeOffset: Int64
+}
+
+/// Everything only the writer thread touches.
+struct WriterState {
+    var current: OpenSegment?
+    /// Headers of the segments on disk, oldest first.
+    var segments: [SegmentHeader] = []
+    var nextSequence: UInt64 = 1
+    var hardState = HardState.initial
+    /// Set when a write failed: what is on disk is unknown, so nothing more is written.
+    var failure: WALError?
+    var body = BodyBuilder()
+    var encoder: FrameEncoder
+
+    init(options: WALOptions) {
+        encoder = FrameEncoder(compressionThresholdBytes: options.compressionThresholdBytes)
+    }
+}
+
+extension WAL {
+    func startWriter() {
+        let thread = WriterThread { [self] in runWriter() }
+        thread.start()
+    }
+
+    /// The writer loop: take every waiting request, write appends as one frame, fdatasync once, answer all.
+    private func runWriter() {
+        while true {
+            wake.wait()
+            let batch = queue.withLock { queue in
+                defer { queue.requests.removeAll(keepingCapacity: true) }
+                return queue.requests
+            }
+            var position = 0
+            while position < batch.count {
+                let request = batch[position]
+                switch request.operation {
+                case .append:
+                    var end = position
+                    writer.body.reset()
+                    var entryTerms: [(UInt64, UInt64)] = []
+                    var newHardState: HardState?
+                    while end < batch.count, case .append(let entries, let hardState) = batch[end].operation,
+                          end == position || writer.body.bytes.count < options.groupBytesMax {
+                        writer.body.append(entries: entries)
+                        for entry in entries { entryTerms.append((entry.index.rawValue, entry.term.rawValue)) }
+                        if let hardState { newHardState = hardState }
+                        end += 1
+                    }
+                    if let newHardState { writer.body.append(hardState: newHardState) }
+                    let result = perform { () throws(WALError) in try writeGroup(entryTerms: entryTerms, hardState: newHardState) }
+                    for finished in batch[position..<end] { finished.done(result) }
+                    position = end
+                case .truncate(let index):
+                    request.done(perform { () throws(WALError) in try writerTruncate(after: index) })
+                    position += 1
+                case .restart(let index, let term, let hardState):
+                    request.done(perform { () throws(WALError) in try writerRestart(after: index, term: term, hardState: hardState) })
+                    position += 1
+                case .compact(let index):
+                    request.done(perform { () throws(WALError) in try writerCompact(through: index) })
+                    position += 1
+                case .close:
+                    writerClose()
+                    request.done(.success(()))
+                    for later in batch[(position + 1)...] { later.done(.failure(WALError(.unavailable, file: directory, "the WAL is closed"))) }
+                    writerExited.signal()
+                    return
+                }
+            }
+        }
+    }
+
+    /// Runs a write step; a failure stops the WAL from taking further requests, since what is on disk is
+    /// no longer known. Reopening recovers.
+    private func perform(_ step: () throws(WALError) -> Void) -> Result<Void, WALError> {
+        if let failure = writer.failure { return .failure(failure) }
+        do {
+            try step()
+            return .success(())
+        } catch {
+            logger.error("WAL write failed; refusing further writes until reopened", metadata: ["error": "\(error)"])
+            let failure = WALError(.unavailable, file: directory, "an earlier write failed: \(error)")
+            writer.failure = failure
+            queue.withLock { $0.refusal = failure }
+            return .failure(error)
+        }
+    }
+
+    private func syncFile(_ file: any StorageFile, always: Bool = false) {
+        guard always || options.fsync == .always else { return }
+        do { try file.sync() } catch { fatalError("fdatasync failed on \(file.path): \(error)") }
+    }
+
+    private func io<T>(_ file: String, _ what: String, _ body: () throws -> T) throws(WALError) -> T {
+        do { return try body() } catch { throw WALError(.io, file: file, "\(what): \(error)") }
+    }
+
+    /// Writes the body gathered in `writer.body` as one frame of the current segment and makes it durable.
+    private func writeGroup(entryTerms: [(UInt64, UInt64)], hardState: HardState?) throws(WALError) {
+        guard !writer.body.isEmpty else { return }
+        guard writer.body.bytes.count <= FrameHeader.bytesMax else {
+            throw WALError(.recordTooLarge, file: directory, "a group of \(writer.body.bytes.count) bytes exceeds the frame limit")
+        }
+        if writer.current!.writeOffset >= Int64(options.segmentBytesMax) {
+            let (last, lastTerm) = readState.withLock { ($0.replay.lastIndex, $0.replay.term(at: $0.replay.lastIndex) ?? 0) }
+            try writerCreateSegment(start: .continues, firstIndex: last + 1, previousTerm: lastTerm)
+        }
+        var segment = writer.current!
+        writer.encoder.encode(body: writer.body.bytes, segment: segment.sequence, offset: segment.writeOffset)
+        let frameOffset = segment.writeOffset
+        try io(segment.file.path, "write") { try segment.file.write(writer.encoder.output, at: frameOffset) }
+        syncFile(segment.file)
+        segment.writeOffset += Int64(writer.encoder.output.count)
+        writer.current = segment
+        if let hardState { writer.hardState = hardState }
+        let footprint = Int32(writer.encoder.output.count)
+        readState.withLock { state in
+            if let (first, _) = entryTerms.first {
+                let frame = FrameRef(sequence: segment.sequence, offset: frameOffset, footprint: footprint,
+                                     firstIndex: first, count: UInt32(entryTerms.count))
+                state.replay.append(frame: frame, terms: entryTerms)
+            }
+            if let hardState { state.replay.set(hardState: hardState) }
+        }
+    }
+
+    /// Closes the current segment (cut to its written length, synced) and starts a new one whose first frame
+    /// holds the current hard state. The new file is prepared under a temporary name and renamed into place,
+    /// so a crash leaves either no new segment or a whole one.
+    func writerCreateSegment(start: SegmentHeader.Start, firstIndex: UInt64, previousTerm: UInt64) throws(WALError) {
+        if let current = writer.current {
+            try io(current.file.path, "truncate") { try current.file.truncate(to: current.writeOffset) }
+            syncFile(current.file, always: true)
+        }
+        let header = SegmentHeader(start: start, sequence: writer.nextSequence,
+                                   firstIndex: LogIndex(firstIndex), previousTerm: Term(previousTerm))
+        let path = directory + "/" + header.fileName
+        var body = BodyBuilder()
+        body.append(hardState: writer.hardState)
+        var encoder = FrameEncoder(compressionThresholdBytes: options.compressionThresholdBytes)
+        encoder.encode(body: body.bytes, segment: header.sequence, offset: Int64(SegmentHeader.size))
+        let bytes = header.encoded() + encoder.output
+        let file = try io(path + ".tmp", "create") { () throws -> any StorageFile in
+            let file = try fileSystem.createFile(path + ".tmp")
+            try file.write(bytes, at: 0)
+            if options.preallocate { try file.preallocate(size: Int64(options.segmentBytesMax)) }
+            return file
+        }
+        syncFile(file, always: true)
+        try io(path, "rename") { try fileSystem.rename(path + ".tmp", to: path) }
+        try WAL.syncDirectory(directory, fileSystem)
+        writer.nextSequence += 1
+        writer.segments.append(header)
+        writer.current = OpenSegment(file: file, sequence: header.sequence, writeOffset: Int64(bytes.count))
+        readState.withLock { $0.files[header.sequence] = file }
+        logger.debug("started WAL segment", metadata: ["file": "\(header.fileName)"])
+    }
+
+    private func writerTruncate(after index: UInt64) throws(WALError) {
+        let (last, term) = readState.withLock { ($0.replay.lastIndex, $0.replay.term(at: index)) }
+        guard index < last, let term else { return }
+        try writerCreateSegment(start: .continues, firstIndex: index + 1, previousTerm: term)
+        readState.withLock { $0.replay.truncate(after: index) }
+        // Segments written wholly after the cut hold nothing live; remove the newest first, so any crash
+        // leaves segments that still join up.
+        let lastFresh = writer.segments.lastIndex { $0.start == .fresh } ?? 0
+        let current = writer.segments.count - 1
+        let obsolete = writer.segments.indices.filter { $0 > lastFresh && $0 < current && writer.segments[$0].firstIndex.rawValue > index }
+        for position in obsolete.reversed() {
+            try removeSegment(writer.segments[position])
+            try WAL.syncDirectory(directory, fileSystem)
+        }
+        for position in obsolete.reversed() { writer.segments.remove(at: position) }
+    }
+
+    private func writerRestart(after index: UInt64, term: UInt64, hardState: HardState) throws(WALError) {
+        writer.hardState = hardState
+        let older = writer.segments
+        try writerCreateSegment(start: .fresh, firstIndex: index + 1, previousTerm: term)
+        readState.withLock { state in
+            state.replay.restart(after: index, term: term)
+            state.replay.set(hardState: hardState)
+        }
+        for header in older { try removeSegment(header) }
+        writer.segments.removeFirst(older.count)
+        try WAL.syncDirectory(directory, fileSystem)
+    }
+
+    private func writerCompact(through index: UInt64) throws(WALError) {
+        // The highest live index of each segment, from the live frames.
+        let liveLast: [UInt64: UInt64] = readState.withLock { state in
+            var result: [UInt64: UInt64] = [:]
+            for frame in state.replay.frames { result[frame.sequence] = frame.lastIndex }
+            return result
+        }
+        var removable = 0
+        while removable < writer.segments.count - 1 {
+            let sequence = writer.segments[removable].sequence
+            if let last = liveLast[sequence], last > index { break }
+            removable += 1
+        }
+        guard removable > 0 else { return }
+        for header in writer.segments[..<removable] {  // oldest first: any prefix removed leaves a valid log
+            try removeSegment(header)
+            try WAL.syncDirectory(directory, fileSystem)
+        }
+        let dropped = writer.segments[removable - 1].sequence
+        writer.segments.removeFirst(removable)
+        let first = writer.segments[0]
+        readState.withLock {
+            $0.replay.dropSegments(upTo: dropped, newFirstIndex: first.firstIndex.rawValue,
+                                   newPreviousTerm: first.previousTerm.rawValue)
+        }
+        logger.debug("compacted WAL", metadata: ["segmentsRemoved": "\(removable)", "firstIndex": "\(first.firstIndex)"])
+    }
+
+    private func removeSegment(_ header: SegmentHeader) throws(WALError) {
+        let path = directory + "/" + header.fileName
+        try io(path, "remove") { try fileSystem.removeFile(path) }
+        readState.withLock { state in
+            if let file = state.files.removeValue(forKey: header.sequence) { try? file.close() }
+        }
+    }
+
+    private func writerClose() {
+        if let current = writer.current {
+            do {
+                try current.file.truncate(to: current.writeOffset)
+                syncFile(current.file, always: true)
+            } catch {
+                logger.error("could not trim the last segment on close", metadata: ["error": "\(error)"])
+            }
+        }
+        readState.withLock { state in
+            for file in state.files.values { try? file.close() }
+            state.files.removeAll()
+        }
+        writer.current = nil
+    }
+}
+
+/// A dedicated OS thread for blocking file I/O, so fsync never occupies the cooperative thread pool.
+final class WriterThread: @unchecked Sendable {
+    private let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+
+    func start() {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { context in
+            let me = Unmanaged<WriterThread>.fromOpaque(context!).takeRetainedValue()
+            me.body()
+            return nil
+        }, context)
+        precondition(result == 0, "cannot start the WAL writer thread: error \(result)")
+        pthread_detach(thread)
+    }
+}
+
+import Dispatch
+
+/// A semaphore usable from synchronous code that must wait for an async close.
+final class DispatchSemaphoreBox: Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+    func signal() { semaphore.signal() }
+    func wait() { semaphore.wait() }
+}

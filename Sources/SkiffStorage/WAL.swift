@@ -1,0 +1,260 @@
+import Dispatch
+import Logging
+import SkiffRaft
+import Synchronization
+
+/// A segmented, checksummed write-ahead log of Raft entries and hard state, with group commit.
+///
+/// Guarantees: an append, truncation or hard-state save returns only after it is durable (unless
+/// `fsync` is `.never`); concurrent appends are written in the order they were enqueued and share one
+/// write and one fdatasync; every byte read back is verified. `open` cuts an unfinished write off the end of
+/// the newest segment and fails, naming file and offset, on any other damage.
+///
+/// Leaves out: caching of entries in memory (callers keep their unstable tail), and any Raft rule beyond
+/// "indices are contiguous and terms never decrease".
+public final class WAL: @unchecked Sendable {
+    public let directory: String
+    let options: WALOptions
+    let fileSystem: any FileSystem
+    let logger: Logger
+
+    /// What readers see: the live log and the open segment files. Updated by the writer after durability.
+    struct ReadState {
+        var replay: LogReplay
+        var files: [UInt64: any StorageFile]
+    }
+    let readState: Mutex<ReadState>
+
+    /// Requests not yet taken by the writer, and the log as it will be once they are done.
+    struct Queue {
+        var requests: [Request] = []
+        var lastIndex: UInt64
+        var lastTerm: UInt64
+        var firstIndex: UInt64
+        /// Set once the WAL stops taking requests: closed, or an earlier write failed.
+        var refusal: WALError?
+    }
+    let queue: Mutex<Queue>
+    let wake = DispatchSemaphore(value: 0)
+    let writerExited = DispatchSemaphore(value: 0)
+
+    enum Operation {
+        case append([Entry], HardState?)
+        case truncate(after: UInt64)
+        case restart(after: UInt64, term: UInt64, HardState)
+        case compact(through: UInt64)
+        case close
+    }
+    struct Request {
+        var operation: Operation
+        var done: @Sendable (Result<Void, WALError>) -> Void
+    }
+
+    /// Owned by the writer thread alone once it starts.
+    var writer: WriterState
+
+    private init(directory: String, options: WALOptions, fileSystem: any FileSystem, logger: Logger,
+                 replay: LogReplay, files: [UInt64: any StorageFile], writer: WriterState) {
+        self.directory = directory
+        self.options = options
+        self.fileSystem = fileSystem
+        self.logger = logger
+        self.writer = writer
+        let lastTerm = replay.term(at: replay.lastIndex) ?? 0
+        readState = Mutex(ReadState(replay: replay, files: files))
+        queue = Mutex(Queue(lastIndex: replay.lastIndex, lastTerm: lastTerm, firstIndex: replay.firstIndex))
+    }
+
+    /// Opens the WAL in `directory`, creating it if needed, after verifying every record.
+    public static func open(
+        directory: String, options: WALOptions = WALOptions(),
+        fileSystem: any FileSystem = PosixFileSystem(), logger: Logger = Logger(label: "skiff.wal")
+    ) throws(WALError) -> (WAL, WALRecoveryReport) {
+        try options.validate()
+        do { try fileSystem.createDirectory(directory) } catch {
+            throw WALError(.io, file: directory, "cannot create the WAL directory: \(error)")
+        }
+        var loaded = try WALLoader.load(directory: directory, fileSystem: fileSystem, strict: true)
+        var removed: [String] = []
+        func remove(_ name: String) throws(WALError) {
+            do { try fileSystem.removeFile(directory + "/" + name) } catch {
+                throw WALError(.io, file: directory + "/" + name, "cannot remove: \(error)")
+            }
+            removed.append(name)
+        }
+        for name in loaded.temporaryFiles { try remove(name) }
+        if let lastFresh = loaded.segments.lastIndex(where: \.startsFresh), lastFresh > 0 {
+            for segment in loaded.segments[..<lastFresh] { try remove(segment.fileName) }
+            loaded.segments.removeFirst(lastFresh)
+        }
+        if !removed.isEmpty { try syncDirectory(directory, fileSystem) }
+
+        var writer = WriterState(options: options)
+        var files: [UInt64: any StorageFile] = [:]
+        do {
+            for (position, segment) in loaded.segments.enumerated() {
+                let isNewest = position == loaded.segments.count - 1
+                let file = try fileSystem.openFile(directory + "/" + segment.fileName, writable: isNewest)
+                files[segment.sequence] = file
+                writer.segments.append(SegmentHeader(
+                    start: segment.startsFresh ? .fresh : .continues, sequence: segment.sequence,
+                    firstIndex: LogIndex(segment.firstIndex), previousTerm: Term(segment.previousTerm)))
+                if isNewest {
+                    if let tail = loaded.unfinishedTail {
+                        try file.truncate(to: tail.offset)
+                        try file.sync()
+                    }
+                    writer.current = OpenSegment(file: file, sequence: segment.sequence, writeOffset: segment.validBytes)
+                    if options.preallocate { try file.preallocate(size: Int64(options.segmentBytesMax)) }
+                }
+            }
+        } catch {
+            throw WALError(.io, file: directory, "cannot open segments for writing: \(error)")
+        }
+        writer.nextSequence = (loaded.segments.last?.sequence ?? 0) + 1
+        writer.hardState = loaded.replay.hardState
+        if let tail = loaded.unfinishedTail {
+            logger.warning("cut unfinished write off the WAL", metadata: [
+                "file": "\(tail.fileName)", "offset": "\(tail.offset)", "bytes": "\(tail.bytes)",
+                "kind": "\(tail.allZero ? "preallocated zeros" : "torn write")"])
+        }
+
+        let wal = WAL(directory: directory, options: options, fileSystem: fileSystem, logger: logger,
+                      replay: loaded.replay, files: files, writer: writer)
+        if loaded.segments.isEmpty {
+            try wal.writerCreateSegment(start: .fresh, firstIndex: 1, previousTerm: 0)
+        }
+        wal.startWriter()
+        let report = WALRecoveryReport(
+            segments: loaded.segments, firstIndex: loaded.replay.firstIndex, lastIndex: loaded.replay.lastIndex,
+            hardState: loaded.replay.hardState.description, cutTail: loaded.unfinishedTail, removedFiles: removed)
+        logger.info("opened WAL", metadata: [
+            "directory": "\(directory)", "segments": "\(max(1, loaded.segments.count))",
+            "first": "\(loaded.replay.firstIndex)", "last": "\(loaded.replay.lastIndex)"])
+        return (wal, report)
+    }
+
+    static func syncDirectory(_ directory: String, _ fileSystem: any FileSystem) throws(WALError) {
+        do { try fileSystem.syncDirectory(directory) } catch {
+            fatalError("fsync of directory \(directory) failed: \(error)")
+        }
+    }
+
+    // MARK: State
+
+    /// The index of the first entry still in the log; greater than `lastIndex` when the log is empty.
+    public var firstIndex: LogIndex { readState.withLock { LogIndex($0.replay.firstIndex) } }
+    /// The index of the last durable entry, or `firstIndex - 1` when the log is empty.
+    public var lastIndex: LogIndex { readState.withLock { LogIndex($0.replay.lastIndex) } }
+    /// The last durable hard state.
+    public var hardState: HardState { readState.withLock { $0.replay.hardState } }
+
+    /// The term of the entry at `index`, including `firstIndex - 1` (the term the log starts after);
+    /// nil outside that range.
+    public func term(at index: LogIndex) -> Term? {
+        readState.withLock { $0.replay.term(at: index.rawValue).map { Term($0) } }
+    }
+
+    // MARK: Writes
+
+    /// Appends entries that continue the log (the first index is one past the last entry appended or
+    /// enqueued), optionally with a hard state, durably and atomically.
+    public func append(_ entries: [Entry], hardState: HardState? = nil) async throws(WALError) {
+        try await submit { queue throws(WALError) in
+            if let first = entries.first {
+                precondition(first.index.rawValue == queue.lastIndex + 1,
+                             "append must continue the log: \(first.index) after \(queue.lastIndex)")
+                var previous = queue.lastTerm
+                for (offset, entry) in entries.enumerated() {
+                    precondition(entry.index.rawValue == first.index.rawValue + UInt64(offset), "entries must be contiguous")
+                    precondition(entry.term.rawValue >= previous, "terms never decrease: \(entry.term) after \(previous)")
+                    previous = entry.term.rawValue
+                }
+                queue.lastIndex = entries.last!.index.rawValue
+                queue.lastTerm = previous
+            }
+            return .append(entries, hardState)
+        }
+    }
+
+    /// Appends one entry at the next free index, which it returns once the entry is durable. Many callers may
+    /// do this at once; they share writes and fsyncs.
+    public func append(payload: [UInt8], term: Term, kind: Entry.Kind = .command) async throws(WALError) -> LogIndex {
+        var assigned = LogIndex.zero
+        try await submit { queue throws(WALError) in
+            precondition(term.rawValue >= queue.lastTerm, "terms never decrease: \(term) after \(queue.lastTerm)")
+            queue.lastIndex += 1
+            queue.lastTerm = term.rawValue
+            assigned = LogIndex(queue.lastIndex)
+            return .append([Entry(index: assigned, term: term, kind: kind, payload: payload)], nil)
+        }
+        return assigned
+    }
+
+    /// Durably records a new hard state.
+    public func save(hardState: HardState) async throws(WALError) {
+        try await submit { _ throws(WALError) in .append([], hardState) }
+    }
+
+    /// Drops every entry after `index` (a Raft log conflict). `index` may not be below `firstIndex - 1`.
+    public func truncate(after index: LogIndex) async throws(WALError) {
+        try await submit { queue throws(WALError) in
+            precondition(index.rawValue + 1 >= queue.firstIndex, "cannot truncate into the compacted prefix; restart the log instead")
+            if index.rawValue < queue.lastIndex {
+                queue.lastIndex = index.rawValue
+                queue.lastTerm = readState.withLock { $0.replay.term(at: index.rawValue) } ?? queue.lastTerm
+            }
+            return .truncate(after: index.rawValue)
+        }
+    }
+
+    /// Discards the whole log and starts it afresh after `index` with term `term`: what installing a snapshot
+    /// at that point does. The hard state is saved in the same step.
+    public func restart(after index: LogIndex, term: Term, hardState: HardState) async throws(WALError) {
+        try await submit { queue throws(WALError) in
+            queue.lastIndex = index.rawValue
+            queue.lastTerm = term.rawValue
+            queue.firstIndex = index.rawValue + 1
+            return .restart(after: index.rawValue, term: term.rawValue, hardState)
+        }
+    }
+
+    /// Removes whole segments all of whose entries are at or below `index` (they are in a snapshot).
+    /// The newest segment always stays, so `firstIndex` may stay below `index + 1`.
+    public func compact(through index: LogIndex) async throws(WALError) {
+        try await submit { _ throws(WALError) in .compact(through: index.rawValue) }
+    }
+
+    /// Finishes every request already made, syncs, and closes the files. Later requests fail.
+    public func close() async {
+        do {
+            try await submit { queue throws(WALError) in
+                queue.refusal = WALError(.unavailable, file: directory, "the WAL is closed")
+                return .close
+            }
+        } catch {
+            return  // already closed or failed
+        }
+        writerExited.wait()
+    }
+
+    /// Enqueues the operation `make` builds (under the queue lock, so indices are assigned in queue order)
+    /// and waits for the writer to finish it.
+    private func submit(_ make: (inout Queue) throws(WALError) -> Operation) async throws(WALError) {
+        let result: Result<Void, WALError> = await withCheckedContinuation { continuation in
+            let done: @Sendable (Result<Void, WALError>) -> Void = { continuation.resume(returning: $0) }
+            let refusal = queue.withLock { (queue: inout Queue) -> WALError? in
+                if let refusal = queue.refusal { return refusal }
+                do throws(WALError) {
+                    let operation = try make(&queue)
+                    queue.requests.append(Request(operation: operation, done: done))
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            if let refusal { done(.failure(refusal)) } else { wake.signal() }
+        }
+        try result.get()
+    }
+}

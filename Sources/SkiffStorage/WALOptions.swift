@@ -1,0 +1,45 @@
+/// How a WAL lays out and syncs its files.
+public struct WALOptions: Sendable {
+    /// Whether an append waits for fdatasync.
+    public enum FsyncMode: String, Sendable, CaseIterable {
+        /// Every append returns only after its bytes are durable.
+        case always
+        /// UNSAFE: appends return once written to the page cache; a power loss loses them, and may leave
+        /// a log that opens only after manual repair. For benchmarks only.
+        case never
+    }
+
+    /// A segment that has reached this size is closed and a new one started (a frame is never split).
+    public var segmentBytesMax = 64 << 20
+    /// Frame bodies at least this large are lz4-compressed when that makes them smaller.
+    public var compressionThresholdBytes = 4 << 10
+    /// A group commit stops gathering appends into its frame once the frame body reaches this size.
+    public var groupBytesMax = 8 << 20
+    public var fsync = FsyncMode.always
+    /// Reserve each new segment's full size up front, so appends do not grow the file.
+    public var preallocate = true
+
+    public init() {}
+
+    public func validate() throws(WALError) {
+        guard segmentBytesMax >= 4096, segmentBytesMax <= FrameHeader.bytesMax else {
+            throw WALError(.malformed, file: "options", "segment size must be between 4 KiB and 256 MiB")
+        }
+        guard compressionThresholdBytes >= 0, groupBytesMax >= 1, groupBytesMax <= FrameHeader.bytesMax / 2 else {
+            throw WALError(.malformed, file: "options", "group size must be between 1 byte and 128 MiB")
+        }
+    }
+}
+
+/// What `WAL.open` found and repaired.
+public struct WALRecoveryReport: Sendable {
+    public var segments: [SegmentSummary]
+    public var firstIndex: UInt64
+    public var lastIndex: UInt64
+    public var hardState: String
+    /// The unfinished end of the newest segment that was cut off, if any.
+    public var cutTail: UnfinishedTail?
+    /// Leftovers of interrupted operations that were removed: temporary files, segments made obsolete by a
+    /// fresh start.
+    public var removedFiles: [String]
+}
