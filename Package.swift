@@ -49,7 +49,10 @@ let package = Package(
             path: "Tools/skiff-crash-writer"),
         .testTarget(
             name: "SkiffStorageTests",
-            dependencies: ["SkiffStorage", "skiff-wal", "skiff-crash-writer"],
+            dependencies: [
+                "SkiffStorage", "skiff-wal", "skiff-crash-writer",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             resources: [.copy("Golden")]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import SkiffRaft
 @testable import SkiffStorage
 import Synchronization
@@ -33,10 +34,13 @@ func entries(_ range: ClosedRange<UInt64>, term: UInt64 = 1, size: Int = 24) -> 
     range.map { Entry(index: LogIndex($0), term: Term(term), payload: payload($0, term: term, size: size)) }
 }
 
+/// Tests check outcomes, not log lines; keep the output readable.
+let quietLogger = Logger(label: "skiff.test", factory: { _ in SwiftLogNoOpLogHandler() })
+
 /// Opens a WAL, runs `body`, and closes it.
 func withWAL<T>(_ directory: String, options: WALOptions = smallOptions(),
                 _ body: (WAL, WALRecoveryReport) async throws -> T) async throws -> T {
-    let (wal, report) = try WAL.open(directory: directory, options: options)
+    let (wal, report) = try WAL.open(directory: directory, options: options, logger: quietLogger)
     do {
         let result = try await body(wal, report)
         await wal.close()
@@ -66,6 +70,9 @@ final class CrashingFileSystem: FileSystem {
     init(operationsBeforeCrash: Int) { remaining = Mutex(operationsBeforeCrash) }
 
     struct Crashed: Error {}
+
+    /// Allows `steps` more mutating operations, then crashes.
+    func arm(_ steps: Int) { remaining.withLock { $0 = steps } }
     var hasCrashed: Bool { remaining.withLock { $0 < 0 } }
 
     /// Counts one mutating operation; throws once the budget is spent.
