@@ -40,20 +40,21 @@ let package = Package(
             name: "skiff-bench",
             dependencies: [
                 "SkiffStorage",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/skiff-bench"),
         .executableTarget(
-            name: "skiff-crash-writer",
+            name: "skiff-wal-writer",
             dependencies: ["SkiffStorage"],
-            path: "Tools/skiff-crash-writer"),
+            path: "Tools/skiff-wal-writer"),
         .testTarget(
             name: "SkiffStorageTests",
             dependencies: [
-                "SkiffStorage", "skiff-wal", "skiff-crash-writer",
+                "SkiffStorage", "skiff-wal", "skiff-wal-writer",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            resources: [.copy("Golden")]),
+            exclude: ["Golden"]),
     ],
     swiftLanguageModes: [.v6]
 )

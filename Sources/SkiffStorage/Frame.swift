@@ -89,17 +89,25 @@ struct FrameEncoder {
     }
 }
 
+/// The header of the frame at the start of `bytes` if the frame is whole and verifies: fields in range,
+/// checksum right for this segment and offset, padding zero. Padding is outside the checksum, so it must be
+/// zero for every byte of a frame to be checked.
+func verifiedFrameHeader(_ bytes: UnsafeRawBufferPointer, segment: UInt64, offset: Int64) -> FrameHeader? {
+    guard let header = FrameHeader.parse(bytes, available: bytes.count) else { return nil }
+    let stored = UnsafeRawBufferPointer(rebasing: bytes[FrameHeader.size..<FrameHeader.size + header.storedLength])
+    guard header.expectedCRC(body: stored, segment: segment, offset: offset) == header.crc,
+          bytes[(FrameHeader.size + header.storedLength)..<header.footprint].allSatisfy({ $0 == 0 }) else { return nil }
+    return header
+}
+
 /// Verifies one frame held in `bytes` (which starts at the frame) and returns its raw body.
 /// Returns nil for a frame that is not whole or does not verify; throws only if a verified frame's
 /// compressed body does not decompress, which no torn write can cause.
 func decodeFrame(
     _ bytes: UnsafeRawBufferPointer, segment: UInt64, offset: Int64, file: String
 ) throws(WALError) -> (header: FrameHeader, body: [UInt8])? {
-    guard let header = FrameHeader.parse(bytes, available: bytes.count) else { return nil }
+    guard let header = verifiedFrameHeader(bytes, segment: segment, offset: offset) else { return nil }
     let stored = UnsafeRawBufferPointer(rebasing: bytes[FrameHeader.size..<FrameHeader.size + header.storedLength])
-    guard header.expectedCRC(body: stored, segment: segment, offset: offset) == header.crc else { return nil }
-    // Padding is not under the checksum, so it must be zero for every byte of a frame to be checked.
-    guard bytes[(FrameHeader.size + header.storedLength)..<header.footprint].allSatisfy({ $0 == 0 }) else { return nil }
     guard header.isCompressed else { return (header, Array(stored)) }
     guard let raw = LZ4.decompress(stored, rawCount: header.rawLength) else {
         throw WALError(.malformed, file: file, offset: offset, "frame checksum verifies but its lz4 body does not decode")

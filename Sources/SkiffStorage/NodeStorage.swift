@@ -39,13 +39,14 @@ public final class NodeStorage: Sendable {
     public static func open(
         directory: String, options: StorageOptions = StorageOptions(),
         fileSystem: any FileSystem = PosixFileSystem(), logger: Logger = Logger(label: "skiff.storage")
-    ) throws(WALError) -> (NodeStorage, StorageRecovery) {
+    ) async throws(WALError) -> (NodeStorage, StorageRecovery) {
         try withWALErrors(file: directory) { try fileSystem.createDirectory(directory) }
         let snapshots = SnapshotStore(directory: directory + "/snap", retain: options.snapshotsRetained, fileSystem: fileSystem)
+        let candidates = try snapshots.list()
         let (wal, report) = try WAL.open(directory: directory + "/wal", options: options.wal, fileSystem: fileSystem, logger: logger)
         let logFirst = wal.firstIndex.rawValue
         var rejected: [String] = []
-        for candidate in try snapshots.list() {
+        for candidate in candidates {
             let metadata: SnapshotMetadata
             do throws(WALError) {
                 let reader = try SnapshotReader(path: candidate.path, fileSystem: fileSystem)
@@ -58,7 +59,7 @@ public final class NodeStorage: Sendable {
                 continue
             }
             guard logFirst <= metadata.index.rawValue + 1 else {
-                closeQuietly(wal)
+                await wal.close()
                 let reasons = rejected.isEmpty ? "" : " (newer snapshots failed: \(rejected.joined(separator: "; ")))"
                 throw WALError(.badSnapshot, file: candidate.path,
                                "snapshot ends at index \(metadata.index) but the WAL starts at \(logFirst): entries \(metadata.index.rawValue + 1)...\(logFirst - 1) exist nowhere on this node\(reasons); restore this node from a peer or a backup")
@@ -68,7 +69,7 @@ public final class NodeStorage: Sendable {
                     StorageRecovery(wal: report, snapshot: metadata, snapshotPath: candidate.path, rejectedSnapshots: rejected))
         }
         guard logFirst == 1 else {
-            closeQuietly(wal)
+            await wal.close()
             let reasons = rejected.isEmpty ? "there is no snapshot" : "no snapshot verifies: \(rejected.joined(separator: "; "))"
             throw WALError(.badSnapshot, file: directory, "the WAL starts at index \(logFirst) and \(reasons); entries 1...\(logFirst - 1) exist nowhere on this node")
         }
@@ -96,9 +97,3 @@ public final class NodeStorage: Sendable {
     public func close() async { await wal.close() }
 }
 
-/// Closes a WAL from synchronous code on the way out of a failed open.
-private func closeQuietly(_ wal: WAL) {
-    let done = DispatchSemaphoreBox()
-    Task { await wal.close(); done.signal() }
-    done.wait()
-}

@@ -60,12 +60,13 @@ struct SegmentHeader: Equatable, Sendable {
         let previousTerm = reader.read(UInt64.self)!
         let reserved2 = reader.read(UInt32.self)!
         let storedCRC = reader.read(UInt32.self)!
+        // The version comes before the checksum: a later version may lay out (and check) its header differently.
+        guard version == Self.version else {
+            throw WALError(.unsupportedVersion, file: file, offset: 8, "segment format version \(version); this build reads version \(Self.version)")
+        }
         let actualCRC = Checksum.crc32(UnsafeRawBufferPointer(rebasing: bytes[0..<44]))
         guard storedCRC == actualCRC else {
             throw WALError(.checksumMismatch, file: file, offset: 0, "segment header checksum mismatch")
-        }
-        guard version == Self.version else {
-            throw WALError(.unsupportedVersion, file: file, offset: 8, "segment format version \(version); this build reads version \(Self.version)")
         }
         guard let start = Start(rawValue: startRaw), reserved1 == 0, reserved2 == 0, first >= 1, sequence >= 1 else {
             throw WALError(.malformed, file: file, offset: 0, "segment header has out-of-range fields")

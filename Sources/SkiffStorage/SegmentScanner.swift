@@ -44,13 +44,7 @@ struct SegmentScanner {
         var candidate = offset + 8
         while candidate + FrameHeader.size <= bytes.count {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[candidate...])
-            if let frameHeader = FrameHeader.parse(rest, available: rest.count) {
-                let stored = UnsafeRawBufferPointer(
-                    rebasing: rest[FrameHeader.size..<FrameHeader.size + frameHeader.storedLength])
-                if frameHeader.expectedCRC(body: stored, segment: header.sequence, offset: Int64(candidate)) == frameHeader.crc {
-                    return candidate
-                }
-            }
+            if verifiedFrameHeader(rest, segment: header.sequence, offset: Int64(candidate)) != nil { return candidate }
             candidate += 8
         }
         return nil

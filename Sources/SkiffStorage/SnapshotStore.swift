@@ -40,8 +40,8 @@ public struct SnapshotStore: Sendable {
             try withWALErrors(file: old.path) { try fileSystem.removeFile(old.path) }
         }
         let names = (try? fileSystem.contentsOfDirectory(directory)) ?? []
-        for name in names where name.hasSuffix(".snap.tmp") {
-            try withWALErrors(file: name) { try fileSystem.removeFile(directory + "/" + name) }
+        for name in names where name.hasSuffix(".snap.tmp") {  // one writer per node: nobody else is writing
+            try withWALErrors(file: directory + "/" + name) { try fileSystem.removeFile(directory + "/" + name) }
         }
         try withWALErrors(file: directory) { try fileSystem.syncDirectory(directory) }
     }

@@ -74,9 +74,8 @@ extension WAL {
                     position += 1
                 case .close:
                     writerClose()
-                    request.done(.success(()))
                     for later in batch[(position + 1)...] { later.done(.failure(WALError(.unavailable, file: directory, "the WAL is closed"))) }
-                    writerExited.signal()
+                    request.done(.success(()))
                     return
                 }
             }
@@ -111,9 +110,7 @@ extension WAL {
     /// Writes the body gathered in `writer.body` as one frame of the current segment and makes it durable.
     private func writeGroup(entryTerms: [(UInt64, UInt64)], hardState: HardState?) throws(WALError) {
         guard !writer.body.isEmpty else { return }
-        guard writer.body.bytes.count <= FrameHeader.bytesMax else {
-            throw WALError(.recordTooLarge, file: directory, "a group of \(writer.body.bytes.count) bytes exceeds the frame limit")
-        }
+        precondition(writer.body.bytes.count <= FrameHeader.bytesMax, "appends are size-checked when enqueued")
         if writer.current!.writeOffset >= Int64(options.segmentBytesMax) {
             let (last, lastTerm) = readState.withLock { ($0.replay.lastIndex, $0.replay.term(at: $0.replay.lastIndex) ?? 0) }
             try writerCreateSegment(start: .continues, firstIndex: last + 1, previousTerm: lastTerm)
@@ -171,7 +168,8 @@ extension WAL {
 
     private func writerTruncate(after index: UInt64) throws(WALError) {
         let (last, term) = readState.withLock { ($0.replay.lastIndex, $0.replay.term(at: index)) }
-        guard index < last, let term else { return }
+        guard index < last else { return }
+        guard let term else { preconditionFailure("truncation at \(index) is outside the log; checked when enqueued") }
         try writerCreateSegment(start: .continues, firstIndex: index + 1, previousTerm: term)
         readState.withLock { $0.replay.truncate(after: index) }
         // Segments written wholly after the cut hold nothing live; remove the newest first, so any crash
@@ -224,6 +222,7 @@ extension WAL {
             $0.replay.dropSegments(upTo: dropped, newFirstIndex: first.firstIndex.rawValue,
                                    newPreviousTerm: first.previousTerm.rawValue)
         }
+        queue.withLock { $0.firstIndex = max($0.firstIndex, first.firstIndex.rawValue) }
         logger.debug("compacted WAL", metadata: ["segmentsRemoved": "\(removable)", "firstIndex": "\(first.firstIndex)"])
     }
 
@@ -270,11 +269,3 @@ final class WriterThread: @unchecked Sendable {
     }
 }
 
-import Dispatch
-
-/// A semaphore usable from synchronous code that must wait for an async close.
-final class DispatchSemaphoreBox: Sendable {
-    private let semaphore = DispatchSemaphore(value: 0)
-    func signal() { semaphore.signal() }
-    func wait() { semaphore.wait() }
-}

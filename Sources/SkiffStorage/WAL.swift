@@ -33,10 +33,20 @@ public final class WAL: @unchecked Sendable {
         var firstIndex: UInt64
         /// Set once the WAL stops taking requests: closed, or an earlier write failed.
         var refusal: WALError?
+
+        /// The term of `index` if an append still waiting in the queue holds it (the newest such append wins).
+        func term(at index: UInt64) -> UInt64? {
+            for request in requests.reversed() {
+                if case .append(let entries, _) = request.operation, let first = entries.first,
+                   index >= first.index.rawValue, index <= entries.last!.index.rawValue {
+                    return entries[Int(index - first.index.rawValue)].term.rawValue
+                }
+            }
+            return nil
+        }
     }
     let queue: Mutex<Queue>
     let wake = DispatchSemaphore(value: 0)
-    let writerExited = DispatchSemaphore(value: 0)
 
     enum Operation {
         case append([Entry], HardState?)
@@ -161,6 +171,7 @@ public final class WAL: @unchecked Sendable {
     /// enqueued), optionally with a hard state, durably and atomically.
     public func append(_ entries: [Entry], hardState: HardState? = nil) async throws(WALError) {
         try await submit { queue throws(WALError) in
+            try checkSize(entries)
             if let first = entries.first {
                 precondition(first.index.rawValue == queue.lastIndex + 1,
                              "append must continue the log: \(first.index) after \(queue.lastIndex)")
@@ -182,6 +193,7 @@ public final class WAL: @unchecked Sendable {
     public func append(payload: [UInt8], term: Term, kind: Entry.Kind = .command) async throws(WALError) -> LogIndex {
         var assigned = LogIndex.zero
         try await submit { queue throws(WALError) in
+            try checkSize([Entry(index: .zero, term: term, payload: payload)])
             precondition(term.rawValue >= queue.lastTerm, "terms never decrease: \(term) after \(queue.lastTerm)")
             queue.lastIndex += 1
             queue.lastTerm = term.rawValue
@@ -201,8 +213,8 @@ public final class WAL: @unchecked Sendable {
         try await submit { queue throws(WALError) in
             precondition(index.rawValue + 1 >= queue.firstIndex, "cannot truncate into the compacted prefix; restart the log instead")
             if index.rawValue < queue.lastIndex {
+                queue.lastTerm = queue.term(at: index.rawValue) ?? readState.withLock { $0.replay.term(at: index.rawValue) }!
                 queue.lastIndex = index.rawValue
-                queue.lastTerm = readState.withLock { $0.replay.term(at: index.rawValue) } ?? queue.lastTerm
             }
             return .truncate(after: index.rawValue)
         }
@@ -227,15 +239,23 @@ public final class WAL: @unchecked Sendable {
 
     /// Finishes every request already made, syncs, and closes the files. Later requests fail.
     public func close() async {
-        do {
-            try await submit { queue throws(WALError) in
-                queue.refusal = WALError(.unavailable, file: directory, "the WAL is closed")
-                return .close
-            }
-        } catch {
-            return  // already closed or failed
+        // Answered by the writer once the files are closed; a second close is refused, which is fine.
+        try? await submit { queue throws(WALError) in
+            queue.refusal = WALError(.unavailable, file: directory, "the WAL is closed")
+            return .close
         }
-        writerExited.wait()
+    }
+
+    /// One append may fill at most half a frame, so a group (cut at `groupBytesMax`) always fits in one.
+    static let appendBytesMax = FrameHeader.bytesMax / 2 - (8 << 20)
+
+    private func checkSize(_ entries: [Entry]) throws(WALError) {
+        let bytes = entries.reduce(WALRecord.headerSize + WALRecord.entriesPreambleSize) {
+            $0 + WALRecord.entryHeaderSize + $1.payload.count
+        }
+        guard bytes <= Self.appendBytesMax else {
+            throw WALError(.recordTooLarge, file: directory, "an append of \(bytes) bytes exceeds the limit of \(Self.appendBytesMax)")
+        }
     }
 
     /// Enqueues the operation `make` builds (under the queue lock, so indices are assigned in queue order)

@@ -3,15 +3,13 @@ import SkiffRaft
 /// Why the WAL or a snapshot could not be read back as written, or could not be written.
 ///
 /// Names the file, the byte offset and, where known, the log indices affected, so an operator can tell
-/// which data is at stake. `tornTail` is never thrown by `open`: a torn tail is cut off and reported.
+/// which data is at stake. A torn tail is not an error: `open` cuts it off and reports it.
 public struct WALError: Error, CustomStringConvertible, Sendable {
     public enum Code: String, Sendable {
         /// A record's checksum does not match: the bytes changed after they were made durable.
         case checksumMismatch = "checksum mismatch"
         /// A record or header has a field outside its allowed range (a length, a type, a reserved byte).
         case malformed = "malformed record"
-        /// The last segment ends in a partly written record (reported by inspection, repaired by open).
-        case tornTail = "torn tail"
         /// The file says it was written by a format version this build cannot read.
         case unsupportedVersion = "unsupported version"
         /// A single append is larger than a frame may be.

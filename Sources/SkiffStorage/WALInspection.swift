@@ -27,7 +27,7 @@ public struct WALInspection: Sendable {
     public static func inspect(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> WALInspection {
         let directory = resolve(directory, fileSystem: fileSystem)
         guard fileSystem.isDirectory(directory) else {
-            throw WALError(.notAWAL, file: directory, "no such directory")
+            throw WALError(.notAWAL, file: directory, fileSystem.fileExists(directory) ? "not a directory" : "no such directory")
         }
         let loaded = try WALLoader.load(directory: directory, fileSystem: fileSystem, strict: false)
         guard !loaded.segments.isEmpty || !loaded.problems.isEmpty else {
@@ -50,12 +50,18 @@ public struct WALInspection: Sendable {
 
     /// Calls `visit` for every record of every verified frame, in file order. `superseded(index)` tells, for an
     /// entry of this segment, whether a later segment replaced or discarded it (a truncation or fresh start).
-    /// A segment's scan stops at its first frame that does not verify.
+    /// A segment's scan stops at its first frame that does not verify; the returned notes say where, one per
+    /// segment that could not be read to its end.
+    @discardableResult
     public static func forEachRecord(
         directory: String, fileSystem: any FileSystem = PosixFileSystem(),
         _ visit: (Location, WALRecord, _ superseded: (UInt64) -> Bool) throws -> Void
-    ) throws {
+    ) throws -> [String] {
         let directory = resolve(directory, fileSystem: fileSystem)
+        guard fileSystem.isDirectory(directory) else {
+            throw WALError(.notAWAL, file: directory, "not a directory")
+        }
+        var notes: [String] = []
         let names = try WALLoader.segmentNames(in: directory, fileSystem: fileSystem).segments
         guard !names.isEmpty else {
             throw WALError(.notAWAL, file: directory, "no WAL segment files in this directory")
@@ -69,7 +75,12 @@ public struct WALInspection: Sendable {
                 defer { try? file.close() }
                 return try file.read(count: Int(try file.size()), at: 0)
             }
-            headers.append(try? bytes.withUnsafeBytes { try SegmentHeader.decode($0, file: path) })
+            do {
+                headers.append(try bytes.withUnsafeBytes { try SegmentHeader.decode($0, file: path) })
+            } catch {
+                headers.append(nil)
+                notes.append("skipped \(name): \(error)")
+            }
             contents.append(bytes)
         }
         for (position, name) in names.enumerated() {
@@ -80,7 +91,7 @@ public struct WALInspection: Sendable {
                 cut = min(cut, later.start == .fresh ? 0 : later.firstIndex.rawValue)
             }
             let scanner = SegmentScanner(file: directory + "/" + name, header: header)
-            _ = try contents[position].withUnsafeBytes { bytes in
+            let ending = try contents[position].withUnsafeBytes { bytes in
                 try scanner.scan(bytes) { offset, frame, body in
                     let location = Location(fileName: name, frameOffset: offset, frameStoredBytes: frame.storedLength,
                                             frameRawBytes: frame.rawLength, compressed: frame.isCompressed)
@@ -89,6 +100,15 @@ public struct WALInspection: Sendable {
                     }
                 }
             }
+            switch ending {
+            case .clean: break
+            case .unfinished(let offset, _) where contents[position][Int(offset)...].allSatisfy({ $0 == 0 }): break
+            case .unfinished(let offset, let count):
+                notes.append("\(name): stopped at byte \(offset): \(count) bytes of an unfinished write")
+            case .corrupt(let offset, let next):
+                notes.append("\(name): stopped at byte \(offset): frame does not verify (a verified frame follows at byte \(next))")
+            }
         }
+        return notes
     }
 }

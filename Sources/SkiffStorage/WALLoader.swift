@@ -93,7 +93,10 @@ enum WALLoader {
                         summary.storedBodyBytes += Int64(frameHeader.storedLength)
                         summary.rawBodyBytes += Int64(frameHeader.rawLength)
                         summary.validBytes = offset + Int64(frameHeader.footprint)
-                        try countRecords(body, into: &summary)
+                        do { try countRecords(body, into: &summary) } catch {
+                            throw WALError(.malformed, file: path, offset: offset,
+                                           "frame verifies but its body does not parse: \((error as? BodyFormatError)?.detail ?? "\(error)")")
+                        }
                         if replayIsSound {
                             try loaded.replay.apply(body: body, sequence: header.sequence, offset: offset,
                                                     footprint: frameHeader.footprint, file: path)

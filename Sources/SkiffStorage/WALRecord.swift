@@ -99,17 +99,19 @@ enum BodyParser {
     ) throws {
         var reader = ByteReader(body)
         while reader.remaining > 0 {
-            guard let type = reader.read(UInt8.self), reader.skip(3), let length = reader.read(UInt32.self),
+            guard let type = reader.read(UInt8.self), let reserved = reader.readBytes(3), let length = reader.read(UInt32.self),
                   let content = reader.readBytes(Int(length)) else {
                 throw BodyFormatError(detail: "record header runs past the end of the body")
             }
+            guard reserved.allSatisfy({ $0 == 0 }) else { throw BodyFormatError(detail: "record header has non-zero reserved bytes") }
             var inner = ByteReader(content)
             switch type {
             case WALRecord.typeEntries:
-                guard let first = inner.read(UInt64.self), let count = inner.read(UInt32.self), inner.skip(4),
-                      first >= 1 else {
+                guard let first = inner.read(UInt64.self), let count = inner.read(UInt32.self),
+                      let reservedCount = inner.read(UInt32.self), first >= 1 else {
                     throw BodyFormatError(detail: "entries record is too short")
                 }
+                guard reservedCount == 0 else { throw BodyFormatError(detail: "entries record has non-zero reserved bytes") }
                 let entryBytes = UnsafeRawBufferPointer(rebasing: content[inner.offset...])
                 try visit(.entries(firstIndex: first, count: Int(count), content: entryBytes))
             case WALRecord.typeHardState:
@@ -132,10 +134,11 @@ enum BodyParser {
     ) throws {
         var reader = ByteReader(content)
         for _ in 0..<count {
-            guard let term = reader.read(UInt64.self), let kindRaw = reader.read(UInt8.self), reader.skip(3),
+            guard let term = reader.read(UInt64.self), let kindRaw = reader.read(UInt8.self), let reserved = reader.readBytes(3),
                   let length = reader.read(UInt32.self), let payload = reader.readBytes(Int(length)) else {
                 throw BodyFormatError(detail: "entry runs past the end of its record")
             }
+            guard reserved.allSatisfy({ $0 == 0 }) else { throw BodyFormatError(detail: "entry has non-zero reserved bytes") }
             guard let kind = Entry.Kind(rawValue: kindRaw) else {
                 throw BodyFormatError(detail: "unknown entry kind \(kindRaw)")
             }

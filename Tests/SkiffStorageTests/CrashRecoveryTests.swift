@@ -214,7 +214,7 @@ import Testing
         var acknowledged: [UInt64: String] = [:]
         for round in 0..<20 {
             let process = Process()
-            process.executableURL = try toolURL("skiff-crash-writer")
+            process.executableURL = try toolURL("skiff-wal-writer")
             process.arguments = [dir.path, "16"]
             let pipe = Pipe()
             process.standardOutput = pipe

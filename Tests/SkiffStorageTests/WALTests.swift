@@ -164,3 +164,47 @@ import Testing
         await #expect(throws: WALError.self) { try await wal.append(entries(1...1)) }
     }
 }
+
+@Suite struct WALEdgeTests {
+    @Test func anOversizedAppendIsRefusedAndTheWALStaysUsable() async throws {
+        let dir = TemporaryDirectory()
+        try await withWAL(dir.path) { wal, _ async throws in
+            try await wal.append(entries(1...3))
+            let huge = Entry(index: LogIndex(4), term: Term(1), payload: [UInt8](repeating: 7, count: WAL.appendBytesMax))
+            await #expect { try await wal.append([huge]) } throws: { ($0 as? WALError)?.code == .recordTooLarge }
+            try await wal.append(entries(4...5))
+            #expect(try allEntries(wal) == entries(1...5))
+        }
+    }
+
+    @Test func truncatingIntoQueuedAppendsTakesTheirTerm() async throws {
+        let dir = TemporaryDirectory()
+        try await withWAL(dir.path) { wal, _ async throws in
+            try await wal.append(entries(1...10))
+            // Enqueue without waiting, so the truncation point may still be in the queue.
+            async let first: Void = wal.append(entries(11...15, term: 2))
+            async let second: Void = wal.append(entries(16...20, term: 3))
+            try await first
+            try await second
+            try await wal.truncate(after: LogIndex(15))
+            try await wal.append(entries(16...17, term: 2))  // term 2 follows term 2: must be accepted
+            #expect(try allEntries(wal) == entries(1...10) + entries(11...17, term: 2))
+        }
+    }
+
+    @Test func truncationAfterCompactionKeepsTheLogWhole() async throws {
+        let dir = TemporaryDirectory()
+        try await withWAL(dir.path) { wal, _ async throws in
+            for index in stride(from: UInt64(1), through: 300, by: 10) { try await wal.append(entries(index...(index + 9))) }
+            try await wal.compact(through: LogIndex(200))
+            let first = wal.firstIndex.rawValue
+            #expect(first > 1)
+            try await wal.truncate(after: LogIndex(250))
+            try await wal.append(entries(251...260, term: 2))
+        }
+        try await withWAL(dir.path) { wal, _ async throws in
+            let first = wal.firstIndex.rawValue
+            #expect(try allEntries(wal) == entries(first...250) + entries(251...260, term: 2))
+        }
+    }
+}
