@@ -54,38 +54,55 @@ struct FrameHeader: Equatable, Sendable {
     }
 }
 
-/// Turns a raw body into the bytes of one frame, compressing when it pays. Reuses its buffers across calls.
+/// Turns a body built by `BodyBuilder` into the bytes of one frame, compressing when it pays. Reuses its
+/// buffers across calls; an uncompressed body becomes the frame in place, without a copy.
 struct FrameEncoder {
     /// Bodies at least this large are offered to lz4.
     var compressionThresholdBytes: Int
+    /// Bodies larger than this are compressed only if their first this-many bytes compress to 7/8 or less:
+    /// random data is not run through lz4 whole for nothing.
+    static let sampleBytes = 64 << 10
     private var compressed: [UInt8] = []
+    /// The finished frame after `encode`.
     private(set) var output: [UInt8] = []
 
     init(compressionThresholdBytes: Int) { self.compressionThresholdBytes = compressionThresholdBytes }
 
-    /// Encodes `body` as a frame at `offset` of segment `segment`; the result is in `output`.
-    mutating func encode(body: [UInt8], segment: UInt64, offset: Int64) {
-        precondition(body.count <= FrameHeader.bytesMax, "frame body of \(body.count) bytes exceeds the limit")
-        let useCompression = body.count >= compressionThresholdBytes
-            && body.withUnsafeBytes { LZ4.compress($0, into: &compressed) }
-        output.removeAll(keepingCapacity: true)
-        let storedCount = useCompression ? compressed.count : body.count
-        let flags: UInt8 = useCompression ? FrameHeader.flagCompressed : 0
-        var header = FrameHeader(storedLength: storedCount, flags: flags, rawLength: body.count, crc: 0)
-        func emit(_ stored: UnsafeRawBufferPointer) {
-            header.crc = header.expectedCRC(body: stored, segment: segment, offset: offset)
-            var head = ByteWriter(capacity: FrameHeader.size)
-            head.append(UInt32(header.storedLength))
-            head.append(FrameHeader.typeBatch)
-            head.append(header.flags)
-            head.append(UInt16(0))
-            head.append(UInt32(header.rawLength))
-            head.append(header.crc)
-            output.append(contentsOf: head.bytes)
-            output.append(contentsOf: stored)
-            output.append(contentsOf: repeatElement(0, count: header.footprint - FrameHeader.size - storedCount))
+    /// Encodes the body in `builder` as a frame at `offset` of segment `segment`; the result is in `output`.
+    /// Leaves `builder` to be reset before reuse.
+    mutating func encode(_ builder: inout BodyBuilder, segment: UInt64, offset: Int64) {
+        let rawCount = builder.bodyCount
+        precondition(rawCount <= FrameHeader.bytesMax, "frame body of \(rawCount) bytes exceeds the limit")
+        let useCompression = rawCount >= compressionThresholdBytes && builder.bytes.withUnsafeBytes { all in
+            let body = UnsafeRawBufferPointer(rebasing: all[FrameHeader.size...])
+            if body.count > Self.sampleBytes {
+                let sample = UnsafeRawBufferPointer(rebasing: body[..<Self.sampleBytes])
+                guard LZ4.compress(sample, into: &compressed), compressed.count <= Self.sampleBytes / 8 * 7 else { return false }
+            }
+            return LZ4.compress(body, into: &compressed)
         }
-        if useCompression { compressed.withUnsafeBytes(emit) } else { body.withUnsafeBytes(emit) }
+        if useCompression {
+            output.removeAll(keepingCapacity: true)
+            output.append(contentsOf: repeatElement(0, count: FrameHeader.size))
+            output.append(contentsOf: compressed)
+        } else {
+            swap(&output, &builder.bytes)  // the body becomes the frame; the builder gets the old buffer
+        }
+        let storedCount = output.count - FrameHeader.size
+        var header = FrameHeader(storedLength: storedCount, flags: useCompression ? FrameHeader.flagCompressed : 0,
+                                 rawLength: rawCount, crc: 0)
+        header.crc = output.withUnsafeBytes {
+            header.expectedCRC(body: UnsafeRawBufferPointer(rebasing: $0[FrameHeader.size...]), segment: segment, offset: offset)
+        }
+        var head = ByteWriter(capacity: FrameHeader.size)
+        head.append(UInt32(header.storedLength))
+        head.append(FrameHeader.typeBatch)
+        head.append(header.flags)
+        head.append(UInt16(0))
+        head.append(UInt32(header.rawLength))
+        head.append(header.crc)
+        output.replaceSubrange(0..<FrameHeader.size, with: head.bytes)
+        output.append(contentsOf: repeatElement(0, count: header.footprint - output.count))
     }
 }
 
@@ -100,17 +117,19 @@ func verifiedFrameHeader(_ bytes: UnsafeRawBufferPointer, segment: UInt64, offse
     return header
 }
 
-/// Verifies one frame held in `bytes` (which starts at the frame) and returns its raw body.
-/// Returns nil for a frame that is not whole or does not verify; throws only if a verified frame's
-/// compressed body does not decompress, which no torn write can cause.
-func decodeFrame(
-    _ bytes: UnsafeRawBufferPointer, segment: UInt64, offset: Int64, file: String
-) throws(WALError) -> (header: FrameHeader, body: [UInt8])? {
+/// Verifies the frame at the start of `bytes` and calls `body` with its header and raw body: the stored
+/// bytes in place when uncompressed, else decompressed. Returns nil, without calling `body`, for a frame that
+/// is not whole or does not verify; throws `.malformed` if a verified frame's lz4 body does not decode,
+/// which no torn write can cause.
+func withDecodedFrame<T>(
+    _ bytes: UnsafeRawBufferPointer, segment: UInt64, offset: Int64, file: String,
+    _ body: (FrameHeader, UnsafeRawBufferPointer) throws -> T
+) throws -> T? {
     guard let header = verifiedFrameHeader(bytes, segment: segment, offset: offset) else { return nil }
     let stored = UnsafeRawBufferPointer(rebasing: bytes[FrameHeader.size..<FrameHeader.size + header.storedLength])
-    guard header.isCompressed else { return (header, Array(stored)) }
+    guard header.isCompressed else { return try body(header, stored) }
     guard let raw = LZ4.decompress(stored, rawCount: header.rawLength) else {
         throw WALError(.malformed, file: file, offset: offset, "frame checksum verifies but its lz4 body does not decode")
     }
-    return (header, raw)
+    return try raw.withUnsafeBytes { try body(header, $0) }
 }

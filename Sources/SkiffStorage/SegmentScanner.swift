@@ -27,14 +27,17 @@ struct SegmentScanner {
         var offset = SegmentHeader.size
         while offset < bytes.count {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
-            guard let frame = try decodeFrame(rest, segment: header.sequence, offset: Int64(offset), file: file) else {
+            let frameOffset = Int64(offset)
+            guard let footprint = try withDecodedFrame(rest, segment: header.sequence, offset: frameOffset, file: file, { frame, body in
+                try visit(frameOffset, frame, body)
+                return frame.footprint
+            }) else {
                 if let next = nextValidFrame(in: bytes, after: offset) {
                     return .corrupt(offset: Int64(offset), nextValidOffset: Int64(next))
                 }
                 return .unfinished(offset: Int64(offset), bytes: Int64(bytes.count - offset))
             }
-            try frame.body.withUnsafeBytes { try visit(Int64(offset), frame.header, $0) }
-            offset += frame.header.footprint
+            offset += footprint
         }
         return .clean
     }

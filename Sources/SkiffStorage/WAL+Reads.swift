@@ -49,22 +49,25 @@ extension WAL {
             throw WALError(.io, file: file.path, offset: frame.offset, "read failed: \(error)")
         }
         let indices = frame.firstIndex...frame.lastIndex
-        let decoded = try withWALErrors(file: file.path) {
-            try bytes.withUnsafeBytes { try decodeFrame($0, segment: frame.sequence, offset: frame.offset, file: file.path) }
+        let entries = try withWALErrors(file: file.path) {
+            try bytes.withUnsafeBytes { buffer in
+                try withDecodedFrame(buffer, segment: frame.sequence, offset: frame.offset, file: file.path) { _, body in
+                    do {
+                        var entries: [Entry] = []
+                        for case .entries(let run) in try BodyParser.records(in: body) {
+                            entries.append(contentsOf: run.lazy.filter { indices.contains($0.index.rawValue) })
+                        }
+                        return entries
+                    } catch {
+                        throw WALError(.malformed, file: file.path, offset: frame.offset, indices: indices, "\(error)")
+                    }
+                }
+            }
         }
-        guard let decoded else {
+        guard let entries else {
             throw WALError(.checksumMismatch, file: file.path, offset: frame.offset, indices: indices,
                            "frame no longer verifies")
         }
-        do {
-            let records = try decoded.body.withUnsafeBytes { try BodyParser.records(in: $0) }
-            var entries: [Entry] = []
-            for case .entries(let run) in records {
-                entries.append(contentsOf: run.lazy.filter { indices.contains($0.index.rawValue) })
-            }
-            return entries
-        } catch {
-            throw WALError(.malformed, file: file.path, offset: frame.offset, indices: indices, "\(error)")
-        }
+        return entries
     }
 }

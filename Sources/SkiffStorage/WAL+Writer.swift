@@ -27,6 +27,11 @@ struct WriterState {
     init(options: WALOptions) {
         encoder = FrameEncoder(compressionThresholdBytes: options.compressionThresholdBytes)
     }
+
+    /// Encodes the gathered body as a frame at `offset` of the current segment; the frame is in `encoder.output`.
+    mutating func encodeBody(segment: UInt64, offset: Int64) {
+        encoder.encode(&body, segment: segment, offset: offset)
+    }
 }
 
 extension WAL {
@@ -53,7 +58,7 @@ extension WAL {
                     var entryTerms: [(UInt64, UInt64)] = []
                     var newHardState: HardState?
                     while end < batch.count, case .append(let entries, let hardState) = batch[end].operation,
-                          end == position || writer.body.bytes.count < options.groupBytesMax {
+                          end == position || writer.body.bodyCount < options.groupBytesMax {
                         writer.body.append(entries: entries)
                         for entry in entries { entryTerms.append((entry.index.rawValue, entry.term.rawValue)) }
                         if let hardState { newHardState = hardState }
@@ -110,13 +115,13 @@ extension WAL {
     /// Writes the body gathered in `writer.body` as one frame of the current segment and makes it durable.
     private func writeGroup(entryTerms: [(UInt64, UInt64)], hardState: HardState?) throws(WALError) {
         guard !writer.body.isEmpty else { return }
-        precondition(writer.body.bytes.count <= FrameHeader.bytesMax, "appends are size-checked when enqueued")
+        precondition(writer.body.bodyCount <= FrameHeader.bytesMax, "appends are size-checked when enqueued")
         if writer.current!.writeOffset >= Int64(options.segmentBytesMax) {
             let (last, lastTerm) = readState.withLock { ($0.replay.lastIndex, $0.replay.term(at: $0.replay.lastIndex) ?? 0) }
             try writerCreateSegment(start: .continues, firstIndex: last + 1, previousTerm: lastTerm)
         }
         var segment = writer.current!
-        writer.encoder.encode(body: writer.body.bytes, segment: segment.sequence, offset: segment.writeOffset)
+        writer.encodeBody(segment: segment.sequence, offset: segment.writeOffset)
         let frameOffset = segment.writeOffset
         try io(segment.file.path, "write") { try segment.file.write(writer.encoder.output, at: frameOffset) }
         syncFile(segment.file)
@@ -148,7 +153,7 @@ extension WAL {
         var body = BodyBuilder()
         body.append(hardState: writer.hardState)
         var encoder = FrameEncoder(compressionThresholdBytes: options.compressionThresholdBytes)
-        encoder.encode(body: body.bytes, segment: header.sequence, offset: Int64(SegmentHeader.size))
+        encoder.encode(&body, segment: header.sequence, offset: Int64(SegmentHeader.size))
         let bytes = header.encoded() + encoder.output
         let file = try io(path + ".tmp", "create") { () throws -> any StorageFile in
             let file = try fileSystem.createFile(path + ".tmp")

@@ -263,17 +263,18 @@ public final class WAL: @unchecked Sendable {
     private func submit(_ make: (inout Queue) throws(WALError) -> Operation) async throws(WALError) {
         let result: Result<Void, WALError> = await withCheckedContinuation { continuation in
             let done: @Sendable (Result<Void, WALError>) -> Void = { continuation.resume(returning: $0) }
-            let refusal = queue.withLock { (queue: inout Queue) -> WALError? in
-                if let refusal = queue.refusal { return refusal }
+            // The writer is woken only when the queue stops being empty: it takes everything queued when it wakes.
+            let (refusal, wakeWriter) = queue.withLock { (queue: inout Queue) -> (WALError?, Bool) in
+                if let refusal = queue.refusal { return (refusal, false) }
                 do throws(WALError) {
                     let operation = try make(&queue)
                     queue.requests.append(Request(operation: operation, done: done))
-                    return nil
+                    return (nil, queue.requests.count == 1)
                 } catch {
-                    return error
+                    return (error, false)
                 }
             }
-            if let refusal { done(.failure(refusal)) } else { wake.signal() }
+            if let refusal { done(.failure(refusal)) } else if wakeWriter { wake.signal() }
         }
         try result.get()
     }

@@ -47,6 +47,7 @@ enum WALLoader {
         var loaded = LoadedWAL()
         loaded.temporaryFiles = temporary
         var replayIsSound = true
+        var buffer: [UInt8] = []  // one read buffer for every segment: no zeroing, no fresh pages each time
         func report(_ error: WALError) throws(WALError) {
             if strict { throw error }
             loaded.problems.append(error)
@@ -55,15 +56,18 @@ enum WALLoader {
         for (position, name) in names.enumerated() {
             let path = directory + "/" + name
             let isNewest = position == names.count - 1
-            let bytes: [UInt8]
+            let count: Int
             do {
                 let file = try fileSystem.openFile(path, writable: false)
                 defer { try? file.close() }
-                bytes = try file.read(count: Int(try file.size()), at: 0)
+                let size = Int(try file.size())
+                if buffer.count < size { buffer = [UInt8](unsafeUninitializedCapacity: size) { $1 = size } }
+                count = try buffer.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<size]), at: 0) }
             } catch {
                 try report(WALError(.io, file: path, "cannot read: \(error)"))
                 continue
             }
+            let bytes = buffer[..<count]
             let header: SegmentHeader
             do {
                 header = try withWALErrors(file: path) { try bytes.withUnsafeBytes { try SegmentHeader.decode($0, file: path) } }
@@ -87,8 +91,8 @@ enum WALLoader {
             let scanner = SegmentScanner(file: path, header: header)
             let ending: SegmentScanner.Ending
             do {
-                ending = try bytes.withUnsafeBytes { buffer in
-                    try scanner.scan(buffer) { offset, frameHeader, body in
+                ending = try bytes.withUnsafeBytes { segmentBytes in
+                    try scanner.scan(segmentBytes) { offset, frameHeader, body in
                         summary.frames += 1
                         summary.storedBodyBytes += Int64(frameHeader.storedLength)
                         summary.rawBodyBytes += Int64(frameHeader.rawLength)
@@ -154,9 +158,8 @@ enum WALLoader {
     /// The first entry index in the verified frame at `offset`, if it has entries.
     private static func firstEntryIndex(in bytes: UnsafeRawBufferPointer, frameAt offset: Int, sequence: UInt64) -> UInt64? {
         let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
-        guard let frame = try? decodeFrame(rest, segment: sequence, offset: Int64(offset), file: "") else { return nil }
         var first: UInt64?
-        try? frame.body.withUnsafeBytes { body in
+        _ = try? withDecodedFrame(rest, segment: sequence, offset: Int64(offset), file: "") { _, body in
             try BodyParser.forEachRecord(in: body) { view in
                 if case .entries(let index, _, _) = view, first == nil { first = index }
             }

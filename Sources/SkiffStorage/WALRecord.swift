@@ -19,15 +19,21 @@ public enum WALRecord: Hashable, Sendable {
 }
 
 /// Builds a frame body record by record. Consecutive entry runs that join up share one entries record.
+///
+/// The body is built after `FrameHeader.size` reserved bytes, so `FrameEncoder` can turn it into a frame in
+/// place, without copying the body.
 struct BodyBuilder {
-    private(set) var bytes: [UInt8] = []
+    /// The reserved frame header space, then the body.
+    var bytes: [UInt8] = Array(repeating: 0, count: FrameHeader.size)
     /// Where the open entries record starts, and the index its next entry must have.
     private var openEntries: (start: Int, nextIndex: UInt64, count: UInt32)?
 
-    var isEmpty: Bool { bytes.isEmpty }
+    var isEmpty: Bool { bytes.count == FrameHeader.size }
+    var bodyCount: Int { bytes.count - FrameHeader.size }
 
     mutating func reset() {
         bytes.removeAll(keepingCapacity: true)
+        bytes.append(contentsOf: repeatElement(0, count: FrameHeader.size))
         openEntries = nil
     }
 

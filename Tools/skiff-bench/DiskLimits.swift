@@ -2,18 +2,19 @@ import Foundation
 
 /// The machine's own limits, measured with plain system calls on the directory under test.
 enum DiskLimits {
-    /// 4 KiB appends to a new file, each followed by fdatasync: what one durable write at a time can do.
-    static func appendSyncRate(directory: String, seconds: Double) throws -> (perSecond: Double, p50Micros: Double) {
+    /// Appends of `blockBytes` to a new file, each followed by fdatasync: what one durable write at a time
+    /// can do (4 KiB: the fsync rate; 1 MiB: the bandwidth of a writer that syncs every megabyte).
+    static func appendSyncRate(directory: String, seconds: Double, blockBytes: Int = 4096) throws -> (perSecond: Double, p50Micros: Double) {
         let path = directory + "/fsync-probe"
         let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0o644)
         guard fd >= 0 else { throw POSIXError(.init(rawValue: errno)!) }
         defer { close(fd); unlink(path) }
-        let block = noise(4096, seed: 1)
+        let block = noise(blockBytes, seed: 1)
         var latencies: [Double] = []
         let start = now()
         while now() - start < seconds {
             let before = now()
-            _ = block.withUnsafeBytes { write(fd, $0.baseAddress, 4096) }
+            _ = block.withUnsafeBytes { write(fd, $0.baseAddress, blockBytes) }
             fdatasync(fd)
             latencies.append(now() - before)
         }

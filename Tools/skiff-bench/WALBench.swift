@@ -15,6 +15,9 @@ struct WALBench: AsyncParsableCommand {
     @Option(help: "Size of the WAL whose recovery is timed, in MiB.") var recoveryMib = 1024
     @Option(help: "fsync mode for the append cases: always, or never (UNSAFE, for comparison only).")
     var fsync = "always"
+    @Option(help: "Entry sizes in bytes, comma-separated.") var sizes = "100,4096"
+    @Option(help: "Concurrent appender counts, comma-separated; the first is the baseline.") var appenders = "1,16,256"
+    @Flag(help: "Only the append cases: skip the machine limits, recovery and lz4 figures.") var appendsOnly = false
 
     func run() async throws {
         guard let mode = WALOptions.FsyncMode(rawValue: fsync) else { throw ValidationError("--fsync must be always or never") }
@@ -23,21 +26,32 @@ struct WALBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: root) }
         print("skiff-bench wal: \(ProcessInfo.processInfo.processorCount) cores, directory \(root), fsync \(mode.rawValue)\(mode == .never ? " (UNSAFE)" : "")")
 
-        let sync = try DiskLimits.appendSyncRate(directory: root, seconds: seconds)
-        let sequential = try DiskLimits.sequentialWriteBandwidth(directory: root, bytes: 1 << 30)
-        print("\nmachine limits (same run):")
-        print("  4 KiB append + fdatasync: \(formatRate(sync.perSecond))/s, p50 \(Int(sync.p50Micros)) us")
-        print("  sequential write, 1 MiB blocks, one fdatasync: \(megabytes(sequential)) MB/s")
+        let sizeList = sizes.split(separator: ",").compactMap { Int($0) }
+        let appenderList = appenders.split(separator: ",").compactMap { Int($0) }
+        guard !sizeList.isEmpty, !appenderList.isEmpty, (sizeList + appenderList).allSatisfy({ $0 > 0 }) else {
+            throw ValidationError("--sizes and --appenders take positive whole numbers, comma-separated")
+        }
+        var sync = (perSecond: Double.nan, p50Micros: Double.nan)
+        var sequential = Double.nan
+        if !appendsOnly {
+            sync = try DiskLimits.appendSyncRate(directory: root, seconds: seconds)
+            sequential = try DiskLimits.sequentialWriteBandwidth(directory: root, bytes: 1 << 30)
+            let megabyteSync = try DiskLimits.appendSyncRate(directory: root, seconds: seconds, blockBytes: 1 << 20)
+            print("\nmachine limits (same run):")
+            print("  4 KiB append + fdatasync: \(formatRate(sync.perSecond))/s, p50 \(Int(sync.p50Micros)) us")
+            print("  sequential write, 1 MiB blocks, one fdatasync at the end: \(megabytes(sequential)) MB/s")
+            print("  1 MiB append + fdatasync: \(megabytes(megabyteSync.perSecond * 1048576)) MB/s, p50 \(Int(megabyteSync.p50Micros)) us")
+        }
 
         print("\nappends, fsync \(mode.rawValue), random (incompressible) payloads, \(seconds) s each:")
-        var rows = [["entry", "appenders", "entries/s", "logical MB/s", "on-disk MB/s", "x one appender", "x fsync rate", "disk/seq"]]
-        for size in [100, 4096] {
+        var rows = [["entry", "appenders", "entries/s", "logical MB/s", "on-disk MB/s", "x baseline", "x fsync rate", "disk/seq"]]
+        for size in sizeList {
             var single = 0.0
-            for appenders in [1, 16, 256] {
+            for appenders in appenderList {
                 let result = try await appendCase(root: root, size: size, appenders: appenders, mode: mode)
-                if appenders == 1 { single = result.entriesPerSecond }
+                if appenders == appenderList[0] { single = result.entriesPerSecond }
                 rows.append([
-                    size == 100 ? "100 B" : "4 KiB", String(appenders), formatRate(result.entriesPerSecond),
+                    size % 1024 == 0 ? "\(size / 1024) KiB" : "\(size) B", String(appenders), formatRate(result.entriesPerSecond),
                     megabytes(result.logicalBytesPerSecond), megabytes(result.diskBytesPerSecond),
                     String(format: "%.1f", result.entriesPerSecond / single),
                     String(format: "%.2f", result.entriesPerSecond / sync.perSecond),
@@ -46,6 +60,7 @@ struct WALBench: AsyncParsableCommand {
             }
         }
         printTable(rows)
+        guard !appendsOnly else { return }
 
         print("\nrecovery (WAL.open verifies every frame), \(recoveryMib) MiB WAL of 4 KiB entries:")
         try await recoveryCase(root: root)
