@@ -103,6 +103,10 @@ struct FrameEncoder {
         head.append(header.crc)
         output.replaceSubrange(0..<FrameHeader.size, with: head.bytes)
         output.append(contentsOf: repeatElement(0, count: header.footprint - output.count))
+        // Check the frame at a second point: what was just encoded must decode to the same body (debug builds).
+        assert(output.withUnsafeBytes { frame in
+            (try? withDecodedFrame(frame, segment: segment, offset: offset, file: "") { _, body in body.count == rawCount }) == true
+        }, "frame at \(offset) of segment \(segment) does not decode after encoding")
     }
 }
 

@@ -130,13 +130,22 @@ struct WALBench: AsyncParsableCommand {
         }
         await wal.close()
         let logical = Double((next - 1) * 4096)
-        let start = now()
-        let (reopened, report) = try WAL.open(directory: directory, options: WALOptions(), logger: quiet)
-        let elapsed = now() - start
-        await reopened.close()
-        let disk = Double(report.segments.reduce(Int64(0)) { $0 + $1.validBytes })
-        print("  \(report.segments.count) segments, \(next - 1) entries: \(String(format: "%.2f", elapsed)) s, "
-              + "\(megabytes(logical / elapsed)) MB/s logical, \(megabytes(disk / elapsed)) MB/s on disk (page cache warm)")
+        for cache in ["page cache warm", "page cache dropped"] {
+            if cache == "page cache dropped" {
+                Foundation.sync()
+                guard (try? "3".write(toFile: "/proc/sys/vm/drop_caches", atomically: false, encoding: .utf8)) != nil else {
+                    print("  (cannot drop the page cache without root: cold figure skipped)")
+                    break
+                }
+            }
+            let start = now()
+            let (reopened, report) = try WAL.open(directory: directory, options: WALOptions(), logger: quiet)
+            let elapsed = now() - start
+            await reopened.close()
+            let disk = Double(report.segments.reduce(Int64(0)) { $0 + $1.validBytes })
+            print("  \(report.segments.count) segments, \(next - 1) entries: \(String(format: "%.2f", elapsed)) s, "
+                  + "\(megabytes(logical / elapsed)) MB/s logical, \(megabytes(disk / elapsed)) MB/s on disk (\(cache))")
+        }
     }
 
     private func compressionRatio(root: String, payload: [UInt8]) async throws -> Double {

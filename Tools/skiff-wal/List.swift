@@ -22,7 +22,10 @@ struct List: ParsableCommand {
         }
         printTable([header] + rows)
         print("log: \(describe(first: inspection.firstIndex, last: inspection.lastIndex)); hard state: \(inspection.hardState)")
-        if !inspection.isSound { print("problems found: run 'skiff-wal verify \(directory)'") }
+        if !inspection.isSound {
+            printError("skiff-wal: problems found: run 'skiff-wal verify \(directory)'")
+            throw ExitCode(1)
+        }
     }
 }
 
