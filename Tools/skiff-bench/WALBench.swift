@@ -44,7 +44,7 @@ struct WALBench: AsyncParsableCommand {
         }
 
         print("\nappends, fsync \(mode.rawValue), random (incompressible) payloads, \(seconds) s each:")
-        var rows = [["entry", "appenders", "entries/s", "logical MB/s", "on-disk MB/s", "x baseline", "x fsync rate", "disk/seq"]]
+        var rows = [["entry", "appenders", "entries/s", "per fsync", "logical MB/s", "on-disk MB/s", "x baseline", "x fsync rate", "disk/seq"]]
         for size in sizeList {
             var single = 0.0
             for appenders in appenderList {
@@ -52,6 +52,7 @@ struct WALBench: AsyncParsableCommand {
                 if appenders == appenderList[0] { single = result.entriesPerSecond }
                 rows.append([
                     size % 1024 == 0 ? "\(size / 1024) KiB" : "\(size) B", String(appenders), formatRate(result.entriesPerSecond),
+                    String(format: "%.1f", result.entriesPerFrame),
                     megabytes(result.logicalBytesPerSecond), megabytes(result.diskBytesPerSecond),
                     String(format: "%.1f", result.entriesPerSecond / single),
                     String(format: "%.2f", result.entriesPerSecond / sync.perSecond),
@@ -76,6 +77,8 @@ struct WALBench: AsyncParsableCommand {
 
     struct AppendResult {
         var entriesPerSecond: Double
+        /// Entries per frame, and so per fdatasync: how well the group commit gathers.
+        var entriesPerFrame: Double
         var logicalBytesPerSecond: Double
         var diskBytesPerSecond: Double
     }
@@ -108,7 +111,8 @@ struct WALBench: AsyncParsableCommand {
         await wal.close()
         let inspection = try WALInspection.inspect(directory: directory)
         let disk = inspection.segments.reduce(Int64(0)) { $0 + $1.validBytes }
-        return AppendResult(entriesPerSecond: Double(total) / elapsed,
+        let frames = inspection.segments.reduce(0) { $0 + $1.frames - 1 }  // less each segment's hard-state frame
+        return AppendResult(entriesPerSecond: Double(total) / elapsed, entriesPerFrame: Double(total) / Double(max(frames, 1)),
                             logicalBytesPerSecond: Double(total * size) / elapsed,
                             diskBytesPerSecond: Double(disk) / elapsed)
     }
