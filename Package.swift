@@ -22,6 +22,7 @@ let package = Package(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
         .target(name: "SkiffRaft"),
+        .target(name: "SkiffSimulation", dependencies: ["SkiffRaft"]),
         .target(
             name: "SkiffStorage",
             dependencies: [
@@ -48,6 +49,9 @@ let package = Package(
             name: "skiff-wal-writer",
             dependencies: ["SkiffStorage"],
             path: "Tools/skiff-wal-writer"),
+        .testTarget(
+            name: "SkiffRaftTests",
+            dependencies: ["SkiffRaft", "SkiffSimulation"]),
         .testTarget(
             name: "SkiffStorageTests",
             dependencies: [

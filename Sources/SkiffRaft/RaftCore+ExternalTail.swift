@@ -1,0 +1,40 @@
+/// The pre-campaign step for an external log (see the RaftCore article): after a pre-vote shows the leader
+/// is gone, and before raising its term, a node may adopt entries the dead leader had written elsewhere.
+extension RaftCore {
+    mutating func startExternalTailWait() {
+        externalTailTicksLeft = configuration.externalTailWaitTicks
+        externalTailRequest = ExternalTailRequest(afterIndex: LogIndex(log.lastIndex), term: Term(term))
+    }
+
+    mutating func cancelExternalTailWait() {
+        externalTailTicksLeft = nil
+        externalTailRequest = nil
+    }
+
+    /// Campaigns now, whether or not a tail arrived.
+    mutating func finishExternalTailWait() {
+        cancelExternalTailWait()
+        guard role == .preCandidate, canCampaign else { return }
+        campaign(preVote: false, leadershipTransfer: false)
+    }
+
+    /// Whether this node is waiting for an external tail before it campaigns.
+    public var isAwaitingExternalTail: Bool { externalTailTicksLeft != nil }
+
+    /// Delivers the external log's tail. Entries are adopted exactly as a late append from that leader would
+    /// be, with two restrictions: only if this node's term is not above `leaderTerm`, and never replacing an
+    /// entry this node already has (adoption stops at the first disagreement). Then the node campaigns.
+    /// Returns the index of the last entry adopted (the last index if none).
+    @discardableResult
+    public mutating func deliverExternalTail(_ tail: ExternalTail) -> LogIndex {
+        defer { finishExternalTailWait() }
+        guard isAwaitingExternalTail, tail.leaderTerm.rawValue >= term,
+              tail.entries.allSatisfy({ $0.term <= tail.leaderTerm }),
+              tail.entries.enumerated().allSatisfy({ $1.index.rawValue == tail.previousIndex.rawValue + 1 + UInt64($0) })
+        else { return LogIndex(log.lastIndex) }
+        guard let (_, firstWritten) = log.append(after: tail.previousIndex.rawValue, previousTerm: tail.previousTerm.rawValue,
+                                                 tail.entries, mayTruncate: false) else { return LogIndex(log.lastIndex) }
+        if let firstWritten { noteEntriesWritten(tail.entries, from: firstWritten) }
+        return LogIndex(log.lastIndex)
+    }
+}

@@ -1,0 +1,21 @@
+/// One batch of work the core hands its owner. The owner must, in this order:
+/// 1. send `messages` (they may leave before anything is persisted: they are the leader's appends and
+///    heartbeats, and a leader counts itself towards commitment only once its own entries are durable);
+/// 2. install `snapshot` if set, then persist `hardState` and `entries` durably (if the first entry's index is
+///    at or below the last persisted one, truncate the persisted log after `entries[0].index - 1` first);
+/// 3. send `messagesAfterPersist` (votes and acknowledgements, which promise what was just persisted);
+/// 4. apply `committedEntries` in order, and serve `readStates` once their index is applied;
+/// 5. call `RaftCore.advance(_:)` with this Ready.
+public struct Ready: Sendable {
+    public var hardState: HardState?
+    public var snapshot: RaftSnapshot?
+    public var entries: [Entry]
+    public var committedEntries: [Entry]
+    public var messages: [Message]
+    public var messagesAfterPersist: [Message]
+    public var readStates: [ReadState]
+    /// Set when the core wants the external log's tail before it campaigns.
+    public var externalTailRequest: ExternalTailRequest?
+    /// Whether `hardState` or `entries` need an fsync before step 3.
+    public var mustSync: Bool { hardState != nil || !entries.isEmpty || snapshot != nil }
+}

@@ -1,0 +1,339 @@
+import SkiffRaft
+
+/// A deterministic run of a Raft cluster against a faulty world: a network that loses, delays, duplicates,
+/// reorders and partitions messages; nodes that crash, losing what they had not persisted, and restart;
+/// membership changes, leadership transfers, snapshots and reads. All of it from one seed.
+///
+/// After every step it checks Raft's safety properties (`SafetyChecker`); after the faulty phase it heals
+/// everything and requires a leader and a committed proposal on every member within bounded ticks.
+public final class Simulation {
+    public let seed: UInt64
+    public let options: SimulationOptions
+    var random: SplitMix64
+    var nodes: [SimulatedNode]
+    let initialConfiguration: ClusterConfiguration
+    var inFlight: [(message: Message, deliverAt: Int)] = []
+    /// Directed links that drop everything (partitions).
+    var blocked = Set<[NodeID]>()
+    var dropPercent: UInt64
+    var duplicatePercent: UInt64
+    var now = 0
+    var stepNumber = 0
+    var nextCommandID: UInt64 = 1
+    var nextReadID: UInt64 = 1
+    var checker = SafetyChecker()
+    public private(set) var summary = SimulationSummary()
+
+    public init(seed: UInt64, options: SimulationOptions) {
+        precondition((1...7).contains(options.voters) && options.nodesMax >= options.voters && options.nodesMax <= 7)
+        self.seed = seed
+        self.options = options
+        random = SplitMix64(seed: seed)
+        dropPercent = options.dropPercent
+        duplicatePercent = options.duplicatePercent
+        initialConfiguration = ClusterConfiguration(voters: Set((1...options.voters).map { NodeID(UInt64($0)) }))
+        nodes = (1...options.nodesMax).map { SimulatedNode(id: NodeID(UInt64($0))) }
+        for position in nodes.indices { start(position) }
+    }
+
+    /// Runs the faulty phase and then the liveness phase; throws the first violation.
+    public func run() throws(SafetyViolation) -> SimulationSummary {
+        for _ in 0..<options.steps {
+            stepNumber += 1
+            try randomStep()
+            try checker.checkLeaders(nodes, step: stepNumber)
+        }
+        try heal()
+        try requireLiveness()
+        summary.steps = stepNumber
+        summary.ticks = now
+        summary.elections = checker.electionsWon
+        return summary
+    }
+
+    // MARK: The faulty phase
+
+    private func randomStep() throws(SafetyViolation) {
+        // Weights per thousand: mostly the normal work of a cluster, with faults now and then.
+        let roll = random.below(1000)
+        switch roll {
+        case 0..<380: try deliverOne()
+        case 380..<640: try processReady(of: randomUpNode())
+        case 640..<760: try tickAll()
+        case 760..<900: propose()
+        case 900..<930: requestRead()
+        case 930..<936: if options.crashes { crash() }
+        case 936..<960: if options.crashes { try restartOne() }
+        case 960..<968: if options.partitions { repartition() }
+        case 968..<980: if options.membershipChanges { changeMembership() }
+        case 980..<985: if options.leadershipTransfers { transferLeadership() }
+        case 985..<1000: if options.snapshots { takeSnapshot() }
+        default: break
+        }
+    }
+
+    private func randomUpNode() -> Int? {
+        let up = nodes.indices.filter { nodes[$0].isUp }
+        return up.isEmpty ? nil : up[Int(random.below(UInt64(up.count)))]
+    }
+
+    private var leaderPosition: Int? {
+        nodes.indices.filter { nodes[$0].core?.isLeader == true }.max { nodes[$0].core!.term < nodes[$1].core!.term }
+    }
+
+    private func start(_ position: Int) {
+        let disk = nodes[position].disk
+        var configuration = RaftConfiguration(id: nodes[position].id)
+        configuration.electionTicks = options.electionTicks
+        configuration.inflightMessagesMax = 4
+        configuration.appendBytesMax = 64
+        let recovered = RecoveredState(hardState: disk.hardState, snapshot: disk.snapshot, entries: disk.entries,
+                                       initialConfiguration: initialConfiguration)
+        let nodeSeed = seed ^ (nodes[position].id.rawValue &* 0x9E37_79B9) ^ (nodes[position].restarts << 32)
+        nodes[position].core = RaftCore(configuration: configuration, recovered: recovered, random: SplitMix64(seed: nodeSeed))
+        nodes[position].stateMachine = disk.snapshotData
+        nodes[position].appliedIndex = disk.snapshot?.index.rawValue ?? 0
+        nodes[position].restarts += 1
+    }
+
+    private func tickAll() throws(SafetyViolation) {
+        now += 1
+        for position in nodes.indices where nodes[position].isUp { nodes[position].core!.tick() }
+    }
+
+    // MARK: The network
+
+    private func deliverOne() throws(SafetyViolation) {
+        let ready = inFlight.indices.filter { inFlight[$0].deliverAt <= now }
+        guard !ready.isEmpty else { return }
+        let pick = ready[Int(random.below(UInt64(ready.count)))]
+        let (message, _) = inFlight[pick]
+        inFlight.swapAt(pick, inFlight.count - 1)
+        inFlight.removeLast()
+        if random.chance(duplicatePercent, in: 100) { inFlight.append((message, now + Int(random.below(3)))) }
+        if blocked.contains([message.from, message.to]) || random.chance(dropPercent, in: 100) {
+            reportSnapshotStream(message, delivered: false)
+            return
+        }
+        try deliver(message)
+    }
+
+    /// A snapshot travels as a stream over its own connection, whose end (delivered or failed) the transport
+    /// reports to the sender; plain messages are lost silently.
+    private func reportSnapshotStream(_ message: Message, delivered: Bool) {
+        guard case .snapshot = message.kind, let sender = nodes.firstIndex(where: { $0.id == message.from }),
+              nodes[sender].isUp else { return }
+        nodes[sender].core!.reportSnapshot(to: message.to, delivered: delivered)
+    }
+
+    private func deliver(_ message: Message) throws(SafetyViolation) {
+        guard let position = nodes.firstIndex(where: { $0.id == message.to }), nodes[position].isUp else {
+            reportSnapshotStream(message, delivered: false)
+            return
+        }
+        defer { reportSnapshotStream(message, delivered: true) }
+        do {
+            try nodes[position].core!.step(message)
+        } catch {
+            throw SafetyViolation(step: stepNumber, invariant: "valid messages", detail: "node \(message.to) rejected \(message): \(error)")
+        }
+        summary.messagesDelivered += 1
+    }
+
+    private func enqueue(_ messages: [Message]) {
+        for message in messages { inFlight.append((message, now + Int(random.below(2)))) }
+    }
+
+    private func repartition() {
+        blocked.removeAll()
+        summary.partitions += 1
+        let ids = nodes.map(\.id)
+        switch random.below(4) {
+        case 0:
+            return  // healed
+        case 1:  // isolate one node, often the leader
+            let victim = leaderPosition.map { nodes[$0].id } ?? ids[Int(random.below(UInt64(ids.count)))]
+            for other in ids where other != victim { blocked.insert([victim, other]); blocked.insert([other, victim]) }
+        case 2:  // split into two sides
+            let side = Dictionary(uniqueKeysWithValues: ids.map { ($0, random.below(2)) })
+            for a in ids { for b in ids where side[a] != side[b] { blocked.insert([a, b]) } }
+        default:  // one way: one node cannot hear from the others, but is heard
+            let deaf = ids[Int(random.below(UInt64(ids.count)))]
+            for other in ids where other != deaf { blocked.insert([other, deaf]) }
+        }
+    }
+
+    // MARK: Node work
+
+    /// Half a Ready at a time: first take it and send the leader's messages, later persist, answer and apply.
+    /// A crash in between loses what was not yet persisted.
+    func processReady(of position: Int?) throws(SafetyViolation) {
+        guard let position, nodes[position].isUp else { return }
+        if let ready = nodes[position].pendingReady {
+            try finishReady(ready, at: position)
+        } else if let ready = nodes[position].core!.ready() {
+            enqueue(ready.messages)
+            nodes[position].pendingReady = ready
+        }
+    }
+
+    private func finishReady(_ ready: Ready, at position: Int) throws(SafetyViolation) {
+        let previous = nodes[position].disk.hardState
+        if let state = ready.hardState { try checker.checkHardState(from: previous, to: state, node: nodes[position].id, step: stepNumber) }
+        if ready.snapshot != nil { summary.snapshotsInstalled += 1 }
+        nodes[position].persist(ready) { [checker] index in checker.commandIDs(through: index.rawValue) }
+        try checker.checkPersistedEntries(ready.entries, disk: nodes[position].disk, node: nodes[position].id, step: stepNumber)
+        enqueue(ready.messagesAfterPersist)
+        for entry in ready.committedEntries {
+            try checker.checkApplied(entry, node: nodes[position].id, after: nodes[position].appliedIndex, step: stepNumber)
+            nodes[position].appliedIndex = entry.index.rawValue
+            if entry.kind == .command { nodes[position].stateMachine.append(commandID(entry)) }
+        }
+        summary.committed = max(summary.committed, Int(checker.appliedCount))
+        for read in ready.readStates {
+            try checker.checkRead(read, step: stepNumber)
+            if read.index != nil { summary.readsConfirmed += 1 }
+        }
+        nodes[position].core!.advance(ready)
+        nodes[position].pendingReady = nil
+        checker.noteCommit(nodes[position].core!.commitIndex.rawValue)
+    }
+
+    private func commandID(_ entry: Entry) -> UInt64 {
+        entry.payload.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+    }
+
+    private func propose() {
+        let target = random.below(5) == 0 ? randomUpNode() : (leaderPosition ?? randomUpNode())
+        guard let target else { return }
+        let id = nextCommandID
+        if case .success = nodes[target].core!.propose(withUnsafeBytes(of: id) { Array($0) }) { nextCommandID += 1 }
+    }
+
+    private func requestRead() {
+        guard let position = randomUpNode() else { return }
+        let id = nextReadID
+        nextReadID += 1
+        if nodes[position].core!.requestRead(id: id) == nil { checker.noteReadRequested(id, nodes: nodes) }
+    }
+
+    private func crash() {
+        guard let position = randomUpNode(), nodes.filter(\.isUp).count > 1 else { return }
+        nodes[position].core = nil
+        nodes[position].pendingReady = nil
+        summary.crashes += 1
+    }
+
+    private func restartOne() throws(SafetyViolation) {
+        let down = nodes.indices.filter { !nodes[$0].isUp }
+        guard !down.isEmpty else { return }
+        let position = down[Int(random.below(UInt64(down.count)))]
+        try restart(position)
+    }
+
+    private func restart(_ position: Int) throws(SafetyViolation) {
+        let committedBefore = nodes[position].disk.hardState.commit
+        start(position)
+        if nodes[position].core!.commitIndex < committedBefore {
+            throw SafetyViolation(step: stepNumber, invariant: "commit index never goes back",
+                                  detail: "node \(nodes[position].id) restarted at \(nodes[position].core!.commitIndex) after persisting \(committedBefore)")
+        }
+    }
+
+    private func changeMembership() {
+        guard let leader = leaderPosition else { return }
+        let configuration = nodes[leader].core!.clusterConfiguration
+        let id = nodes[Int(random.below(UInt64(nodes.count)))].id
+        let change: ConfigurationChange
+        if configuration.learners.contains(id) {
+            change = random.below(2) == 0 ? .addVoter(id) : .remove(id)
+        } else if configuration.voters.contains(id) {
+            change = .remove(id)
+        } else {
+            change = random.below(2) == 0 ? .addLearner(id) : .addVoter(id)
+        }
+        if case .success = nodes[leader].core!.proposeConfigurationChange(change) { summary.membershipChanges += 1 }
+    }
+
+    private func transferLeadership() {
+        guard let leader = leaderPosition else { return }
+        let voters = nodes[leader].core!.clusterConfiguration.voters.sorted()
+        let target = voters[Int(random.below(UInt64(voters.count)))]
+        if nodes[leader].core!.transferLeadership(to: target) == nil { summary.transfers += 1 }
+    }
+
+    private func takeSnapshot() {
+        guard let position = randomUpNode(), nodes[position].pendingReady == nil else { return }
+        nodes[position].takeSnapshot()
+    }
+
+    // MARK: Healing and liveness
+
+    private func heal() throws(SafetyViolation) {
+        blocked.removeAll()
+        dropPercent = 0
+        duplicatePercent = 0
+        for position in nodes.indices where !nodes[position].isUp { try restart(position) }
+    }
+
+    /// Delivers everything and processes every Ready until nothing is left to do (bounded).
+    private func settle() throws(SafetyViolation) {
+        for _ in 0..<200 {
+            var worked = false
+            while !inFlight.isEmpty {
+                let (message, _) = inFlight.removeFirst()
+                try deliver(message)
+                worked = true
+            }
+            for position in nodes.indices where nodes[position].isUp {
+                while nodes[position].pendingReady != nil || nodes[position].core!.hasReady {
+                    try processReady(of: position)
+                    worked = true
+                }
+            }
+            stepNumber += 1
+            try checker.checkLeaders(nodes, step: stepNumber)
+            if !worked { return }
+        }
+    }
+
+    private func requireLiveness() throws(SafetyViolation) {
+        var proposed: (index: LogIndex, id: UInt64)?
+        for _ in 0..<options.livenessTicksMax {
+            try tickAll()
+            try settle()
+            guard let leader = leaderPosition else { continue }
+            let members = nodes[leader].core!.clusterConfiguration.members
+            if proposed == nil {
+                let id = nextCommandID
+                if case .success(let index) = nodes[leader].core!.propose(withUnsafeBytes(of: id) { Array($0) }) {
+                    nextCommandID += 1
+                    proposed = (index, id)
+                }
+                continue
+            }
+            let done = nodes.filter { members.contains($0.id) }.allSatisfy { $0.appliedIndex >= proposed!.index.rawValue }
+            if done {
+                try checkConvergence(members: members)
+                return
+            }
+        }
+        let roles = nodes.map { "\($0.id):\($0.core.map { "\($0.role) t\($0.term) c\($0.commitIndex) l\($0.lastIndex) removed=\($0.isRemoved) [\($0.clusterConfiguration)] first=\($0.firstIndex) \($0.followers.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" })" } ?? "down") applied=\($0.appliedIndex)" }
+        throw SafetyViolation(step: stepNumber, invariant: "liveness",
+                              detail: "no leader committed a proposal on every member within \(options.livenessTicksMax) ticks of healing; \(roles.joined(separator: "; "))")
+    }
+
+    private func checkConvergence(members: Set<NodeID>) throws(SafetyViolation) {
+        let states = nodes.filter { members.contains($0.id) }
+        let longest = states.max { $0.appliedIndex < $1.appliedIndex }!
+        for node in states where node.stateMachine != Array(longest.stateMachine.prefix(node.stateMachine.count)) {
+            throw SafetyViolation(step: stepNumber, invariant: "state machine safety",
+                                  detail: "node \(node.id) applied a different command sequence from node \(longest.id)")
+        }
+        let expected = checker.commandIDs(through: longest.appliedIndex)
+        if longest.stateMachine != expected {
+            throw SafetyViolation(step: stepNumber, invariant: "no acknowledged proposal lost",
+                                  detail: "node \(longest.id) holds \(longest.stateMachine.count) commands, the committed log \(expected.count)")
+        }
+    }
+}

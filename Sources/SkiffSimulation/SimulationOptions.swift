@@ -1,0 +1,70 @@
+import SkiffRaft
+
+/// What a simulated run may do. Every choice inside a run comes from its seed.
+public struct SimulationOptions: Sendable, CustomStringConvertible {
+    /// Voters at the start (1 to 7); spare nodes up to `nodesMax` can be added by membership changes.
+    public var voters = 3
+    public var nodesMax = 5
+    /// Steps of the faulty phase, then the network heals and the liveness phase begins.
+    public var steps = 3000
+    /// Chances, in percent, that a delivered message is lost, and that it is also delivered a second time.
+    public var dropPercent: UInt64 = 5
+    public var duplicatePercent: UInt64 = 3
+    public var crashes = true
+    public var partitions = true
+    public var membershipChanges = true
+    public var leadershipTransfers = true
+    public var snapshots = true
+    public var electionTicks = 10
+    /// Ticks after healing within which a leader must be elected and a proposal committed everywhere.
+    public var livenessTicksMax = 400
+
+    public init() {}
+
+    /// A different mix of sizes and faults for each seed, so a sweep covers them all.
+    public static func varied(seed: UInt64) -> SimulationOptions {
+        var random = SplitMix64(seed: seed ^ 0xA5A5_5A5A_C3C3_3C3C)
+        var options = SimulationOptions()
+        options.voters = Int(1 + random.below(7))
+        options.nodesMax = min(7, options.voters + Int(random.below(3)))
+        options.dropPercent = random.below(15)
+        options.duplicatePercent = random.below(8)
+        options.crashes = random.below(4) != 0
+        options.partitions = random.below(4) != 0
+        options.membershipChanges = random.below(3) != 0
+        options.leadershipTransfers = random.below(2) == 0
+        options.snapshots = random.below(3) != 0
+        return options
+    }
+
+    public var description: String {
+        "voters=\(voters) nodes-max=\(nodesMax) steps=\(steps) drop=\(dropPercent)% dup=\(duplicatePercent)% "
+            + "crashes=\(crashes) partitions=\(partitions) membership=\(membershipChanges) "
+            + "transfers=\(leadershipTransfers) snapshots=\(snapshots)"
+    }
+}
+
+/// A broken Raft guarantee, with the step at which it was seen.
+public struct SafetyViolation: Error, CustomStringConvertible {
+    public var step: Int
+    public var invariant: String
+    public var detail: String
+    public var description: String { "step \(step): \(invariant): \(detail)" }
+}
+
+/// What a run did, for reporting and for tests that check the run was not trivial.
+public struct SimulationSummary: Sendable {
+    public var steps = 0
+    public var ticks = 0
+    public var elections = 0
+    public var committed = 0
+    public var crashes = 0
+    public var partitions = 0
+    public var membershipChanges = 0
+    public var transfers = 0
+    public var snapshotsInstalled = 0
+    public var readsConfirmed = 0
+    public var messagesDelivered = 0
+
+    public init() {}
+}
