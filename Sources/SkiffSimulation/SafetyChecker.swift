@@ -36,14 +36,16 @@ struct SafetyChecker {
         }
     }
 
-    /// A new leader must hold every entry applied anywhere (those below its snapshot point are in it).
+    /// A new leader must hold every entry committed or applied anywhere (those below its snapshot point are
+    /// in the snapshot).
     private func checkCompleteness(_ core: RaftCore, step: Int) throws(SafetyViolation) {
-        guard appliedCount >= core.firstIndex.rawValue else { return }
-        for index in core.firstIndex.rawValue...appliedCount {
-            guard let entry = applied[index] else { continue }
-            if core.term(at: LogIndex(index)) != entry.term {
+        let through = max(appliedCount, committedThrough)
+        guard through >= core.firstIndex.rawValue else { return }
+        for index in core.firstIndex.rawValue...through {
+            guard let term = applied[index]?.term.rawValue ?? committedTerms[index] else { continue }
+            if core.term(at: LogIndex(index))?.rawValue != term {
                 throw SafetyViolation(step: step, invariant: "leader completeness",
-                                      detail: "leader \(core.id) of term \(core.term) lacks applied entry \(index) of term \(entry.term)")
+                                      detail: "leader \(core.id) of term \(core.term) lacks committed entry \(index) of term \(term)")
             }
         }
     }
@@ -90,7 +92,27 @@ struct SafetyChecker {
         commitSeen = max(commitSeen, index)
     }
 
-    mutating func noteCommit(_ index: UInt64) { commitSeen = max(commitSeen, index) }
+    /// Entries a leader has committed, by index: its term there. A later leader must hold every one.
+    private var committedTerms: [UInt64: UInt64] = [:]
+    private var committedThrough: UInt64 = 0
+
+    /// Records what a leader's commit index covers, and checks no committed index ever changes term.
+    mutating func noteCommit(by core: RaftCore, step: Int) throws(SafetyViolation) {
+        let commit = core.commitIndex.rawValue
+        commitSeen = max(commitSeen, commit)
+        // Indices at or below what was already recorded were checked when this leader was elected.
+        let from = max(core.firstIndex.rawValue, committedThrough + 1)
+        guard core.isLeader, commit >= from else { return }
+        for index in from...commit {
+            let term = core.term(at: LogIndex(index))!.rawValue
+            if let known = committedTerms[index], known != term {
+                throw SafetyViolation(step: step, invariant: "committed entries never change",
+                                      detail: "leader \(core.id) of term \(core.term) has term \(term) at committed index \(index), committed before with term \(known)")
+            }
+            committedTerms[index] = term
+        }
+        committedThrough = max(committedThrough, commit)
+    }
 
     /// A read asked for now must come back at or after every commit any node has made so far.
     mutating func noteReadRequested(_ id: UInt64, nodes: [SimulatedNode]) {

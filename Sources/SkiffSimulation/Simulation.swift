@@ -61,9 +61,12 @@ public final class Simulation {
         case 380..<640: try processReady(of: randomUpNode())
         case 640..<760: try tickAll()
         case 760..<900: propose()
-        case 900..<930: requestRead()
-        case 930..<936: if options.crashes { crash() }
-        case 936..<960: if options.crashes { try restartOne() }
+        case 900..<920: requestRead()
+        case 920..<925: if options.leaderChurn { crash(leaderPosition) } else { requestRead() }
+        case 925..<930: if options.leaderChurn { repartition() } else { requestRead() }
+        case 930..<934: if options.crashes { crash(leaderPosition) }
+        case 934..<938: if options.crashes { crash(randomUpNode()) }
+        case 938..<960: if options.crashes { try restartOne() }
         case 960..<968: if options.partitions { repartition() }
         case 968..<980: if options.membershipChanges { changeMembership() }
         case 980..<985: if options.leadershipTransfers { transferLeadership() }
@@ -86,7 +89,7 @@ public final class Simulation {
         var configuration = RaftConfiguration(id: nodes[position].id)
         configuration.electionTicks = options.electionTicks
         configuration.inflightMessagesMax = 4
-        configuration.appendBytesMax = 64
+        configuration.appendBytesMax = options.appendBytesMax
         let recovered = RecoveredState(hardState: disk.hardState, snapshot: disk.snapshot, entries: disk.entries,
                                        initialConfiguration: initialConfiguration)
         let nodeSeed = seed ^ (nodes[position].id.rawValue &* 0x9E37_79B9) ^ (nodes[position].restarts << 32)
@@ -140,8 +143,13 @@ public final class Simulation {
         summary.messagesDelivered += 1
     }
 
+    /// Most messages arrive within a tick; some linger for several, so stale messages from old terms and old
+    /// leaders keep turning up.
     private func enqueue(_ messages: [Message]) {
-        for message in messages { inFlight.append((message, now + Int(random.below(2)))) }
+        for message in messages {
+            let delay = random.chance(1, in: 10) ? 2 + Int(random.below(8)) : Int(random.below(2))
+            inFlight.append((message, now + delay))
+        }
     }
 
     private func repartition() {
@@ -151,8 +159,8 @@ public final class Simulation {
         switch random.below(4) {
         case 0:
             return  // healed
-        case 1:  // isolate one node, often the leader
-            let victim = leaderPosition.map { nodes[$0].id } ?? ids[Int(random.below(UInt64(ids.count)))]
+        case 1:  // isolate one node, half the time the leader
+            let victim = (random.below(2) == 0 ? leaderPosition.map { nodes[$0].id } : nil) ?? ids[Int(random.below(UInt64(ids.count)))]
             for other in ids where other != victim { blocked.insert([victim, other]); blocked.insert([other, victim]) }
         case 2:  // split into two sides
             let side = Dictionary(uniqueKeysWithValues: ids.map { ($0, random.below(2)) })
@@ -196,7 +204,7 @@ public final class Simulation {
         }
         nodes[position].core!.advance(ready)
         nodes[position].pendingReady = nil
-        checker.noteCommit(nodes[position].core!.commitIndex.rawValue)
+        try checker.noteCommit(by: nodes[position].core!, step: stepNumber)
     }
 
     private func commandID(_ entry: Entry) -> UInt64 {
@@ -217,8 +225,8 @@ public final class Simulation {
         if nodes[position].core!.requestRead(id: id) == nil { checker.noteReadRequested(id, nodes: nodes) }
     }
 
-    private func crash() {
-        guard let position = randomUpNode(), nodes.filter(\.isUp).count > 1 else { return }
+    private func crash(_ position: Int?) {
+        guard let position, nodes.filter(\.isUp).count > 1 else { return }
         nodes[position].core = nil
         nodes[position].pendingReady = nil
         summary.crashes += 1
@@ -298,22 +306,23 @@ public final class Simulation {
     }
 
     private func requireLiveness() throws(SafetyViolation) {
-        var proposed: (index: LogIndex, id: UInt64)?
+        // Like a client: propose to the leader, and propose again to each new leader until one commits it.
+        var proposedTo: (node: NodeID, term: UInt64)?
+        let id = nextCommandID
+        nextCommandID += 1
         for _ in 0..<options.livenessTicksMax {
             try tickAll()
             try settle()
             guard let leader = leaderPosition else { continue }
-            let members = nodes[leader].core!.clusterConfiguration.members
-            if proposed == nil {
-                let id = nextCommandID
-                if case .success(let index) = nodes[leader].core!.propose(withUnsafeBytes(of: id) { Array($0) }) {
-                    nextCommandID += 1
-                    proposed = (index, id)
+            let core = nodes[leader].core!
+            if proposedTo.map({ $0.node != core.id || $0.term != core.term }) ?? true {
+                if case .success = nodes[leader].core!.propose(withUnsafeBytes(of: id) { Array($0) }) {
+                    proposedTo = (core.id, core.term)
                 }
                 continue
             }
-            let done = nodes.filter { members.contains($0.id) }.allSatisfy { $0.appliedIndex >= proposed!.index.rawValue }
-            if done {
+            let members = core.clusterConfiguration.members
+            if nodes.filter({ members.contains($0.id) }).allSatisfy({ $0.stateMachine.contains(id) }) {
                 try checkConvergence(members: members)
                 return
             }

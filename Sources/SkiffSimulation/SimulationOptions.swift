@@ -16,6 +16,10 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     public var leadershipTransfers = true
     public var snapshots = true
     public var electionTicks = 10
+    /// Crash and isolate leaders far more often.
+    public var leaderChurn = false
+    /// Payload bytes per append message; 8 sends one command per message.
+    public var appendBytesMax = 64
     /// Ticks after healing within which a leader must be elected and a proposal committed everywhere.
     public var livenessTicksMax = 400
 
@@ -34,13 +38,26 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         options.membershipChanges = random.below(3) != 0
         options.leadershipTransfers = random.below(2) == 0
         options.snapshots = random.below(3) != 0
+        options.appendBytesMax = [8, 64, 1024][Int(random.below(3))]
+        if random.below(4) == 0 {
+            // Leader churn: five voters, one entry per append, many leader crashes and isolations. This is
+            // where a new leader can find a majority holding an old term's entry but not its own (Figure 8).
+            options.voters = 5
+            options.nodesMax = 5
+            options.appendBytesMax = 8
+            options.membershipChanges = false
+            options.snapshots = false
+            options.leaderChurn = true
+            options.crashes = true
+            options.partitions = true
+        }
         return options
     }
 
     public var description: String {
         "voters=\(voters) nodes-max=\(nodesMax) steps=\(steps) drop=\(dropPercent)% dup=\(duplicatePercent)% "
             + "crashes=\(crashes) partitions=\(partitions) membership=\(membershipChanges) "
-            + "transfers=\(leadershipTransfers) snapshots=\(snapshots)"
+            + "transfers=\(leadershipTransfers) snapshots=\(snapshots) append-bytes=\(appendBytesMax) churn=\(leaderChurn)"
     }
 }
 
