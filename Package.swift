@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "skiff-bench",
             dependencies: [
-                "SkiffStorage",
+                "SkiffStorage", "SkiffRaft",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

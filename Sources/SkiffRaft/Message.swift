@@ -72,4 +72,9 @@ public enum RaftInputError: Error, Hashable, Sendable {
 public struct ReadState: Hashable, Sendable {
     public var requestID: UInt64
     public var index: LogIndex?
+
+    public init(requestID: UInt64, index: LogIndex?) {
+        self.requestID = requestID
+        self.index = index
+    }
 }

@@ -58,6 +58,11 @@ public struct RecoveredState: Sendable {
 public struct ExternalTailRequest: Hashable, Sendable {
     public var afterIndex: LogIndex
     public var term: Term
+
+    public init(afterIndex: LogIndex, term: Term) {
+        self.afterIndex = afterIndex
+        self.term = term
+    }
 }
 
 /// A log tail read from an external store, as a late append from the leader of `leaderTerm`.

@@ -3,6 +3,12 @@ extension RaftCore {
     public mutating func step(_ message: Message) throws(RaftInputError) {
         guard message.to == id else { throw .misaddressed(to: message.to) }
         try validate(message)
+        if role == .leader, !clusterConfiguration.contains(message.from), !configuration(at: log.committed).contains(message.from) {
+            // A node that a committed configuration left out, still campaigning or answering: tell it, before
+            // its term (perhaps raised while it was away) can matter.
+            send(.removed, to: message.from)
+            return
+        }
         let messageTerm = message.term.rawValue
         if messageTerm > term {
             switch message.kind {
@@ -41,7 +47,9 @@ extension RaftCore {
         case .requestVote(let lastIndex, let lastTerm, let preVote, _):
             handleVoteRequest(message, lastIndex: lastIndex.rawValue, lastTerm: lastTerm.rawValue, preVote: preVote)
         case .removed:
-            if message.from == leader || role != .leader { isRemoved = true }
+            guard role != .leader else { return }
+            isRemoved = true
+            becomeFollower(term: term, leader: message.from)
         default:
             switch role {
             case .leader: stepLeader(message)

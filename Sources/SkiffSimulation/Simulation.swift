@@ -15,6 +15,8 @@ public final class Simulation {
     var inFlight: [(message: Message, deliverAt: Int)] = []
     /// Directed links that drop everything (partitions).
     var blocked = Set<[NodeID]>()
+    /// Nodes whose process is stopped (a long GC, SIGSTOP): no ticks, no work, messages wait for them.
+    var paused = Set<NodeID>()
     var dropPercent: UInt64
     var duplicatePercent: UInt64
     var now = 0
@@ -70,18 +72,21 @@ public final class Simulation {
         case 960..<968: if options.partitions { repartition() }
         case 968..<980: if options.membershipChanges { changeMembership() }
         case 980..<985: if options.leadershipTransfers { transferLeadership() }
-        case 985..<1000: if options.snapshots { takeSnapshot() }
+        case 985..<995: if options.snapshots { takeSnapshot() }
+        case 995..<997: if options.pauses { pause() }
+        case 997..<1000: if options.pauses { resumeAll() }
         default: break
         }
     }
 
     private func randomUpNode() -> Int? {
-        let up = nodes.indices.filter { nodes[$0].isUp }
+        let up = nodes.indices.filter { nodes[$0].isUp && !paused.contains(nodes[$0].id) }
         return up.isEmpty ? nil : up[Int(random.below(UInt64(up.count)))]
     }
 
+    /// The running leader of the highest term (a paused process takes no requests).
     private var leaderPosition: Int? {
-        nodes.indices.filter { nodes[$0].core?.isLeader == true }.max { nodes[$0].core!.term < nodes[$1].core!.term }
+        nodes.indices.filter { nodes[$0].core?.isLeader == true && !paused.contains(nodes[$0].id) }.max { nodes[$0].core!.term < nodes[$1].core!.term }
     }
 
     private func start(_ position: Int) {
@@ -101,13 +106,32 @@ public final class Simulation {
 
     private func tickAll() throws(SafetyViolation) {
         now += 1
-        for position in nodes.indices where nodes[position].isUp { nodes[position].core!.tick() }
+        for position in nodes.indices where nodes[position].isUp && !paused.contains(nodes[position].id) {
+            nodes[position].core!.tick()
+        }
+    }
+
+    /// Resumes every paused node. Clients that were waiting on one retry at once, before it has heard
+    /// anything: exactly when a deposed leader that does not know it yet is most tempted to answer.
+    private func resumeAll() {
+        let resumed = paused
+        paused.removeAll()
+        for id in resumed.sorted() {
+            guard let position = nodes.firstIndex(where: { $0.id == id }), nodes[position].isUp else { continue }
+            requestRead(at: position)
+        }
+    }
+
+    /// Stops a node's process, often the leader's: its clock stands still while the others' run on.
+    private func pause() {
+        let position = random.below(2) == 0 ? (leaderPosition ?? randomUpNode()) : randomUpNode()
+        if let position { paused.insert(nodes[position].id) }
     }
 
     // MARK: The network
 
     private func deliverOne() throws(SafetyViolation) {
-        let ready = inFlight.indices.filter { inFlight[$0].deliverAt <= now }
+        let ready = inFlight.indices.filter { inFlight[$0].deliverAt <= now && !paused.contains(inFlight[$0].message.to) }
         guard !ready.isEmpty else { return }
         let pick = ready[Int(random.below(UInt64(ready.count)))]
         let (message, _) = inFlight[pick]
@@ -220,6 +244,10 @@ public final class Simulation {
 
     private func requestRead() {
         guard let position = randomUpNode() else { return }
+        requestRead(at: position)
+    }
+
+    private func requestRead(at position: Int) {
         let id = nextReadID
         nextReadID += 1
         if nodes[position].core!.requestRead(id: id) == nil { checker.noteReadRequested(id, nodes: nodes) }
@@ -227,6 +255,7 @@ public final class Simulation {
 
     private func crash(_ position: Int?) {
         guard let position, nodes.filter(\.isUp).count > 1 else { return }
+        paused.remove(nodes[position].id)
         nodes[position].core = nil
         nodes[position].pendingReady = nil
         summary.crashes += 1
@@ -279,6 +308,7 @@ public final class Simulation {
 
     private func heal() throws(SafetyViolation) {
         blocked.removeAll()
+        paused.removeAll()
         dropPercent = 0
         duplicatePercent = 0
         for position in nodes.indices where !nodes[position].isUp { try restart(position) }

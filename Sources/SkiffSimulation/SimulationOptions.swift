@@ -11,6 +11,8 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     public var dropPercent: UInt64 = 5
     public var duplicatePercent: UInt64 = 3
     public var crashes = true
+    /// Processes stop now and then (their clocks stand still) and later resume.
+    public var pauses = true
     public var partitions = true
     public var membershipChanges = true
     public var leadershipTransfers = true
@@ -34,6 +36,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         options.dropPercent = random.below(15)
         options.duplicatePercent = random.below(8)
         options.crashes = random.below(4) != 0
+        options.pauses = random.below(3) != 0
         options.partitions = random.below(4) != 0
         options.membershipChanges = random.below(3) != 0
         options.leadershipTransfers = random.below(2) == 0
@@ -56,7 +59,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
 
     public var description: String {
         "voters=\(voters) nodes-max=\(nodesMax) steps=\(steps) drop=\(dropPercent)% dup=\(duplicatePercent)% "
-            + "crashes=\(crashes) partitions=\(partitions) membership=\(membershipChanges) "
+            + "crashes=\(crashes) pauses=\(pauses) partitions=\(partitions) membership=\(membershipChanges) "
             + "transfers=\(leadershipTransfers) snapshots=\(snapshots) append-bytes=\(appendBytesMax) churn=\(leaderChurn)"
     }
 }

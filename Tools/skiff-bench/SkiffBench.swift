@@ -7,5 +7,5 @@ struct SkiffBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "skiff-bench",
         abstract: "Measure Skiff on this machine (run with Tools/dev bench, which builds in release mode).",
-        subcommands: [WALBench.self])
+        subcommands: [WALBench.self, RaftBench.self])
 }
