@@ -132,6 +132,18 @@ public struct RaftCore {
         return .success(appendAsLeader(kind: .command, payload: payload))
     }
 
+    /// Appends several commands at once, sent to followers in one message each: the way to propose what
+    /// arrived together. Returns the indices they got.
+    public mutating func propose(batch payloads: [[UInt8]]) -> Result<ClosedRange<LogIndex>, RaftRefusal> {
+        precondition(!payloads.isEmpty, "a batch proposal needs at least one command")
+        if let refusal = proposalRefusal() { return .failure(refusal) }
+        let first = log.lastIndex + 1
+        log.append(payloads.enumerated().map { Entry(index: LogIndex(first + UInt64($0)), term: Term(term), payload: $1) })
+        broadcastAppend()
+        maybeCommit()
+        return .success(LogIndex(first)...LogIndex(log.lastIndex))
+    }
+
     func proposalRefusal() -> RaftRefusal? {
         if isRemoved { return .removed }
         guard role == .leader else { return .notLeader(leader: leader == .none ? nil : leader) }

@@ -80,6 +80,10 @@ public final class ScriptedCluster {
         nodes[NodeID(id)]!.core!.propose(Array(text.utf8))
     }
 
+    public func propose(_ id: UInt64, batch payloads: [[UInt8]]) -> Result<ClosedRange<LogIndex>, RaftRefusal> {
+        nodes[NodeID(id)]!.core!.propose(batch: payloads)
+    }
+
     public func change(_ id: UInt64, _ change: ConfigurationChange) -> Result<LogIndex, RaftRefusal> {
         nodes[NodeID(id)]!.core!.proposeConfigurationChange(change)
     }

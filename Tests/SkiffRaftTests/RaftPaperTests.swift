@@ -24,6 +24,19 @@ import Testing
         #expect(cluster.core(3).commitIndex == LogIndex(1))
     }
 
+    /// A batch of proposals gets contiguous indices, travels together, and commits together.
+    @Test func batchProposalsCommitTogether() {
+        let cluster = ScriptedCluster(voters: [1, 2, 3])
+        cluster.campaign(1)
+        cluster.stabilize()
+        let indices = try! cluster.propose(1, batch: [[1], [2], [3]]).get()
+        #expect(indices == LogIndex(2)...LogIndex(4))
+        cluster.stabilize()
+        #expect(cluster.core(3).commitIndex == LogIndex(4))
+        #expect(cluster.log(3).suffix(3).map(\.payload) == [[1], [2], [3]])
+        #expect(ScriptedCluster(voters: [1, 2]).propose(2, batch: [[1]]) == .failure(.notLeader(leader: nil)))
+    }
+
     /// §5.4.1: a voter refuses a candidate whose log is less up to date, and votes once per term.
     @Test func voteRulesRefuseStaleLogsAndSecondVotes() {
         let cluster = ScriptedCluster(voters: [1, 2, 3], logs: [

@@ -50,7 +50,7 @@ struct RaftBench: ParsableCommand {
         let start = now()
         var rounds = 0
         while now() - start < seconds && rounds < 10_000_000 {
-            for _ in 0..<batch { _ = cores[0].propose(payload) }
+            _ = cores[0].propose(batch: Array(repeating: payload, count: batch))
             pump()
             rounds += 1
             if rounds % 256 == 0 {  // keep memory flat: forget what every node has applied
