@@ -200,7 +200,11 @@ public struct RaftCore {
         readyOutstanding = false
         if let state = ready.hardState { persistedHardState = state }
         if let snapshot = ready.snapshot, snapshot == pendingSnapshot { pendingSnapshot = nil }
-        if let last = ready.entries.last { log.markStable(through: last.index.rawValue, term: last.term.rawValue) }
+        // Persisted: every entry of the Ready that is still in the log. A later append may have replaced a
+        // suffix since; the prefix before it was persisted all the same (and may already be applied).
+        if let kept = ready.entries.last(where: { log.matches(index: $0.index.rawValue, term: $0.term.rawValue) }) {
+            log.markStable(through: kept.index.rawValue, term: kept.term.rawValue)
+        }
         if let last = ready.committedEntries.last { log.applied = max(log.applied, last.index.rawValue) }
         if role == .leader {
             progress[id]?.acknowledge(log.stable)
