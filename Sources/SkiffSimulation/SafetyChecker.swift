@@ -3,7 +3,7 @@ import SkiffRaft
 /// Raft's safety properties, checked incrementally as a simulation runs (each check is O(1) or O(new work)):
 /// - election safety: at most one leader per term;
 /// - log matching: entries with the same index and term are the same entry, after the same previous term;
-/// - leader completeness: a new leader holds every entry applied anywhere;
+/// - leader completeness: a new leader holds every entry committed in an earlier term;
 /// - state machine safety: every node applies the same entry at each index, in order;
 /// - persisted hard state never goes back (term, a vote within a term, commit);
 /// - a confirmed read is at or after every commit made before it was asked for.
@@ -36,16 +36,17 @@ struct SafetyChecker {
         }
     }
 
-    /// A new leader must hold every entry committed or applied anywhere (those below its snapshot point are
-    /// in the snapshot).
+    /// A leader of term T must hold every entry committed in a term before T (§5.4: Leader Completeness).
+    /// A node can still win an old term late, say after a pause, from votes granted back then; it need not
+    /// hold what later terms committed, and cannot commit anything itself since every quorum moved on.
+    /// Entries below its snapshot point are in the snapshot.
     private func checkCompleteness(_ core: RaftCore, step: Int) throws(SafetyViolation) {
-        let through = max(appliedCount, committedThrough)
-        guard through >= core.firstIndex.rawValue else { return }
-        for index in core.firstIndex.rawValue...through {
-            guard let term = applied[index]?.term.rawValue ?? committedTerms[index] else { continue }
-            if core.term(at: LogIndex(index))?.rawValue != term {
+        guard committedThrough >= core.firstIndex.rawValue else { return }
+        for index in core.firstIndex.rawValue...committedThrough {
+            guard let known = committed[index], known.commitTerm < core.term else { continue }
+            if core.term(at: LogIndex(index))?.rawValue != known.entryTerm {
                 throw SafetyViolation(step: step, invariant: "leader completeness",
-                                      detail: "leader \(core.id) of term \(core.term) lacks committed entry \(index) of term \(term)")
+                                      detail: "leader \(core.id) of term \(core.term) lacks entry \(index) of term \(known.entryTerm), committed in term \(known.commitTerm)")
             }
         }
     }
@@ -75,7 +76,8 @@ struct SafetyChecker {
         }
     }
 
-    mutating func checkApplied(_ entry: Entry, node: NodeID, after appliedIndex: UInt64, step: Int) throws(SafetyViolation) {
+    /// Checks an entry applied by `node` (in term `nodeTerm`) against every entry applied anywhere at its index.
+    mutating func checkApplied(_ entry: Entry, node: NodeID, nodeTerm: UInt64, after appliedIndex: UInt64, step: Int) throws(SafetyViolation) {
         let index = entry.index.rawValue
         guard index == appliedIndex + 1 else {
             throw SafetyViolation(step: step, invariant: "state machine safety", detail: "node \(node) applied \(index) after \(appliedIndex)")
@@ -89,14 +91,18 @@ struct SafetyChecker {
             applied[index] = entry
             appliedCount = max(appliedCount, index)
         }
+        // A leader committed it in this node's term or earlier; if no leader was seen doing so (one that removed
+        // itself steps down in the same step), this node's term is a safe upper bound for the completeness check.
+        try record(index: index, entryTerm: entry.term.rawValue, commitTerm: nodeTerm, by: node, step: step)
         commitSeen = max(commitSeen, index)
     }
 
-    /// Entries a leader has committed, by index: its term there. A later leader must hold every one.
-    private var committedTerms: [UInt64: UInt64] = [:]
+    /// Committed entries by index: the entry's term, and the (earliest known) term in which a leader committed it.
+    private var committed: [UInt64: (entryTerm: UInt64, commitTerm: UInt64)] = [:]
     private var committedThrough: UInt64 = 0
 
-    /// Records what a leader's commit index covers, and checks no committed index ever changes term.
+    /// Records what a leader's commit index covers, and checks no committed index ever changes term. Called
+    /// after every step of a node, so the term of each commit is exact.
     mutating func noteCommit(by core: RaftCore, step: Int) throws(SafetyViolation) {
         let commit = core.commitIndex.rawValue
         commitSeen = max(commitSeen, commit)
@@ -104,14 +110,21 @@ struct SafetyChecker {
         let from = max(core.firstIndex.rawValue, committedThrough + 1)
         guard core.isLeader, commit >= from else { return }
         for index in from...commit {
-            let term = core.term(at: LogIndex(index))!.rawValue
-            if let known = committedTerms[index], known != term {
-                throw SafetyViolation(step: step, invariant: "committed entries never change",
-                                      detail: "leader \(core.id) of term \(core.term) has term \(term) at committed index \(index), committed before with term \(known)")
-            }
-            committedTerms[index] = term
+            try record(index: index, entryTerm: core.term(at: LogIndex(index))!.rawValue, commitTerm: core.term, by: core.id, step: step)
         }
-        committedThrough = max(committedThrough, commit)
+    }
+
+    private mutating func record(index: UInt64, entryTerm: UInt64, commitTerm: UInt64, by node: NodeID, step: Int) throws(SafetyViolation) {
+        if let known = committed[index] {
+            if known.entryTerm != entryTerm {
+                throw SafetyViolation(step: step, invariant: "committed entries never change",
+                                      detail: "node \(node) has term \(entryTerm) at committed index \(index), committed before with term \(known.entryTerm)")
+            }
+            committed[index]!.commitTerm = min(known.commitTerm, commitTerm)
+        } else {
+            committed[index] = (entryTerm, commitTerm)
+        }
+        committedThrough = max(committedThrough, index)
     }
 
     /// A read asked for now must come back at or after every commit any node has made so far.

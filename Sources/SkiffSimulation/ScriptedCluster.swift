@@ -149,6 +149,9 @@ public final class ScriptedCluster {
         return delivered
     }
 
+    /// Puts messages (held back earlier) into the mailbox, as a network that delayed them would.
+    public func inject(_ messages: [Message]) { mailbox.append(contentsOf: messages) }
+
     /// Drops waiting messages `predicate` picks.
     public func drop(where predicate: (Message) -> Bool) { mailbox.removeAll(where: predicate) }
 

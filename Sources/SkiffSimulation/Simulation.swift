@@ -25,6 +25,8 @@ public final class Simulation {
     var nextReadID: UInt64 = 1
     var checker = SafetyChecker()
     public private(set) var summary = SimulationSummary()
+    /// Receives a line for every event of the run, for diagnosing a failing seed (`SKIFF_TRACE=1`).
+    public var trace: ((String) -> Void)?
 
     public init(seed: UInt64, options: SimulationOptions) {
         precondition((1...7).contains(options.voters) && options.nodesMax >= options.voters && options.nodesMax <= 7)
@@ -107,7 +109,9 @@ public final class Simulation {
     private func tickAll() throws(SafetyViolation) {
         now += 1
         for position in nodes.indices where nodes[position].isUp && !paused.contains(nodes[position].id) {
+            let before = (nodes[position].core!.role, nodes[position].core!.term)
             nodes[position].core!.tick()
+            if before != (nodes[position].core!.role, nodes[position].core!.term) { note("tick: \(status(position))") }
         }
     }
 
@@ -116,6 +120,7 @@ public final class Simulation {
     private func resumeAll() {
         let resumed = paused
         paused.removeAll()
+        if !resumed.isEmpty { note("resume \(resumed.sorted())") }
         for id in resumed.sorted() {
             guard let position = nodes.firstIndex(where: { $0.id == id }), nodes[position].isUp else { continue }
             requestRead(at: position)
@@ -125,7 +130,10 @@ public final class Simulation {
     /// Stops a node's process, often the leader's: its clock stands still while the others' run on.
     private func pause() {
         let position = random.below(2) == 0 ? (leaderPosition ?? randomUpNode()) : randomUpNode()
-        if let position { paused.insert(nodes[position].id) }
+        if let position {
+            paused.insert(nodes[position].id)
+            note("pause \(status(position))")
+        }
     }
 
     // MARK: The network
@@ -145,6 +153,17 @@ public final class Simulation {
         try deliver(message)
     }
 
+    private func note(_ line: @autoclosure () -> String) {
+        guard let trace else { return }
+        trace("[\(stepNumber) t\(now)] \(line())")
+    }
+
+    private func status(_ position: Int) -> String {
+        guard let core = nodes[position].core else { return "\(nodes[position].id) down" }
+        return "\(core.id) \(core.role) t\(core.term) last=\(core.lastIndex)/\(core.term(at: core.lastIndex).map { "\($0)" } ?? "?") "
+            + "commit=\(core.commitIndex) stable=\(core.persistedIndex) first=\(core.firstIndex)"
+    }
+
     /// A snapshot travels as a stream over its own connection, whose end (delivered or failed) the transport
     /// reports to the sender; plain messages are lost silently.
     private func reportSnapshotStream(_ message: Message, delivered: Bool) {
@@ -159,11 +178,14 @@ public final class Simulation {
             return
         }
         defer { reportSnapshotStream(message, delivered: true) }
+        note("deliver \(message.from)->\(message.to) t\(message.term) \(message.kind)")
+        defer { note("  now \(status(position))") }
         do {
             try nodes[position].core!.step(message)
         } catch {
             throw SafetyViolation(step: stepNumber, invariant: "valid messages", detail: "node \(message.to) rejected \(message): \(error)")
         }
+        try checker.noteCommit(by: nodes[position].core!, step: stepNumber)
         summary.messagesDelivered += 1
     }
 
@@ -202,7 +224,9 @@ public final class Simulation {
     func processReady(of position: Int?) throws(SafetyViolation) {
         guard let position, nodes[position].isUp else { return }
         if let ready = nodes[position].pendingReady {
+            note("persist \(nodes[position].id): hs=\(ready.hardState.map { "\($0)" } ?? "-") entries=\(ready.entries.map { "\($0.index)/\($0.term)" }) snapshot=\(ready.snapshot.map { "\($0.index)/\($0.term)" } ?? "-") apply=\(ready.committedEntries.last.map { "\($0.index)" } ?? "-")")
             try finishReady(ready, at: position)
+            note("  now \(status(position))")
         } else if let ready = nodes[position].core!.ready() {
             enqueue(ready.messages)
             nodes[position].pendingReady = ready
@@ -217,7 +241,7 @@ public final class Simulation {
         try checker.checkPersistedEntries(ready.entries, disk: nodes[position].disk, node: nodes[position].id, step: stepNumber)
         enqueue(ready.messagesAfterPersist)
         for entry in ready.committedEntries {
-            try checker.checkApplied(entry, node: nodes[position].id, after: nodes[position].appliedIndex, step: stepNumber)
+            try checker.checkApplied(entry, node: nodes[position].id, nodeTerm: nodes[position].core!.term, after: nodes[position].appliedIndex, step: stepNumber)
             nodes[position].appliedIndex = entry.index.rawValue
             if entry.kind == .command { nodes[position].stateMachine.append(commandID(entry)) }
         }
@@ -255,6 +279,7 @@ public final class Simulation {
 
     private func crash(_ position: Int?) {
         guard let position, nodes.filter(\.isUp).count > 1 else { return }
+        note("crash \(status(position))")
         paused.remove(nodes[position].id)
         nodes[position].core = nil
         nodes[position].pendingReady = nil
@@ -271,6 +296,7 @@ public final class Simulation {
     private func restart(_ position: Int) throws(SafetyViolation) {
         let committedBefore = nodes[position].disk.hardState.commit
         start(position)
+        note("restart \(status(position))")
         if nodes[position].core!.commitIndex < committedBefore {
             throw SafetyViolation(step: stepNumber, invariant: "commit index never goes back",
                                   detail: "node \(nodes[position].id) restarted at \(nodes[position].core!.commitIndex) after persisting \(committedBefore)")
@@ -289,19 +315,26 @@ public final class Simulation {
         } else {
             change = random.below(2) == 0 ? .addLearner(id) : .addVoter(id)
         }
-        if case .success = nodes[leader].core!.proposeConfigurationChange(change) { summary.membershipChanges += 1 }
+        if case .success = nodes[leader].core!.proposeConfigurationChange(change) {
+            summary.membershipChanges += 1
+            note("membership \(change) proposed by \(status(leader))")
+        }
     }
 
     private func transferLeadership() {
         guard let leader = leaderPosition else { return }
         let voters = nodes[leader].core!.clusterConfiguration.voters.sorted()
         let target = voters[Int(random.below(UInt64(voters.count)))]
-        if nodes[leader].core!.transferLeadership(to: target) == nil { summary.transfers += 1 }
+        if nodes[leader].core!.transferLeadership(to: target) == nil {
+            summary.transfers += 1
+            note("transfer to \(target) from \(status(leader))")
+        }
     }
 
     private func takeSnapshot() {
         guard let position = randomUpNode(), nodes[position].pendingReady == nil else { return }
         nodes[position].takeSnapshot()
+        note("snapshot \(status(position))")
     }
 
     // MARK: Healing and liveness

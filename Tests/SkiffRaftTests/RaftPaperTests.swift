@@ -139,6 +139,46 @@ import Testing
         #expect(cluster.log(1) == cluster.log(newLeader))
     }
 
+    /// §5.4's Leader Completeness binds leaders of *later* terms only. A candidate paused after one vote was
+    /// granted can still win its old term once it resumes, lacking what a later term committed meanwhile. That
+    /// is safe: every quorum has moved on, so it commits nothing, and the first reply it gets deposes it.
+    @Test func aCandidateThatWinsAnOldTermLateCommitsNothing() {
+        let cluster = ScriptedCluster(voters: [1, 2, 3]) { $0.preVote = false; $0.checkQuorum = false }
+        cluster.elect(1)
+        cluster.stabilize()
+        cluster.campaign(3)  // term 2
+        cluster.processAll()
+        cluster.drop { $0.to == NodeID(1) }
+        cluster.deliver { $0.to == NodeID(2) }  // 2 grants; its answer waits while 3 is paused
+        cluster.processAll()
+        let heldVote = cluster.mailbox.filter { $0.to == NodeID(3) }
+        #expect(heldVote.map(\.kind) == [.voteResponse(granted: true, preVote: false)])
+        cluster.drop { $0.to == NodeID(3) }
+
+        // Meanwhile 1 learns of term 2 from 2, wins term 3 with 2's vote, and commits a write with it.
+        for _ in 0..<30 where cluster.leaders != [1] || cluster.core(1).term < 3 {
+            cluster.tick(1)
+            cluster.processAll()
+            cluster.drop { $0.to == NodeID(3) }
+            cluster.deliver()
+        }
+        #expect(cluster.leaders == [1] && cluster.core(1).term == 3)
+        let write = try! cluster.propose(1, "written in term 3").get()
+        for _ in 0..<4 { cluster.processAll(); cluster.drop { $0.to == NodeID(3) }; cluster.deliver() }
+        #expect(cluster.core(1).commitIndex == write)
+
+        // 3 resumes and the old vote arrives: it leads term 2 without the entries term 3 committed.
+        cluster.inject(heldVote)
+        cluster.deliver()
+        #expect(cluster.core(3).isLeader && cluster.core(3).term == 2)
+        #expect(cluster.core(3).lastIndex < write)
+        cluster.stabilize()
+        #expect(cluster.leaders == [1])
+        for _ in 0..<2 { cluster.tick(1); cluster.stabilize() }  // heartbeats bring 3 back in line
+        #expect(cluster.log(3) == cluster.log(1))
+        #expect(cluster.applied.values.allSatisfy { $0.term != Term(2) })  // nothing of term 2 ever committed
+    }
+
     /// Pre-vote (§9.6): a node partitioned away campaigns without raising its term, so on its return it does
     /// not depose the healthy leader.
     @Test func partitionedNodeDoesNotDisruptOnReturn() {

@@ -5,7 +5,8 @@ import Testing
 
 /// Seeded simulations of whole clusters under faults, checking Raft's safety after every step and liveness
 /// after healing. `SKIFF_SEED=0x1234 swift test --filter RaftSimulationTests` replays one seed;
-/// `SKIFF_SEEDS=N` runs N seeds from `SKIFF_SEED_BASE` (default: a fixed base, plus a few new ones).
+/// `SKIFF_SEEDS=N` runs N seeds from `SKIFF_SEED_BASE` (default: a fixed base, plus a few new ones);
+/// `SKIFF_TRACE=1` prints every event of the run.
 @Suite struct RaftSimulationTests {
     static let environment = ProcessInfo.processInfo.environment
 
@@ -31,7 +32,9 @@ import Testing
         for seed in seeds {
             let options = SimulationOptions.varied(seed: seed)
             do {
-                let summary = try Simulation(seed: seed, options: options).run()
+                let simulation = Simulation(seed: seed, options: options)
+                if Self.environment["SKIFF_TRACE"] != nil { simulation.trace = { print($0) } }
+                let summary = try simulation.run()
                 totals.committed += summary.committed
                 totals.elections += summary.elections
                 totals.crashes += summary.crashes
