@@ -33,8 +33,9 @@ public struct Message: Hashable, Sendable {
         case readIndex(requestID: UInt64)
         /// Leader to follower: the read may be served once `index` is applied; nil if it could not be confirmed.
         case readIndexResponse(requestID: UInt64, index: LogIndex?)
-        /// Leader to a node that a committed configuration no longer includes.
-        case removed
+        /// Leader to a node that a committed configuration no longer includes. `configurationIndex` is where the
+        /// leader's configuration stands in its log, so a node already re-added by a later one ignores it.
+        case removed(configurationIndex: LogIndex)
     }
 
     /// Whether only a leader sends this kind: such messages need nothing persisted before they leave.

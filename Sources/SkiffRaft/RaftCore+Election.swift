@@ -31,6 +31,7 @@ extension RaftCore {
             role = .candidate
             term += 1
             vote = id
+            leader = .none
         }
         votes = [id: true]
         resetElectionTimeout()
@@ -48,6 +49,7 @@ extension RaftCore {
         let rejected = votes.filter { voters.contains($0.key) && !$0.value }.count
         if granted >= clusterConfiguration.quorum {
             if role == .preCandidate {
+                if isAwaitingExternalTail { return }  // a late grant: the wait has already begun
                 if configuration.externalTailWaitTicks > 0 {
                     startExternalTailWait()
                 } else {

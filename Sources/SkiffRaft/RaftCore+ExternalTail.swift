@@ -27,8 +27,11 @@ extension RaftCore {
     /// Returns the index of the last entry adopted (the last index if none).
     @discardableResult
     public mutating func deliverExternalTail(_ tail: ExternalTail) -> LogIndex {
+        // A tail that arrives after the wait ended (or was cancelled by a leader's message) is ignored, and
+        // must not start a campaign that no won pre-vote backs.
+        guard isAwaitingExternalTail else { return LogIndex(log.lastIndex) }
         defer { finishExternalTailWait() }
-        guard isAwaitingExternalTail, tail.leaderTerm.rawValue >= term,
+        guard tail.leaderTerm.rawValue >= term,
               tail.entries.allSatisfy({ $0.term <= tail.leaderTerm }),
               tail.entries.enumerated().allSatisfy({ $1.index.rawValue == tail.previousIndex.rawValue + 1 + UInt64($0) })
         else { return LogIndex(log.lastIndex) }

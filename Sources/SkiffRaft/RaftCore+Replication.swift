@@ -58,7 +58,7 @@ extension RaftCore {
         let from = message.from
         guard progress[from] != nil else {
             if !clusterConfiguration.contains(from) && !configuration(at: log.committed).contains(from) {
-                send(.removed, to: from)
+                tellRemoved(from)
             }
             return
         }
@@ -75,7 +75,9 @@ extension RaftCore {
                 return
             }
             let before = progress[from]!.state
-            guard progress[from]!.acknowledge(index.rawValue) else { return }
+            let advanced = progress[from]!.acknowledge(index.rawValue)
+            // A probe answered at the match already known (nothing new to append then) also ends probing.
+            guard advanced || (before == .probe && index.rawValue == progress[from]!.match) else { return }
             switch before {
             case .probe:
                 progress[from]!.becomeReplicate()
@@ -111,12 +113,19 @@ extension RaftCore {
         progress[node]!.becomeProbe()
     }
 
-    /// The transport finished streaming a snapshot to `node`, delivered or not. Either way the leader goes
-    /// back to probing: the follower's answer to the next append says whether it installed the snapshot (and
-    /// a lost acknowledgement cannot leave the follower waiting forever); if it did not, the probe resends it.
-    public mutating func reportSnapshot(to node: NodeID, delivered: Bool) {
-        guard role == .leader, case .snapshot = progress[node]?.state else { return }
+    /// The transport finished streaming the snapshot at `index` to `node`, delivered or not. Either way the
+    /// leader goes back to probing: the follower's answer to the next append says whether it installed the
+    /// snapshot (and a lost acknowledgement cannot leave the follower waiting forever); if it did not, the
+    /// probe resends it. A report about an older stream than the one pending is ignored.
+    public mutating func reportSnapshot(to node: NodeID, index: LogIndex, delivered: Bool) {
+        guard role == .leader, case .snapshot(let pending) = progress[node]?.state, pending == index.rawValue else { return }
         progress[node]!.becomeProbe()
+    }
+
+    /// Tells a node that the committed configuration leaves it out (see `Message.Kind.removed`).
+    mutating func tellRemoved(_ node: NodeID) {
+        let index = configurationEntries.last?.index ?? log.snapshotIndex
+        send(.removed(configurationIndex: LogIndex(index)), to: node)
     }
 
     // MARK: Follower side
@@ -146,10 +155,11 @@ extension RaftCore {
             return
         }
         if log.matches(index: index, term: snapshot.term.rawValue) {
-            // We already hold the snapshot's entries: just commit them.
+            // We already hold the snapshot's entries: just commit them. Only they are known to match the
+            // leader's log; entries after them may be another leader's, so the acknowledgement stops there.
             log.commit(to: index)
             updateRemoved()
-            send(.appendResponse(index: LogIndex(log.lastIndex), rejected: false, hintIndex: .zero, hintTerm: .zero), to: leader)
+            send(.appendResponse(index: snapshot.index, rejected: false, hintIndex: .zero, hintTerm: .zero), to: leader)
             return
         }
         log.restore(index: index, term: snapshot.term.rawValue)

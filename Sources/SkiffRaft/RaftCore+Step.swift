@@ -6,10 +6,15 @@ extension RaftCore {
         if role == .leader, !clusterConfiguration.contains(message.from), !configuration(at: log.committed).contains(message.from) {
             // A node that a committed configuration left out, still campaigning or answering: tell it, before
             // its term (perhaps raised while it was away) can matter.
-            send(.removed, to: message.from)
+            tellRemoved(message.from)
             return
         }
         let messageTerm = message.term.rawValue
+        if case .removed(let configurationIndex) = message.kind {
+            // Whatever its term: a removed node may have raised its own while it was away.
+            handleRemoved(term: messageTerm, configurationIndex: configurationIndex.rawValue)
+            return
+        }
         if messageTerm > term {
             switch message.kind {
             case .requestVote(_, _, _, let transfer):
@@ -33,8 +38,9 @@ extension RaftCore {
         } else if messageTerm < term {
             switch message.kind {
             case .append, .heartbeat:
-                // A deposed leader: tell it the current term so it steps down.
-                send(.appendResponse(index: LogIndex(log.lastIndex), rejected: true, hintIndex: .zero, hintTerm: .zero), to: message.from)
+                // A deposed leader: the current term in the answer makes it step down. An acknowledgement of
+                // nothing, so that it means nothing to whoever leads when it arrives.
+                send(.appendResponse(index: .zero, rejected: false, hintIndex: .zero, hintTerm: .zero), to: message.from)
             case .requestVote(_, _, true, _):
                 send(.voteResponse(granted: false, preVote: true), to: message.from)
             default:
@@ -46,10 +52,6 @@ extension RaftCore {
         switch message.kind {
         case .requestVote(let lastIndex, let lastTerm, let preVote, _):
             handleVoteRequest(message, lastIndex: lastIndex.rawValue, lastTerm: lastTerm.rawValue, preVote: preVote)
-        case .removed:
-            guard role != .leader else { return }
-            isRemoved = true
-            becomeFollower(term: term, leader: message.from)
         default:
             switch role {
             case .leader: stepLeader(message)
@@ -57,6 +59,15 @@ extension RaftCore {
             case .follower: stepFollower(message)
             }
         }
+    }
+
+    /// A leader says a committed configuration leaves this node out. Ignored if this node holds a later
+    /// configuration that includes it (an operator added it back); otherwise it stops campaigning for good,
+    /// until a configuration that includes it reaches its log.
+    private mutating func handleRemoved(term messageTerm: UInt64, configurationIndex: UInt64) {
+        if let latest = configurationEntries.last, latest.index > configurationIndex, latest.configuration.contains(id) { return }
+        if messageTerm > term || role != .follower { becomeFollower(term: max(term, messageTerm), leader: .none) }
+        isRemoved = true
     }
 
     private func validate(_ message: Message) throws(RaftInputError) {

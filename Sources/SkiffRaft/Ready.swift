@@ -2,7 +2,9 @@
 /// 1. send `messages` (they may leave before anything is persisted: they are the leader's appends and
 ///    heartbeats, and a leader counts itself towards commitment only once its own entries are durable);
 /// 2. install `snapshot` if set, then persist `hardState` and `entries` durably (if the first entry's index is
-///    at or below the last persisted one, truncate the persisted log after `entries[0].index - 1` first);
+///    at or below the last persisted one, truncate the persisted log after `entries[0].index - 1` first).
+///    The entries must be durable no later than the hard state: in one atomic write, or entries first, since
+///    the hard state's commit index may cover them;
 /// 3. send `messagesAfterPersist` (votes and acknowledgements, which promise what was just persisted);
 /// 4. apply `committedEntries` in order, and serve `readStates` once their index is applied;
 /// 5. call `RaftCore.advance(_:)` with this Ready.

@@ -1,7 +1,7 @@
 import SkiffRaft
 
 /// Raft's safety properties, checked incrementally as a simulation runs (each check is O(1) or O(new work)):
-/// - election safety: at most one leader per term;
+/// - election safety: at most one leader per term (counting leaders whose term and vote are durable);
 /// - log matching: entries with the same index and term are the same entry, after the same previous term;
 /// - leader completeness: a new leader holds every entry committed in an earlier term;
 /// - state machine safety: every node applies the same entry at each index, in order;
@@ -23,8 +23,12 @@ struct SafetyChecker {
 
     mutating func checkLeaders(_ nodes: [SimulatedNode], step: Int) throws(SafetyViolation) {
         for node in nodes {
-            guard let core = node.core else { leaders.remove(node.id); continue }
-            guard core.isLeader else { leaders.remove(node.id); continue }
+            // A leader counts once its term and its vote for itself are durable. Before that it can send
+            // nothing and commit nothing, and a crash makes it as if it never was: a single voter elects
+            // itself in memory at once, and may restart in the term before and vote for someone else in it.
+            guard let core = node.core, core.isLeader,
+                  node.disk.hardState.term.rawValue == core.term, node.disk.hardState.vote == node.id
+            else { leaders.remove(node.id); continue }
             if let other = leaderOfTerm[core.term], other != node.id {
                 throw SafetyViolation(step: step, invariant: "election safety", detail: "nodes \(other) and \(node.id) both lead term \(core.term)")
             }

@@ -100,6 +100,15 @@ public final class ScriptedCluster {
         nodes[NodeID(id)]!.core!.deliverExternalTail(tail)
     }
 
+    /// Saves `id`'s state machine as a snapshot at its applied index and compacts its log behind it.
+    public func snapshot(_ id: UInt64) { nodes[NodeID(id)]!.takeSnapshot() }
+
+    public func reportUnreachable(_ id: UInt64, _ peer: UInt64) { nodes[NodeID(id)]!.core!.reportUnreachable(NodeID(peer)) }
+
+    public func reportSnapshot(_ id: UInt64, to peer: UInt64, index: LogIndex, delivered: Bool) {
+        nodes[NodeID(id)]!.core!.reportSnapshot(to: NodeID(peer), index: index, delivered: delivered)
+    }
+
     public func crash(_ id: UInt64) {
         nodes[NodeID(id)]!.core = nil
         mailbox.removeAll { $0.to.rawValue == id || $0.from.rawValue == id }

@@ -167,9 +167,9 @@ public final class Simulation {
     /// A snapshot travels as a stream over its own connection, whose end (delivered or failed) the transport
     /// reports to the sender; plain messages are lost silently.
     private func reportSnapshotStream(_ message: Message, delivered: Bool) {
-        guard case .snapshot = message.kind, let sender = nodes.firstIndex(where: { $0.id == message.from }),
+        guard case .snapshot(let snapshot) = message.kind, let sender = nodes.firstIndex(where: { $0.id == message.from }),
               nodes[sender].isUp else { return }
-        nodes[sender].core!.reportSnapshot(to: message.to, delivered: delivered)
+        nodes[sender].core!.reportSnapshot(to: message.to, index: snapshot.index, delivered: delivered)
     }
 
     private func deliver(_ message: Message) throws(SafetyViolation) {
