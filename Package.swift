@@ -7,10 +7,12 @@ let package = Package(
     products: [
         .library(name: "SkiffRaft", targets: ["SkiffRaft"]),
         .library(name: "SkiffStorage", targets: ["SkiffStorage"]),
+        .library(name: "SkiffKV", targets: ["SkiffKV"]),
         .executable(name: "skiff-wal", targets: ["skiff-wal"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.0"),
     ],
@@ -23,6 +25,8 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]),
         .target(name: "SkiffRaft"),
         .target(name: "SkiffSimulation", dependencies: ["SkiffRaft"]),
+        .target(name: "SkiffKV"),
+        .target(name: "SkiffRESP", dependencies: ["SkiffKV", .product(name: "NIOCore", package: "swift-nio")]),
         .target(
             name: "SkiffStorage",
             dependencies: [
@@ -33,7 +37,7 @@ let package = Package(
         .executableTarget(
             name: "skiff-wal",
             dependencies: [
-                "SkiffStorage",
+                "SkiffStorage", "SkiffKV",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/skiff-wal"),
@@ -49,6 +53,14 @@ let package = Package(
             name: "skiff-wal-writer",
             dependencies: ["SkiffStorage"],
             path: "Tools/skiff-wal-writer"),
+        .testTarget(name: "SkiffKVTests", dependencies: ["SkiffKV"]),
+        .testTarget(
+            name: "SkiffRESPTests",
+            dependencies: [
+                "SkiffRESP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ]),
         .testTarget(
             name: "SkiffRaftTests",
             dependencies: ["SkiffRaft", "SkiffSimulation"]),
