@@ -8,11 +8,13 @@ let package = Package(
         .library(name: "SkiffRaft", targets: ["SkiffRaft"]),
         .library(name: "SkiffStorage", targets: ["SkiffStorage"]),
         .library(name: "SkiffKV", targets: ["SkiffKV"]),
+        .executable(name: "skiff", targets: ["skiff"]),
         .executable(name: "skiff-wal", targets: ["skiff-wal"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.0"),
     ],
@@ -27,6 +29,30 @@ let package = Package(
         .target(name: "SkiffSimulation", dependencies: ["SkiffRaft"]),
         .target(name: "SkiffKV"),
         .target(name: "SkiffRESP", dependencies: ["SkiffKV", .product(name: "NIOCore", package: "swift-nio")]),
+        .target(
+            name: "SkiffTransport",
+            dependencies: [
+                "SkiffRaft", "CZlib",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "SkiffServer",
+            dependencies: [
+                "SkiffRaft", "SkiffStorage", "SkiffKV", "SkiffRESP", "SkiffTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        .executableTarget(
+            name: "skiff",
+            dependencies: [
+                "SkiffServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(
             name: "SkiffStorage",
             dependencies: [
@@ -57,7 +83,7 @@ let package = Package(
         .testTarget(
             name: "SkiffRESPTests",
             dependencies: [
-                "SkiffRESP",
+                "SkiffRESP", "SkiffKV",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ]),

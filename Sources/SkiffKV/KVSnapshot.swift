@@ -5,11 +5,11 @@ public enum KVSnapshot {
     static let version: UInt8 = 1
 
     /// Writes the store's records through `sink`, in pieces of about `pieceBytes`.
-    public static func write(_ store: KVStore, pieceBytes: Int = 64 << 10, to sink: ([UInt8]) throws -> Void) rethrows {
+    public static func write<Failure: Error>(_ store: KVStore, pieceBytes: Int = 64 << 10, to sink: ([UInt8]) throws(Failure) -> Void) throws(Failure) {
         var writer = KVWriter()
         writer.append(version)
         writer.append(UInt64(store.count))
-        try store.forEachRecord { key, record in
+        try store.forEachRecord { (key, record) throws(Failure) in
             writer.append(bytes: key)
             writer.append(bytes: record.value)
             writer.append(record.revision)

@@ -195,7 +195,7 @@ public final class KVStore {
     public func randomKey() -> [UInt8]? { records.keys.randomElement() }
 
     /// Every record in enumeration order: what a snapshot holds.
-    func forEachRecord(_ body: ([UInt8], Record) throws -> Void) rethrows {
+    func forEachRecord<Failure: Error>(_ body: ([UInt8], Record) throws(Failure) -> Void) throws(Failure) {
         for (_, key) in enumerationOrder() { try body(key, records[key]!) }
     }
 
@@ -217,5 +217,15 @@ extension Array {
             if belongsInSecondPartition(self[middle]) { high = middle } else { low = middle + 1 }
         }
         return low
+    }
+}
+
+extension KVStore {
+    /// An independent copy that shares storage until either side changes (copy on write): what a snapshot
+    /// is written from while the node goes on applying.
+    public func copy() -> KVStore {
+        let copy = KVStore()
+        copy.replaceAll(with: records)
+        return copy
     }
 }

@@ -16,6 +16,10 @@ extension RaftCore {
         }
     }
 
+    /// The configuration in force right after `index` (for a snapshot taken there), for indices from the
+    /// snapshot point on.
+    public func clusterConfiguration(at index: LogIndex) -> ClusterConfiguration { configuration(at: index.rawValue) }
+
     /// The configuration in force right after `index`.
     func configuration(at index: UInt64) -> ClusterConfiguration {
         configurationEntries.last { $0.index <= index }?.configuration ?? baseConfiguration

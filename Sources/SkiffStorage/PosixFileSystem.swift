@@ -47,7 +47,12 @@ public struct PosixFileSystem: FileSystem {
         return names
     }
 
+    /// Creates `path` and any missing parents (like `mkdir -p`).
     public func createDirectory(_ path: String) throws {
+        if isDirectory(path) { return }
+        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+            try createDirectory(String(path[..<slash]))
+        }
         if mkdir(path, 0o755) != 0 && errno != EEXIST { throw Errno(rawValue: errno) }
         guard isDirectory(path) else { throw Errno.notDirectory }
     }

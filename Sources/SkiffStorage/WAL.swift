@@ -170,7 +170,16 @@ public final class WAL: @unchecked Sendable {
     /// Appends entries that continue the log (the first index is one past the last entry appended or
     /// enqueued), optionally with a hard state, durably and atomically.
     public func append(_ entries: [Entry], hardState: HardState? = nil) async throws(WALError) {
-        try await submit { queue throws(WALError) in
+        let result: Result<Void, WALError> = await withCheckedContinuation { continuation in
+            append(entries, hardState: hardState) { continuation.resume(returning: $0) }
+        }
+        try result.get()
+    }
+
+    /// `append(_:hardState:)` for callers that cannot wait: `done` runs on the WAL's writer thread once the
+    /// entries and hard state are durable. Appends and truncations run in the order they were made.
+    public func append(_ entries: [Entry], hardState: HardState?, done: @escaping @Sendable (Result<Void, WALError>) -> Void) {
+        submit({ queue throws(WALError) in
             try checkSize(entries)
             if let first = entries.first {
                 precondition(first.index.rawValue == queue.lastIndex + 1,
@@ -185,7 +194,7 @@ public final class WAL: @unchecked Sendable {
                 queue.lastTerm = previous
             }
             return .append(entries, hardState)
-        }
+        }, done: done)
     }
 
     /// Appends one entry at the next free index, which it returns once the entry is durable. Many callers may
@@ -210,14 +219,22 @@ public final class WAL: @unchecked Sendable {
 
     /// Drops every entry after `index` (a Raft log conflict). `index` may not be below `firstIndex - 1`.
     public func truncate(after index: LogIndex) async throws(WALError) {
-        try await submit { queue throws(WALError) in
+        let result: Result<Void, WALError> = await withCheckedContinuation { continuation in
+            truncate(after: index) { continuation.resume(returning: $0) }
+        }
+        try result.get()
+    }
+
+    /// `truncate(after:)` for callers that cannot wait; see `append(_:hardState:done:)`.
+    public func truncate(after index: LogIndex, done: @escaping @Sendable (Result<Void, WALError>) -> Void) {
+        submit({ queue throws(WALError) in
             precondition(index.rawValue + 1 >= queue.firstIndex, "cannot truncate into the compacted prefix; restart the log instead")
             if index.rawValue < queue.lastIndex {
                 queue.lastTerm = queue.term(at: index.rawValue) ?? readState.withLock { $0.replay.term(at: index.rawValue) }!
                 queue.lastIndex = index.rawValue
             }
             return .truncate(after: index.rawValue)
-        }
+        }, done: done)
     }
 
     /// Discards the whole log and starts it afresh after `index` with term `term`: what installing a snapshot
@@ -262,20 +279,25 @@ public final class WAL: @unchecked Sendable {
     /// and waits for the writer to finish it.
     private func submit(_ make: (inout Queue) throws(WALError) -> Operation) async throws(WALError) {
         let result: Result<Void, WALError> = await withCheckedContinuation { continuation in
-            let done: @Sendable (Result<Void, WALError>) -> Void = { continuation.resume(returning: $0) }
-            // The writer is woken only when the queue stops being empty: it takes everything queued when it wakes.
-            let (refusal, wakeWriter) = queue.withLock { (queue: inout Queue) -> (WALError?, Bool) in
-                if let refusal = queue.refusal { return (refusal, false) }
-                do throws(WALError) {
-                    let operation = try make(&queue)
-                    queue.requests.append(Request(operation: operation, done: done))
-                    return (nil, queue.requests.count == 1)
-                } catch {
-                    return (error, false)
-                }
-            }
-            if let refusal { done(.failure(refusal)) } else if wakeWriter { wake.signal() }
+            submit(make) { continuation.resume(returning: $0) }
         }
         try result.get()
+    }
+
+    /// Enqueues the operation `make` builds; `done` runs on the writer thread once it is finished (or at
+    /// once, on the caller's thread, if the WAL refuses it).
+    private func submit(_ make: (inout Queue) throws(WALError) -> Operation, done: @escaping @Sendable (Result<Void, WALError>) -> Void) {
+        // The writer is woken only when the queue stops being empty: it takes everything queued when it wakes.
+        let (refusal, wakeWriter) = queue.withLock { (queue: inout Queue) -> (WALError?, Bool) in
+            if let refusal = queue.refusal { return (refusal, false) }
+            do throws(WALError) {
+                let operation = try make(&queue)
+                queue.requests.append(Request(operation: operation, done: done))
+                return (nil, queue.requests.count == 1)
+            } catch {
+                return (error, false)
+            }
+        }
+        if let refusal { done(.failure(refusal)) } else if wakeWriter { wake.signal() }
     }
 }

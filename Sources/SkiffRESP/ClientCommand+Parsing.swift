@@ -1,0 +1,149 @@
+extension ClientCommand {
+    /// Parses a command from its words, the name first (in any case). An unknown command, a wrong number
+    /// of arguments or a bad argument gives the error Redis would reply with. `arguments` is not empty.
+    public static func parse(_ arguments: [[UInt8]]) -> Result<ClientCommand, RESPCommandError> {
+        Result { () throws(RESPCommandError) -> ClientCommand in try parsedCommand(from: CommandArguments(arguments)) }
+    }
+
+    private static func parsedCommand(from arguments: CommandArguments) throws(RESPCommandError) -> ClientCommand {
+        if let command = try connectionCommand(arguments) { return command }
+        if let read = try readCommand(arguments) { return .read(read) }
+        if let command = try writeCommand(arguments) { return command }
+        if let command = try serverCommand(arguments) { return command }
+        throw .unknownCommand(arguments.words)
+    }
+
+    /// Commands about the connection rather than the key space; nil for any other name.
+    private static func connectionCommand(_ arguments: CommandArguments) throws(RESPCommandError) -> ClientCommand? {
+        switch arguments.name {
+        case "ping":
+            try arguments.requireCount(1...2)
+            return .ping(message: arguments.count == 2 ? arguments[1] : nil)
+        case "echo":
+            try arguments.requireCount(2)
+            return .echo(arguments[1])
+        case "hello":
+            return try .hello(helloOptions(arguments))
+        case "auth":
+            try arguments.requireCount(2...)
+            guard arguments.count <= 3 else { throw .syntax }
+            return .auth(user: arguments.count == 3 ? arguments[1] : nil, password: arguments[arguments.count - 1])
+        case "select":
+            try arguments.requireCount(2)
+            guard try arguments.integer(at: 1) == 0 else { throw RESPCommandError("ERR DB index is out of range") }
+            return .select(0)
+        case "quit":
+            return .quit
+        case "client":
+            try arguments.requireCount(2...)
+            return try .client(clientRequest(arguments.subcommand))
+        case "readonly":
+            try arguments.requireCount(1)
+            return .readOnly
+        case "readwrite":
+            try arguments.requireCount(1)
+            return .readWrite
+        default:
+            return nil
+        }
+    }
+
+    /// Commands about the server and the cluster; nil for any other name.
+    private static func serverCommand(_ arguments: CommandArguments) throws(RESPCommandError) -> ClientCommand? {
+        switch arguments.name {
+        case "info":
+            return .info(sections: arguments.words(from: 1).map(CommandArguments.lowercased))
+        case "command":
+            return try .command(commandQuery(arguments))
+        case "config":
+            try arguments.requireCount(2...)
+            let subcommand = arguments.subcommand
+            guard subcommand.name == "config|get" else { throw .unknownSubcommand(arguments) }
+            try subcommand.requireCount(3...)
+            return .configGet(patterns: arguments.words(from: 2))
+        case "skiff.status":
+            try arguments.requireCount(1)
+            return .skiffStatus
+        case "skiff.members":
+            try arguments.requireCount(1)
+            return .skiffMembers
+        default:
+            return nil
+        }
+    }
+
+    /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`, options in any order.
+    private static func helloOptions(_ arguments: CommandArguments) throws(RESPCommandError) -> HelloOptions {
+        var options = HelloOptions()
+        guard arguments.count > 1 else { return options }
+        guard let version = CommandArguments.parseInteger(arguments[1]) else {
+            throw RESPCommandError("ERR Protocol version is not an integer or out of range")
+        }
+        guard version == 2 || version == 3 else { throw RESPCommandError("NOPROTO unsupported protocol version") }
+        options.protocolVersion = Int(version)
+        var position = 2
+        while position < arguments.count {
+            let following = arguments.count - 1 - position
+            switch arguments.word(at: position) {
+            case "auth" where following >= 2:
+                options.user = arguments[position + 1]
+                options.password = arguments[position + 2]
+                position += 3
+            case "setname" where following >= 1:
+                options.clientName = arguments[position + 1]
+                position += 2
+            default:
+                throw RESPCommandError("ERR Syntax error in HELLO option '\(arguments.text(at: position))'")
+            }
+        }
+        if let name = options.clientName { try requireValidClientName(name) }
+        return options
+    }
+
+    /// CLIENT's subcommands; `arguments` is named as the subcommand (`client|setname`).
+    private static func clientRequest(_ arguments: CommandArguments) throws(RESPCommandError) -> ClientRequest {
+        switch arguments.name {
+        case "client|setname":
+            try arguments.requireCount(3)
+            try requireValidClientName(arguments[2])
+            return .setName(arguments[2])
+        case "client|getname":
+            try arguments.requireCount(2)
+            return .getName
+        case "client|id":
+            try arguments.requireCount(2)
+            return .id
+        case "client|setinfo":
+            return .setInfo
+        case "client|info":
+            try arguments.requireCount(2)
+            return .info
+        default:
+            throw .unknownSubcommand(arguments)
+        }
+    }
+
+    /// `COMMAND`, `COMMAND COUNT`, `COMMAND DOCS [name ...]`, `COMMAND INFO [name ...]`.
+    private static func commandQuery(_ arguments: CommandArguments) throws(RESPCommandError) -> CommandQuery {
+        guard arguments.count > 1 else { return .list }
+        let subcommand = arguments.subcommand
+        switch subcommand.name {
+        case "command|count":
+            try subcommand.requireCount(2)
+            return .count
+        case "command|docs":
+            return .docs
+        case "command|info":
+            return .info(arguments.words(from: 2).map(CommandArguments.lowercased))
+        default:
+            throw .unknownSubcommand(arguments)
+        }
+    }
+
+    /// Redis allows only printable ASCII other than space in a client name (an empty name clears it).
+    private static func requireValidClientName(_ name: [UInt8]) throws(RESPCommandError) {
+        guard name.allSatisfy({ (UInt8(ascii: "!")...UInt8(ascii: "~")).contains($0) }) else {
+            throw RESPCommandError("ERR Client names cannot contain spaces, newlines or special characters.")
+        }
+    }
+}

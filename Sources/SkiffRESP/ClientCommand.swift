@@ -1,0 +1,108 @@
+import SkiffKV
+
+/// A command a client sent, parsed and checked: each argument has its type and each option its value, so
+/// whoever runs the command never looks at the words again. `parse` refuses what Redis would refuse, in
+/// Redis's words.
+///
+/// Leaves out key expiry, types other than strings and databases other than 0: commands that need them
+/// are refused when parsed, so they never reach the log.
+public enum ClientCommand: Hashable, Sendable {
+    /// PING, with the message to send back instead of PONG.
+    case ping(message: [UInt8]?)
+    case echo([UInt8])
+    case hello(HelloOptions)
+    case auth(user: [UInt8]?, password: [UInt8])
+    /// SELECT: only database 0 exists, so only 0 gets this far.
+    case select(Int)
+    case quit
+    /// A read, served from the local key space.
+    case read(ReadCommand)
+    /// A write, replicated through the log; `reply` says how its result becomes this command's reply.
+    case write(KVCommand, reply: WriteReplyStyle)
+    /// INFO: lowercased section names; none means the default sections.
+    case info(sections: [String])
+    case command(CommandQuery)
+    case client(ClientRequest)
+    /// CONFIG GET: the parameter name patterns.
+    case configGet(patterns: [[UInt8]])
+    /// READONLY and READWRITE, which cluster-aware clients send to replicas.
+    case readOnly, readWrite
+    /// SKIFF.STATUS (this node's Raft state) and SKIFF.MEMBERS (the cluster's members).
+    case skiffStatus, skiffMembers
+}
+
+/// HELLO's arguments: `HELLO [protover [AUTH username password] [SETNAME clientname]]`. The version, when
+/// given, is 2 or 3; the client name, when given, has passed the same check as CLIENT SETNAME's.
+public struct HelloOptions: Hashable, Sendable {
+    public var protocolVersion: Int?
+    public var user: [UInt8]?
+    public var password: [UInt8]?
+    public var clientName: [UInt8]?
+
+    public init(protocolVersion: Int? = nil, user: [UInt8]? = nil, password: [UInt8]? = nil, clientName: [UInt8]? = nil) {
+        self.protocolVersion = protocolVersion
+        self.user = user
+        self.password = password
+        self.clientName = clientName
+    }
+}
+
+/// What COMMAND asks about: the command table (`COMMAND`), its size (`COMMAND COUNT`), documentation
+/// (`COMMAND DOCS [name ...]`) or details of the lowercased names given (`COMMAND INFO [name ...]`).
+public enum CommandQuery: Hashable, Sendable {
+    case list, count, docs
+    case info([String])
+}
+
+/// The CLIENT subcommands Skiff answers. SETINFO's arguments are accepted and ignored; a name passed to
+/// SETNAME has only printable characters other than space.
+public enum ClientRequest: Hashable, Sendable {
+    case setName([UInt8])
+    case getName, id, setInfo, info
+}
+
+/// A read of the key space: the commands a node answers from its own `KVStore` without a log entry.
+public enum ReadCommand: Hashable, Sendable {
+    case get([UInt8])
+    case mget([[UInt8]])
+    case exists([[UInt8]])
+    case strlen([UInt8])
+    /// GETRANGE and SUBSTR: inclusive byte offsets, negative ones counting from the end.
+    case getRange([UInt8], start: Int64, end: Int64)
+    case keys(pattern: [UInt8])
+    /// SCAN: `pattern` is MATCH's, nil without one; TYPE is only accepted as `string`, so it needs no field.
+    case scan(cursor: UInt64, pattern: [UInt8]?, count: Int)
+    case randomKey
+    case dbSize
+    case type([UInt8])
+}
+
+/// How a write's `KVReply` becomes the RESP reply of the command the client sent.
+public enum WriteReplyStyle: Hashable, Sendable {
+    /// The reply as it is: `ok` is +OK, `null` a null, an error an error line.
+    case plain
+    /// SETNX: `ok` (stored) is :1 and `null` (not stored) is :0.
+    case setIfAbsentAsInteger
+
+    public func reply(for result: KVReply) -> RESPValue {
+        switch (self, result) {
+        case (.setIfAbsentAsInteger, .ok): .integer(1)
+        case (.setIfAbsentAsInteger, .null): .integer(0)
+        case (_, .ok): .ok
+        case (_, .null): .null
+        case (_, .integer(let value)): .integer(value)
+        case (_, .bulk(let bytes)): .bulk(bytes)
+        case (_, .error(let message)): .error(message)
+        }
+    }
+}
+
+/// A command refused before it ran. `message` is Redis's wording, error code first and without the leading
+/// "-" (`ERR syntax error`), so clients react as they would to Redis.
+public struct RESPCommandError: Error, Hashable, Sendable {
+    public var message: String
+
+    public init(_ message: String) { self.message = message }
+
+    public var reply: RESPValue { .error(message) }
+}

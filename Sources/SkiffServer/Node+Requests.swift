@@ -1,0 +1,66 @@
+import NIOCore
+import SkiffKV
+import SkiffRaft
+import SkiffTransport
+
+extension Node {
+    /// Replicates `command`; `completion` runs on the loop once it is applied here, or with why it was not.
+    public func submitWrite(_ command: KVCommand, completion: @escaping (Result<KVReply, WriteFailure>) -> Void) {
+        guard !stopped else { return completion(.failure(.shuttingDown)) }
+        let origin = id.rawValue
+        writes.add(payload: { KVProposal(origin: origin, requestID: $0, command: command).encoded() },
+                   deadline: .now() + timeAmount(configuration.requestTimeout), completion: completion)
+        scheduleReady()
+    }
+
+    /// Runs `read` once this node's key space reflects every write acknowledged before now (ReadIndex), or
+    /// `fail` if no leader confirms it in time.
+    public func submitRead(_ read: @escaping () -> Void, fail: @escaping () -> Void) {
+        guard !stopped else { return fail() }
+        reads.add(ReadWaiters.Waiter(run: read, fail: fail, deadline: .now() + timeAmount(configuration.requestTimeout)))
+        scheduleReady()
+    }
+
+    /// Proposes (on the leader) or forwards (to the leader) every queued write, as one batch.
+    func flushWrites() {
+        guard writes.hasQueued, !stopped else { return }
+        if core.isLeader {
+            let (ids, payloads) = writes.takeQueued()
+            switch core.propose(batch: payloads) {
+            case .success(let indices): writes.proposed(ids, firstIndex: indices.lowerBound.rawValue)
+            case .failure: writes.requeue(ids)  // a leadership transfer is under way: the next tick retries
+            }
+        } else if core.leader != .none, transport.isConnected(to: core.leader) {
+            let (ids, payloads) = writes.takeQueued()
+            let batch = writes.forwarded(ids)
+            if !transport.send(.forward(batch: batch, payloads: payloads), to: core.leader) {
+                writes.forwardAnswered(batch: batch, firstIndex: 0, term: 0)
+            }
+        }
+    }
+
+    func flushReads() {
+        guard !stopped else { return }
+        reads.submit(to: &core)
+    }
+
+    /// A follower's writes: proposed as one batch if this node leads, refused otherwise (the follower then
+    /// retries with the leader it learns of; refusing is safe because nothing was appended).
+    func answerForward(batch: UInt64, payloads: [[UInt8]], from peer: NodeID) {
+        guard payloads.allSatisfy({ KVProposal(decoding: $0) != nil }) else {
+            logger.warning("refused forwarded writes that do not decode", metadata: ["peer": "\(peer)"])
+            transport.send(.forwardAnswer(batch: batch, firstIndex: .zero, term: .zero, leader: core.leader), to: peer)
+            return
+        }
+        switch core.propose(batch: payloads) {
+        case .success(let indices):
+            transport.send(.forwardAnswer(batch: batch, firstIndex: indices.lowerBound, term: Term(core.term), leader: id), to: peer)
+        case .failure:
+            transport.send(.forwardAnswer(batch: batch, firstIndex: .zero, term: .zero, leader: core.leader), to: peer)
+        }
+    }
+}
+
+func timeAmount(_ duration: Duration) -> TimeAmount {
+    .nanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+}

@@ -1,0 +1,259 @@
+import Logging
+import NIOCore
+import SkiffKV
+import SkiffRaft
+import SkiffStorage
+import SkiffTransport
+
+/// One Skiff node: the Raft core, the key space and the node's storage, driven by one event loop.
+///
+/// Guarantees: a write's reply is given only once its entry is committed and applied here; a read (unless
+/// the client opted out) is served only after a ReadIndex round showed this node's state is at least as new
+/// as every write acknowledged before the read arrived. Entries and hard state are durable before any
+/// message that promises them leaves. All state is confined to `loop`: call every method there.
+public final class Node: @unchecked Sendable {
+    let configuration: NodeConfiguration
+    public let loop: EventLoop
+    let storage: NodeStorage
+    let transport: PeerTransport
+    let logger: Logger
+    var core: RaftCore
+    var store: KVStore
+    public let id: NodeID
+    /// Node names by id, for status replies.
+    let names: [NodeID: String]
+
+    /// A Ready is being persisted; the next one waits for it.
+    var persisting = false
+    private var readyScheduled = false
+    /// The last index the WAL holds or has been asked to hold (to know when an append must truncate first).
+    var walLastIndex: UInt64
+    private var ticker: RepeatedTask?
+    var ticks: UInt64 = 0
+    var stopped = false
+
+    var writes = WriteTracker()
+    var reads = ReadWaiters()
+    var snapshots: SnapshotState
+    public internal(set) var metrics = NodeMetrics()
+
+    init(configuration: NodeConfiguration, loop: EventLoop, storage: NodeStorage, core: RaftCore, store: KVStore,
+         transport: PeerTransport, snapshotIndex: UInt64, logger: Logger) {
+        self.configuration = configuration
+        self.loop = loop
+        self.storage = storage
+        self.core = core
+        self.store = store
+        self.transport = transport
+        self.logger = logger
+        id = configuration.nodeID
+        names = Dictionary(uniqueKeysWithValues: configuration.members.map { (ClusterMember.id(of: $0.name), $0.name) })
+        walLastIndex = storage.wal.lastIndex.rawValue
+        snapshots = SnapshotState(lastIndex: snapshotIndex)
+    }
+
+    /// Opens storage, restores the key space from the newest snapshot and the log after it, and builds the
+    /// Raft core. Nothing runs until `start()`.
+    public static func open(configuration: NodeConfiguration, loop: EventLoop, logger: Logger) async throws -> Node {
+        try configuration.validate()
+        var options = StorageOptions()
+        options.wal.fsync = configuration.fsync
+        let (storage, recovery) = try await NodeStorage.open(directory: configuration.dataDirectory, options: options, logger: logger)
+        var store = KVStore()
+        var snapshot: RaftSnapshot?
+        if let metadata = recovery.snapshot, let path = recovery.snapshotPath {
+            store = try SnapshotIO.readStore(path: path)
+            guard let clusterConfiguration = ClusterConfiguration(decoding: metadata.configuration) else {
+                throw ConfigurationError("snapshot \(path) holds no valid cluster configuration")
+            }
+            snapshot = RaftSnapshot(index: metadata.index, term: metadata.term, configuration: clusterConfiguration)
+        }
+        let snapshotIndex = snapshot?.index.rawValue ?? 0
+        let first = max(storage.wal.firstIndex.rawValue, snapshotIndex + 1)
+        let last = storage.wal.lastIndex.rawValue
+        let entries = last >= first ? try storage.wal.entries(in: LogIndex(first)...LogIndex(last)) : []
+        let voters = Set(configuration.members.map { ClusterMember.id(of: $0.name) })
+        let recovered = RecoveredState(hardState: storage.wal.hardState, snapshot: snapshot, entries: entries,
+                                       initialConfiguration: ClusterConfiguration(voters: voters))
+        var raft = RaftConfiguration(id: configuration.nodeID)
+        raft.electionTicks = configuration.electionTicks
+        raft.heartbeatTicks = configuration.heartbeatTicks
+        let core = RaftCore(configuration: raft, recovered: recovered, random: SplitMix64(seed: UInt64.random(in: 1...UInt64.max)))
+        logger.info("recovered", metadata: [
+            "snapshot": "\(snapshotIndex)", "log": "\(first)...\(last)", "hard-state": "\(storage.wal.hardState)",
+            "cut-tail": "\(recovery.wal.cutTail.map { "\($0)" } ?? "none")",
+        ])
+        var peers: [NodeID: SocketAddress] = [:]
+        for member in configuration.members where member.name != configuration.name {
+            peers[ClusterMember.id(of: member.name)] = try SocketAddress.makeAddressResolvingHost(member.peerAddress.host, port: member.peerAddress.port)
+        }
+        var transportOptions = PeerTransport.Options()
+        transportOptions.frameBytesMax = max(64 << 20, configuration.limits.bulkBytesMax * 4)
+        let transport = PeerTransport(localID: configuration.nodeID, clusterID: configuration.clusterID, peers: peers, loop: loop,
+                                      options: transportOptions, logger: logger)
+        return Node(configuration: configuration, loop: loop, storage: storage, core: core, store: store, transport: transport,
+                    snapshotIndex: snapshotIndex, logger: logger)
+    }
+
+    /// Listens for peers and starts the Raft clock. Returns the bound peer address.
+    public func start() -> EventLoopFuture<SocketAddress> {
+        loop.flatSubmit { [self] in
+            transport.onFrame = { [self] peer, frame in received(frame, from: peer) }
+            let address: SocketAddress
+            do {
+                address = try SocketAddress.makeAddressResolvingHost(configuration.peerAddress.host, port: configuration.peerAddress.port)
+            } catch {
+                return loop.makeFailedFuture(error)
+            }
+            let tick = TimeAmount.nanoseconds(Int64(configuration.tickInterval.components.seconds) * 1_000_000_000
+                                              + configuration.tickInterval.components.attoseconds / 1_000_000_000)
+            ticker = loop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in onTick() }
+            if configuration.members.count == 1 { core.campaign() }  // a lone node need not wait a timeout
+            scheduleReady()
+            return transport.start(listeningOn: address)
+        }
+    }
+
+    /// Stops the clock and the peer connections, fails what is still waiting, and closes the WAL once every
+    /// write already handed to it is durable.
+    public func stop() async {
+        try? await loop.flatSubmit { [self] in
+            stopped = true
+            ticker?.cancel()
+            writes.failAll(.shuttingDown)
+            reads.failAll()
+            return transport.stop()
+        }.get()
+        while (try? await loop.submit({ [self] in persisting || snapshots.saving }).get()) == true {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        await storage.close()
+    }
+
+    private func onTick() {
+        ticks += 1
+        core.tick()
+        writes.expire(now: .now())
+        reads.retryStale(now: .now(), after: configuration.tickInterval * configuration.electionTicks)
+        scheduleReady()
+    }
+
+    // MARK: Peers
+
+    private func received(_ frame: PeerFrame, from peer: NodeID) {
+        switch frame {
+        case .raft(let message):
+            if case .snapshot(let snapshot) = message.kind, !snapshots.hasReceived(snapshot, from: peer) {
+                return  // its data did not (all) arrive; the leader will send it again
+            }
+            do { try core.step(message) } catch {
+                logger.warning("dropped an invalid message", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            }
+        case .snapshotChunk(let index, let term, let offset, let isLast, let bytes):
+            snapshots.receive(from: peer, index: index, term: term, offset: offset, isLast: isLast, bytes: bytes, logger: logger)
+        case .forward(let batch, let payloads):
+            answerForward(batch: batch, payloads: payloads, from: peer)
+        case .forwardAnswer(let batch, let firstIndex, let term, _):
+            writes.forwardAnswered(batch: batch, firstIndex: firstIndex.rawValue, term: term.rawValue)
+            if firstIndex == .zero { flushWrites() }
+        case .hello:
+            break
+        }
+        scheduleReady()
+    }
+
+    // MARK: The Ready loop
+
+    /// Processes the core's output at the end of this event loop turn, so that everything that arrived in
+    /// the turn shares one Ready (and one fsync).
+    func scheduleReady() {
+        guard !readyScheduled else { return }
+        readyScheduled = true
+        loop.execute { [self] in
+            readyScheduled = false
+            flushWrites()
+            flushReads()
+            processReady()
+        }
+    }
+
+    private func processReady() {
+        guard !persisting, !stopped, let ready = core.ready() else { return }
+        send(ready.messages)
+        guard ready.mustSync else {
+            finish(ready)
+            return
+        }
+        persisting = true
+        let started = NIODeadline.now()
+        persist(ready) { [self] in
+            loop.execute { [self] in
+                metrics.recordPersist(since: started, entries: ready.entries.count)
+                persisting = false
+                finish(ready)
+            }
+        }
+    }
+
+    /// Makes the Ready's snapshot, entries and hard state durable, then calls `done` (on any thread).
+    private func persist(_ ready: Ready, done: @escaping @Sendable () -> Void) {
+        let wal = storage.wal
+        let entries = ready.entries
+        let hardState = ready.hardState
+        if let snapshot = ready.snapshot {
+            installSnapshot(snapshot, hardState: hardState ?? core.hardState, then: {
+                if entries.isEmpty { done() } else { wal.append(entries, hardState: hardState) { Self.check($0); done() } }
+            })
+            walLastIndex = entries.last?.index.rawValue ?? snapshot.index.rawValue
+            return
+        }
+        if let first = entries.first?.index.rawValue, first <= walLastIndex {
+            wal.truncate(after: LogIndex(first - 1)) { Self.check($0) }
+        }
+        if let last = entries.last { walLastIndex = last.index.rawValue }
+        wal.append(entries, hardState: hardState) { Self.check($0); done() }
+    }
+
+    /// A write the WAL could not make durable: continuing could acknowledge what is not on disk.
+    static func check(_ result: Result<Void, WALError>) {
+        if case .failure(let error) = result { fatalError("the WAL failed; stopping so that a restart recovers from disk: \(error)") }
+    }
+
+    private func finish(_ ready: Ready) {
+        send(ready.messagesAfterPersist)
+        for entry in ready.committedEntries { apply(entry) }
+        if let last = ready.committedEntries.last { reads.release(appliedThrough: last.index.rawValue) }
+        for state in ready.readStates { reads.confirmed(state, appliedIndex: core.appliedIndex.rawValue) }
+        core.advance(ready)
+        if let snapshot = ready.snapshot { reads.release(appliedThrough: snapshot.index.rawValue) }
+        maybeSnapshot()
+        scheduleReady()
+    }
+
+    private func send(_ messages: [Message]) {
+        for message in messages {
+            if case .snapshot(let snapshot) = message.kind {
+                streamSnapshot(snapshot, message: message)
+                continue
+            }
+            if !transport.send(.raft(message), to: message.to) { core.reportUnreachable(message.to) }
+        }
+    }
+
+    private func apply(_ entry: Entry) {
+        metrics.applied = entry.index.rawValue
+        guard entry.kind == .command else {
+            writes.appliedOther(at: entry.index.rawValue)
+            return
+        }
+        guard let proposal = KVProposal(decoding: entry.payload) else {
+            fatalError("log entry \(entry.index) is not a command this version understands; upgrade this node")
+        }
+        let reply = store.apply(proposal.command, at: entry.index.rawValue)
+        if proposal.origin == id.rawValue {
+            writes.applied(requestID: proposal.requestID, at: entry.index.rawValue, reply: reply)
+        } else {
+            writes.appliedOther(at: entry.index.rawValue)
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import Logging
+import SkiffRaft
+import SkiffStorage
+
+/// Everything one `skiff` node needs to run. Built by the `skiff` executable from flags, environment and a
+/// config file, or directly by tests; `validate()` says what is wrong in words an operator can act on.
+public struct NodeConfiguration: Sendable {
+    /// This node's name in `initialCluster`.
+    public var name = "n1"
+    public var dataDirectory = "./skiff-data"
+    public var clientAddress = HostAndPort(host: "127.0.0.1", port: 7379)
+    public var peerAddress = HostAndPort(host: "127.0.0.1", port: 7380)
+    /// Every voter of a static cluster, this node included: name and peer address.
+    public var initialCluster: [ClusterMember] = []
+    /// One tick of the Raft clock; elections and heartbeats are whole numbers of ticks.
+    public var tickInterval: Duration = .milliseconds(100)
+    public var electionTicks = 10
+    public var heartbeatTicks = 1
+    public var fsync = WALOptions.FsyncMode.always
+    /// A snapshot is taken after this many entries were applied since the last one.
+    public var snapshotEntries = 50_000
+    /// How long a client request may wait for a leader, a commit or a read confirmation.
+    public var requestTimeout: Duration = .seconds(5)
+    /// Clients must AUTH with this password first, if set.
+    public var password: String?
+    public var limits = ClientLimits()
+    /// Serve Prometheus metrics over HTTP here, if set.
+    public var metricsAddress: HostAndPort?
+    public var logLevel = Logger.Level.info
+
+    public init() {}
+
+    /// The voters, this node included; a lone node when no cluster is given.
+    public var members: [ClusterMember] {
+        initialCluster.isEmpty ? [ClusterMember(name: name, peerAddress: peerAddress)] : initialCluster
+    }
+
+    public var nodeID: NodeID { ClusterMember.id(of: name) }
+
+    /// Identifies the cluster on every peer connection, so nodes of two clusters never talk.
+    public var clusterID: UInt64 { ClusterMember.hash(members.map { "\($0.name)=\($0.peerAddress)" }.sorted().joined(separator: ",")) }
+
+    public func validate() throws(ConfigurationError) {
+        guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: "=") && $0 != UInt8(ascii: ",") }) else {
+            throw ConfigurationError("--id must be a non-empty name without spaces, '=' or ','")
+        }
+        guard heartbeatTicks >= 1, electionTicks > heartbeatTicks else {
+            throw ConfigurationError("the election timeout must be longer than the heartbeat interval")
+        }
+        guard snapshotEntries >= 1 else { throw ConfigurationError("--snapshot-entries must be at least 1") }
+        if !initialCluster.isEmpty {
+            guard initialCluster.contains(where: { $0.name == name }) else {
+                throw ConfigurationError("--initial-cluster does not list this node's --id '\(name)'")
+            }
+            guard Set(initialCluster.map(\.name)).count == initialCluster.count else {
+                throw ConfigurationError("--initial-cluster names a node twice")
+            }
+            guard Set(initialCluster.map { ClusterMember.id(of: $0.name) }).count == initialCluster.count else {
+                throw ConfigurationError("two names in --initial-cluster hash to the same node id; rename one")
+            }
+        }
+        guard limits.bulkBytesMax >= 1024, limits.bulkBytesMax <= 256 << 20 else {
+            throw ConfigurationError("--max-bulk-bytes must be between 1 KiB and 256 MiB")
+        }
+    }
+}
+
+/// A host and a port, as `--client-addr 127.0.0.1:7379` gives them.
+public struct HostAndPort: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `HOST:PORT` (`[::1]:7379` for IPv6).
+    public init(parsing text: String) throws(ConfigurationError) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ConfigurationError("'\(text)' is not HOST:PORT")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw ConfigurationError("'\(text)' has no host") }
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// One voter of a static cluster: its name and where its peers reach it.
+public struct ClusterMember: Hashable, Sendable {
+    public var name: String
+    public var peerAddress: HostAndPort
+
+    public init(name: String, peerAddress: HostAndPort) {
+        self.name = name
+        self.peerAddress = peerAddress
+    }
+
+    /// Parses `n1=HOST:PORT,n2=HOST:PORT,...`.
+    public static func parseList(_ text: String) throws(ConfigurationError) -> [ClusterMember] {
+        var members: [ClusterMember] = []
+        for item in text.split(separator: ",") {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty else { throw ConfigurationError("'\(item)' is not NAME=HOST:PORT") }
+            members.append(ClusterMember(name: String(parts[0]), peerAddress: try HostAndPort(parsing: String(parts[1]))))
+        }
+        guard !members.isEmpty else { throw ConfigurationError("--initial-cluster is empty") }
+        return members
+    }
+
+    /// The Raft id of a node name: the same on every node, never 0.
+    public static func id(of name: String) -> NodeID { NodeID(max(1, hash(name) >> 1)) }
+
+    /// 64-bit FNV-1a.
+    static func hash(_ text: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        return hash
+    }
+}
+
+/// Limits on what one client may send.
+public struct ClientLimits: Sendable {
+    public var bulkBytesMax = 16 << 20
+    /// Replies a pipelining client may have pending before the server stops reading from it.
+    public var pipelineDepthMax = 4096
+    public init() {}
+}
+
+/// A configuration that cannot work, and what to change.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,73 @@
+import NIOCore
+import SkiffRaft
+
+/// Counters a node keeps about its own work, for INFO and metrics.
+public struct NodeMetrics: Sendable {
+    public var applied: UInt64 = 0
+    public var persists: UInt64 = 0
+    public var persistedEntries: UInt64 = 0
+    /// Total and worst time from handing a Ready to the WAL until it was durable.
+    public var persistNanoseconds: UInt64 = 0
+    public var persistNanosecondsMax: UInt64 = 0
+    public var snapshotsTaken: UInt64 = 0
+    public var snapshotsSent: UInt64 = 0
+    public var snapshotsInstalled: UInt64 = 0
+
+    mutating func recordPersist(since start: NIODeadline, entries: Int) {
+        let elapsed = UInt64(max(0, (NIODeadline.now() - start).nanoseconds))
+        persists += 1
+        persistedEntries += UInt64(entries)
+        persistNanoseconds += elapsed
+        persistNanosecondsMax = max(persistNanosecondsMax, elapsed)
+    }
+}
+
+/// A node's view of itself and its cluster at one moment: what INFO, SKIFF.STATUS and metrics report.
+public struct NodeStatus: Sendable {
+    public var name: String
+    public var role: String
+    public var term: UInt64
+    public var leader: String?
+    public var commitIndex: UInt64
+    public var appliedIndex: UInt64
+    public var firstIndex: UInt64
+    public var lastIndex: UInt64
+    public var snapshotIndex: UInt64
+    public var keys: Int
+    public var pendingWrites: Int
+    public var pendingReads: Int
+    public var members: [Member]
+    public var metrics: NodeMetrics
+
+    public struct Member: Sendable {
+        public var name: String
+        public var isVoter: Bool
+        public var isLeader: Bool
+        /// On the leader: the member's highest replicated index and how it is being sent to.
+        public var match: UInt64?
+        public var replication: String?
+    }
+}
+
+extension Node {
+    public var status: NodeStatus {
+        let configuration = core.clusterConfiguration
+        let followers = core.followers
+        let name: (NodeID) -> String = { self.names[$0] ?? "node-\($0)" }
+        let members = configuration.members.sorted().map { member in
+            NodeStatus.Member(name: name(member), isVoter: configuration.voters.contains(member), isLeader: member == core.leader,
+                              match: member == id && core.isLeader ? core.persistedIndex.rawValue : followers[member]?.match.rawValue,
+                              replication: followers[member]?.state)
+        }
+        let role = switch core.role {
+        case .leader: "leader"
+        case .candidate, .preCandidate: "candidate"
+        case .follower: configuration.voters.contains(id) ? "follower" : "learner"
+        }
+        return NodeStatus(name: configuration.voters.isEmpty ? "" : name(id), role: role, term: core.term,
+                          leader: core.leader == .none ? nil : name(core.leader), commitIndex: core.commitIndex.rawValue,
+                          appliedIndex: core.appliedIndex.rawValue, firstIndex: core.firstIndex.rawValue, lastIndex: core.lastIndex.rawValue,
+                          snapshotIndex: snapshots.lastIndex, keys: store.count, pendingWrites: writes.count, pendingReads: reads.count,
+                          members: members, metrics: metrics)
+    }
+}

@@ -1,0 +1,76 @@
+import NIOCore
+import SkiffRaft
+
+/// Linearizable reads waiting to be served, batched: every read that arrives before the next ReadIndex
+/// request shares it. A batch is served once the leader confirmed its index and this node applied it.
+struct ReadWaiters {
+    struct Waiter {
+        var run: () -> Void
+        var fail: () -> Void
+        var deadline: NIODeadline
+    }
+
+    private var waiting: [Waiter] = []
+    private var submitted: [UInt64: (since: NIODeadline, waiters: [Waiter])] = [:]
+    /// Confirmed batches waiting for this node to apply their index, in confirmation order.
+    private var confirmed: [(index: UInt64, waiters: [Waiter])] = []
+    private var nextRequestID: UInt64 = 1
+
+    var count: Int { waiting.count + submitted.values.reduce(0) { $0 + $1.waiters.count } + confirmed.reduce(0) { $0 + $1.waiters.count } }
+
+    mutating func add(_ waiter: Waiter) { waiting.append(waiter) }
+
+    /// Asks the core for one ReadIndex round covering every read waiting now.
+    mutating func submit(to core: inout RaftCore) {
+        guard !waiting.isEmpty else { return }
+        let requestID = nextRequestID
+        if core.requestRead(id: requestID) == nil {
+            nextRequestID += 1
+            submitted[requestID] = (.now(), waiting)
+            waiting.removeAll()
+        }
+    }
+
+    mutating func confirmed(_ state: ReadState, appliedIndex: UInt64) {
+        guard let batch = submitted.removeValue(forKey: state.requestID) else { return }
+        guard let index = state.index?.rawValue else {
+            waiting += batch.waiters  // leadership not confirmed: ask again
+            return
+        }
+        if index <= appliedIndex {
+            for waiter in batch.waiters { waiter.run() }
+        } else {
+            confirmed.append((index, batch.waiters))
+        }
+    }
+
+    /// Serves every confirmed batch whose index is applied. Confirmations can arrive out of index order (a
+    /// new leader's may be lower than an old one's), so every batch is looked at.
+    mutating func release(appliedThrough applied: UInt64) {
+        guard confirmed.contains(where: { $0.index <= applied }) else { return }
+        let ready = confirmed.filter { $0.index <= applied }
+        confirmed.removeAll { $0.index <= applied }
+        for batch in ready { for waiter in batch.waiters { waiter.run() } }
+    }
+
+    /// Batches whose ReadIndex request got no answer for `after` (the leader died, the message was lost) are
+    /// asked again; reads past their deadline while still waiting for a leader fail.
+    mutating func retryStale(now: NIODeadline, after: Duration) {
+        let limit = TimeAmount.nanoseconds(Int64(after.components.seconds) * 1_000_000_000 + after.components.attoseconds / 1_000_000_000)
+        for (id, batch) in submitted where batch.since + limit <= now {
+            submitted[id] = nil
+            waiting += batch.waiters
+        }
+        let expired = waiting.filter { $0.deadline <= now }
+        waiting.removeAll { $0.deadline <= now }
+        for waiter in expired { waiter.fail() }
+    }
+
+    mutating func failAll() {
+        let all = waiting + submitted.values.flatMap(\.waiters) + confirmed.flatMap(\.waiters)
+        waiting.removeAll()
+        submitted.removeAll()
+        confirmed.removeAll()
+        for waiter in all { waiter.fail() }
+    }
+}

@@ -1,0 +1,120 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import SkiffRESP
+
+/// A running Skiff node with its client listener: what `skiff serve` runs and tests start.
+///
+/// Everything of one node runs on one event loop (clients, peers, the Raft core), beside the WAL's writer
+/// thread: no locks on the hot path, and on a two-core machine the other core is left to the disk and to
+/// the other processes. `stop()` is graceful: it stops accepting clients, lets the writes in flight finish
+/// (for up to two seconds), and closes the WAL once everything handed to it is durable.
+public final class SkiffServer: Sendable {
+    public let node: Node
+    public let clientAddress: SocketAddress
+    public let peerAddress: SocketAddress
+    let group: MultiThreadedEventLoopGroup
+    let listener: Channel
+    let connections: ConnectionRegistry
+
+    private init(node: Node, clientAddress: SocketAddress, peerAddress: SocketAddress, group: MultiThreadedEventLoopGroup,
+                 listener: Channel, connections: ConnectionRegistry) {
+        self.node = node
+        self.clientAddress = clientAddress
+        self.peerAddress = peerAddress
+        self.group = group
+        self.listener = listener
+        self.connections = connections
+    }
+
+    public static func start(configuration: NodeConfiguration, logger: Logger) async throws -> SkiffServer {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        do {
+            let node = try await Node.open(configuration: configuration, loop: loop, logger: logger)
+            let peerAddress = try await node.start().get()
+            let connections = ConnectionRegistry()
+            var limits = RESPLimits()
+            limits.bulkBytesMax = configuration.limits.bulkBytesMax
+            let requestLimits = limits
+            let listener = try await ServerBootstrap(group: loop)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.backlog, value: 1024)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.autoRead, value: false)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let connectionID = connections.add(channel)
+                        try channel.pipeline.syncOperations.addHandlers([
+                            ByteToMessageHandler(RESPRequestDecoder(limits: requestLimits)),
+                            ClientHandler(node: node, connectionID: connectionID, password: configuration.password),
+                        ])
+                        channel.closeFuture.whenComplete { _ in connections.remove(connectionID) }
+                    }
+                }
+                .bind(host: configuration.clientAddress.host, port: configuration.clientAddress.port).get()
+            logger.info("serving clients", metadata: ["address": "\(listener.localAddress!)", "peers": "\(peerAddress)",
+                                                      "node": "\(configuration.name)", "data": "\(configuration.dataDirectory)"])
+            return SkiffServer(node: node, clientAddress: listener.localAddress!, peerAddress: peerAddress, group: group,
+                               listener: listener, connections: connections)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    public func stop() async {
+        try? await listener.close()
+        for _ in 0..<200 {
+            let pending = try? await node.loop.submit { self.node.status.pendingWrites }.get()
+            if pending ?? 0 == 0 { break }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        await node.stop()
+        await connections.closeAll()
+        try? await group.shutdownGracefully()
+    }
+
+    /// Runs a node until SIGTERM or SIGINT, then stops it gracefully.
+    public static func run(configuration: NodeConfiguration, logger: Logger) async throws {
+        let server = try await start(configuration: configuration, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [NodeService(server: server)],
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// Waits for the shutdown signal, then stops the server.
+struct NodeService: Service {
+    let server: SkiffServer
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        server.node.logger.info("shutting down")
+        await server.stop()
+        server.node.logger.info("stopped")
+    }
+}
+
+/// The open client connections, so that shutdown can close them.
+final class ConnectionRegistry: Sendable {
+    private let state = Mutex((next: Int64(1), channels: [Int64: Channel]()))
+
+    func add(_ channel: Channel) -> Int64 {
+        state.withLock { state in
+            let id = state.next
+            state.next += 1
+            state.channels[id] = channel
+            return id
+        }
+    }
+
+    func remove(_ id: Int64) { state.withLock { _ = $0.channels.removeValue(forKey: id) } }
+
+    func closeAll() async {
+        let channels = state.withLock { Array($0.channels.values) }
+        for channel in channels { try? await channel.close() }
+    }
+}

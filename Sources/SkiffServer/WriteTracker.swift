@@ -1,0 +1,121 @@
+import NIOCore
+import SkiffKV
+
+/// Why a write got no reply from the state machine.
+public enum WriteFailure: Error, Sendable {
+    /// It was never proposed: no leader was known in time. Retrying is safe.
+    case noLeader
+    /// It was proposed but its fate is unknown (no commit in time, or its log position was lost): it may yet
+    /// be applied, or not.
+    case outcomeUnknown
+    case shuttingDown
+}
+
+/// The client writes a node is responsible for, from arrival until their entry is applied here.
+///
+/// Each write is `queued` until it can be proposed (on the leader) or forwarded (to the leader);
+/// `forwarded` until the leader says at which index it appended it; then `proposed` at that index. If a
+/// different entry is applied at that index, the write was lost with a leader change and is queued again:
+/// retrying is safe then, since that index can never hold it any more.
+struct WriteTracker {
+    enum State { case queued, forwarded(batch: UInt64), proposed(index: UInt64) }
+    struct Pending {
+        var payload: [UInt8]
+        var completion: (Result<KVReply, WriteFailure>) -> Void
+        var deadline: NIODeadline
+        var state: State
+    }
+
+    private var pending: [UInt64: Pending] = [:]
+    private var queue: [UInt64] = []
+    private var batches: [UInt64: [UInt64]] = [:]
+    private var byIndex: [UInt64: UInt64] = [:]
+    /// Request ids start at a random point, so that entries a previous run of this node wrote, replayed after
+    /// a restart, never match a request of this run.
+    private(set) var nextRequestID = UInt64.random(in: 1...(1 << 62))
+    private var nextBatch: UInt64 = 1
+
+    var count: Int { pending.count }
+    var hasQueued: Bool { !queue.isEmpty }
+
+    mutating func add(payload: (UInt64) -> [UInt8], deadline: NIODeadline, completion: @escaping (Result<KVReply, WriteFailure>) -> Void) {
+        let requestID = nextRequestID
+        nextRequestID += 1
+        pending[requestID] = Pending(payload: payload(requestID), completion: completion, deadline: deadline, state: .queued)
+        queue.append(requestID)
+    }
+
+    /// Takes every queued write, in arrival order, for proposing or forwarding.
+    mutating func takeQueued() -> (ids: [UInt64], payloads: [[UInt8]]) {
+        let ids = queue.filter { pending[$0] != nil }
+        queue.removeAll()
+        return (ids, ids.map { pending[$0]!.payload })
+    }
+
+    mutating func requeue(_ ids: [UInt64]) {
+        for id in ids where pending[id] != nil {
+            pending[id]!.state = .queued
+            queue.append(id)
+        }
+    }
+
+    mutating func proposed(_ ids: [UInt64], firstIndex: UInt64) {
+        for (offset, id) in ids.enumerated() where pending[id] != nil {
+            let index = firstIndex + UInt64(offset)
+            pending[id]!.state = .proposed(index: index)
+            byIndex[index] = id
+        }
+    }
+
+    mutating func forwarded(_ ids: [UInt64]) -> UInt64 {
+        let batch = nextBatch
+        nextBatch += 1
+        batches[batch] = ids
+        for id in ids { pending[id]?.state = .forwarded(batch: batch) }
+        return batch
+    }
+
+    /// The leader's answer to a forwarded batch: appended from `firstIndex` on, or refused (0).
+    mutating func forwardAnswered(batch: UInt64, firstIndex: UInt64, term: UInt64) {
+        guard let ids = batches.removeValue(forKey: batch) else { return }
+        if firstIndex == 0 { requeue(ids) } else { proposed(ids, firstIndex: firstIndex) }
+    }
+
+    /// This node's request `requestID` was applied at `index` with `reply`.
+    mutating func applied(requestID: UInt64, at index: UInt64, reply: KVReply) {
+        byIndex[index] = nil
+        pending.removeValue(forKey: requestID)?.completion(.success(reply))
+    }
+
+    /// Some other entry was applied at `index`: a write waiting there was lost, and goes back to the queue.
+    mutating func appliedOther(at index: UInt64) {
+        guard let id = byIndex.removeValue(forKey: index) else { return }
+        requeue([id])
+    }
+
+    /// Writes proposed at or below `index` whose entries were covered by an installed snapshot: their fate
+    /// cannot be read from the log any more.
+    mutating func coveredBySnapshot(through index: UInt64) {
+        for (position, id) in byIndex where position <= index {
+            byIndex[position] = nil
+            pending.removeValue(forKey: id)?.completion(.failure(.outcomeUnknown))
+        }
+    }
+
+    mutating func expire(now: NIODeadline) {
+        for (id, write) in pending where write.deadline <= now {
+            pending[id] = nil
+            if case .proposed(let index) = write.state { byIndex[index] = nil }
+            if case .queued = write.state { write.completion(.failure(.noLeader)) } else { write.completion(.failure(.outcomeUnknown)) }
+        }
+    }
+
+    mutating func failAll(_ failure: WriteFailure) {
+        let all = pending
+        pending.removeAll()
+        queue.removeAll()
+        byIndex.removeAll()
+        batches.removeAll()
+        for write in all.values { write.completion(.failure(failure)) }
+    }
+}

@@ -1,0 +1,230 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SkiffRaft
+
+/// Connections between the nodes of a cluster: one TCP connection per pair of nodes (the node with the
+/// lower id dials, and redials with backoff when it drops), verified frames, and writes batched per event
+/// loop turn.
+///
+/// Guarantees: frames to one peer arrive in the order sent, or not at all (Raft tolerates loss); a peer that
+/// is slow to read costs at most `queueBytesMax` of memory, after which frames to it are dropped; a
+/// connection is used only after both sides said who they are and that they belong to the same cluster.
+/// All state is confined to `loop`: call every method there.
+public final class PeerTransport: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var frameBytesMax = 64 << 20
+        /// Bytes waiting in one connection's outbound buffer before frames to that peer are dropped.
+        public var queueBytesMax = 32 << 20
+        public var reconnectDelayMin = TimeAmount.milliseconds(20)
+        public var reconnectDelayMax = TimeAmount.seconds(1)
+        public init() {}
+    }
+
+    public let localID: NodeID
+    let clusterID: UInt64
+    public let loop: EventLoop
+    let options: Options
+    let logger: Logger
+    private(set) var peers: [NodeID: SocketAddress]
+    private var channels: [NodeID: Channel] = [:]
+    private var reconnectDelay: [NodeID: TimeAmount] = [:]
+    private var unflushed = Set<NodeID>()
+    private var listener: Channel?
+    private var stopped = false
+
+    /// Frames from a peer, after its hello; called on `loop`.
+    public var onFrame: (NodeID, PeerFrame) -> Void = { _, _ in }
+    /// A peer's connection came up (true) or went down (false); called on `loop`.
+    public var onConnectionChange: (NodeID, Bool) -> Void = { _, _ in }
+
+    public init(localID: NodeID, clusterID: UInt64, peers: [NodeID: SocketAddress], loop: EventLoop, options: Options = Options(),
+                logger: Logger) {
+        self.localID = localID
+        self.clusterID = clusterID
+        self.peers = peers.filter { $0.key != localID }
+        self.loop = loop
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Listens on `address` and starts dialing the peers this node dials. Returns the bound address.
+    public func start(listeningOn address: SocketAddress) -> EventLoopFuture<SocketAddress> {
+        loop.preconditionInEventLoop()
+        let bootstrap = ServerBootstrap(group: loop)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: options.queueBytesMax / 2, high: options.queueBytesMax))
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture { try self.configure(channel, expecting: nil) }
+            }
+        return bootstrap.bind(to: address).map { [self] channel in
+            listener = channel
+            for peer in peers.keys.sorted() where peer > localID { dial(peer) }
+            return channel.localAddress!
+        }
+    }
+
+    /// Closes every connection and stops redialing.
+    public func stop() -> EventLoopFuture<Void> {
+        loop.preconditionInEventLoop()
+        stopped = true
+        let closing = Array(channels.values) + (listener.map { [$0] } ?? [])
+        channels.removeAll()
+        return EventLoopFuture.andAllComplete(closing.map { $0.close() }, on: loop)
+    }
+
+    public func isConnected(to peer: NodeID) -> Bool { channels[peer] != nil }
+
+    /// Queues `frame` for `peer`; it is written at the end of this event loop turn, together with everything
+    /// else queued meanwhile. Returns false if the frame was dropped (no connection, or the peer is not
+    /// reading fast enough).
+    @discardableResult
+    public func send(_ frame: PeerFrame, to peer: NodeID) -> Bool {
+        loop.preconditionInEventLoop()
+        guard let channel = channels[peer], channel.isWritable else { return false }
+        channel.write(frame, promise: nil)
+        if unflushed.isEmpty { loop.execute { [self] in flushAll() } }
+        unflushed.insert(peer)
+        return true
+    }
+
+    /// Writes `frame` now and reports when it has been handed to the kernel: for streams (snapshot chunks)
+    /// that send the next piece only once the last one left. Nil if there is no connection.
+    public func sendNow(_ frame: PeerFrame, to peer: NodeID) -> EventLoopFuture<Void>? {
+        loop.preconditionInEventLoop()
+        guard let channel = channels[peer] else { return nil }
+        return channel.writeAndFlush(frame)
+    }
+
+    private func flushAll() {
+        for peer in unflushed { channels[peer]?.flush() }
+        unflushed.removeAll()
+    }
+
+    // MARK: Connections
+
+    private func configure(_ channel: Channel, expecting peer: NodeID?) throws {
+        let handler = PeerConnectionHandler(transport: self, expectedPeer: peer)
+        try channel.pipeline.syncOperations.addHandlers([
+            ByteToMessageHandler(PeerFrameDecoder(frameBytesMax: options.frameBytesMax)),
+            MessageToByteHandler(PeerFrameEncoder()),
+            handler,
+        ])
+    }
+
+    private func dial(_ peer: NodeID) {
+        guard !stopped, channels[peer] == nil, let address = peers[peer] else { return }
+        ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: .init(low: options.queueBytesMax / 2, high: options.queueBytesMax))
+            .connectTimeout(.seconds(2))
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture { try self.configure(channel, expecting: peer) }
+            }
+            .connect(to: address)
+            .whenFailure { [self] error in
+                logger.debug("cannot connect to peer", metadata: ["peer": "\(peer)", "address": "\(address)", "error": "\(error)"])
+                redialLater(peer)
+            }
+    }
+
+    private func redialLater(_ peer: NodeID) {
+        guard !stopped, peer > localID else { return }
+        let delay = reconnectDelay[peer] ?? options.reconnectDelayMin
+        reconnectDelay[peer] = min(delay * 2, options.reconnectDelayMax)
+        loop.scheduleTask(in: delay) { [self] in dial(peer) }
+    }
+
+    /// A connection finished its handshake with `peer`: it replaces any older one.
+    func attach(_ channel: Channel, peer: NodeID) {
+        if let old = channels[peer], old !== channel { old.close(promise: nil) }
+        channels[peer] = channel
+        reconnectDelay[peer] = nil
+        logger.info("peer connected", metadata: ["peer": "\(peer)"])
+        onConnectionChange(peer, true)
+    }
+
+    func detach(_ channel: Channel, peer: NodeID?) {
+        guard let peer else { return }
+        if channels[peer] === channel {
+            channels[peer] = nil
+            logger.info("peer disconnected", metadata: ["peer": "\(peer)"])
+            onConnectionChange(peer, false)
+        }
+        redialLater(peer)
+    }
+
+    /// Whether a hello from `peer` in `cluster` may open a connection.
+    func admits(_ peer: NodeID, cluster: UInt64) -> String? {
+        if cluster != clusterID { return "it belongs to another cluster (\(cluster), this one is \(clusterID))" }
+        if peers[peer] == nil { return "node \(peer) is not a member this node knows" }
+        return nil
+    }
+
+    var helloFrame: PeerFrame { .hello(node: localID, clusterID: clusterID) }
+}
+
+struct PeerFrameEncoder: MessageToByteEncoder {
+    typealias OutboundIn = PeerFrame
+    func encode(data: PeerFrame, out: inout ByteBuffer) throws { data.write(to: &out) }
+}
+
+/// One peer connection: the hello exchange, then frames passed to the transport.
+final class PeerConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = PeerFrame
+    typealias OutboundOut = PeerFrame
+
+    let transport: PeerTransport
+    /// Set on the dialing side: the node we meant to reach.
+    let expectedPeer: NodeID?
+    private var peer: NodeID?
+
+    init(transport: PeerTransport, expectedPeer: NodeID?) {
+        self.transport = transport
+        self.expectedPeer = expectedPeer
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if expectedPeer != nil { context.writeAndFlush(wrapOutboundOut(transport.helloFrame), promise: nil) }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if let peer {
+            transport.onFrame(peer, frame)
+            return
+        }
+        guard case .hello(let node, let cluster) = frame else {
+            refuse(context, "the first frame was not a hello")
+            return
+        }
+        if let expectedPeer, node != expectedPeer {
+            refuse(context, "dialed node \(expectedPeer) but node \(node) answered")
+            return
+        }
+        if let reason = transport.admits(node, cluster: cluster) {
+            refuse(context, reason)
+            return
+        }
+        if expectedPeer == nil { context.writeAndFlush(wrapOutboundOut(transport.helloFrame), promise: nil) }
+        peer = node
+        transport.attach(context.channel, peer: node)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        transport.detach(context.channel, peer: peer ?? expectedPeer)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        transport.logger.warning("peer connection failed", metadata: ["peer": "\(peer.map { "\($0)" } ?? "?")", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    private func refuse(_ context: ChannelHandlerContext, _ reason: String) {
+        transport.logger.warning("refused a peer connection", metadata: ["remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "reason": "\(reason)"])
+        context.close(promise: nil)
+    }
+}

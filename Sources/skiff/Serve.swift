@@ -1,0 +1,68 @@
+import ArgumentParser
+import Logging
+import SkiffServer
+import SkiffStorage
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a node.",
+        discussion: """
+            With no options: a one-node cluster with its data in ./skiff-data, clients on 127.0.0.1:7379. \
+            For a static cluster, give every node the same --initial-cluster and its own --id, \
+            --peer-addr and --client-addr. Connect with any Redis client: redis-cli -p 7379.
+            """)
+
+    @Option(help: "This node's name (its entry in --initial-cluster).") var id = "n1"
+    @Option(help: "Where the WAL and snapshots live.") var dataDir = "./skiff-data"
+    @Option(help: "Where Redis clients connect (HOST:PORT).") var clientAddr = "127.0.0.1:7379"
+    @Option(help: "Where the other nodes connect (HOST:PORT).") var peerAddr = "127.0.0.1:7380"
+    @Option(help: "Every voter of a static cluster: NAME=HOST:PEERPORT,... (empty: this node alone).") var initialCluster: String?
+    @Option(help: "Milliseconds without a leader before a node campaigns (at least twice the heartbeat interval).") var electionTimeout = 1000
+    @Option(help: "Milliseconds between leader heartbeats: the Raft tick.") var heartbeatInterval = 100
+    @Option(help: "always: acknowledge writes only once on disk; never: UNSAFE, for benchmarks (a crash loses writes).") var fsync = "always"
+    @Option(help: "Take a snapshot after this many applied entries, then compact the WAL.") var snapshotEntries = 50_000
+    @Option(help: "Milliseconds a client request may wait for a leader or a commit.") var requestTimeout = 5000
+    @Option(help: "Require AUTH with this password.") var password: String?
+    @Option(help: "The largest argument a client may send, in bytes.") var maxBulkBytes = 16 << 20
+    @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+    @Option(help: "A config file of `name = value` lines (the same names as these options).") var config: String?
+
+    func makeConfiguration() throws -> NodeConfiguration {
+        var configuration = NodeConfiguration()
+        configuration.name = id
+        configuration.dataDirectory = dataDir
+        configuration.clientAddress = try HostAndPort(parsing: clientAddr)
+        configuration.peerAddress = try HostAndPort(parsing: peerAddr)
+        if let initialCluster, !initialCluster.isEmpty { configuration.initialCluster = try ClusterMember.parseList(initialCluster) }
+        guard heartbeatInterval >= 1, electionTimeout >= 2 * heartbeatInterval else {
+            throw ValidationError("--election-timeout must be at least twice --heartbeat-interval (and both positive)")
+        }
+        configuration.tickInterval = .milliseconds(heartbeatInterval)
+        configuration.electionTicks = electionTimeout / heartbeatInterval
+        guard let mode = WALOptions.FsyncMode(rawValue: fsync) else { throw ValidationError("--fsync must be always or never") }
+        configuration.fsync = mode
+        configuration.snapshotEntries = snapshotEntries
+        guard requestTimeout >= 1 else { throw ValidationError("--request-timeout must be positive") }
+        configuration.requestTimeout = .milliseconds(requestTimeout)
+        configuration.password = password
+        configuration.limits.bulkBytesMax = maxBulkBytes
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))") }
+        configuration.logLevel = level
+        try configuration.validate()
+        return configuration
+    }
+
+    func run() async throws {
+        let configuration: NodeConfiguration
+        do { configuration = try makeConfiguration() } catch let error as ConfigurationError { throw ValidationError(error.description) }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = configuration.logLevel
+            return handler
+        }
+        var logger = Logger(label: "skiff")
+        logger[metadataKey: "node"] = "\(configuration.name)"
+        if configuration.fsync == .never { logger.warning("--fsync never: UNSAFE, acknowledged writes are lost if the machine crashes") }
+        try await SkiffServer.run(configuration: configuration, logger: logger)
+    }
+}

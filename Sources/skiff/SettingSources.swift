@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+
+/// Turns the config file and SKIFF_* environment variables into `--name value` arguments placed before the
+/// command line's own, for `skiff serve` (the last value of an option wins).
+enum SettingSources {
+    /// The options a file or the environment may set.
+    static let names = ["id", "data-dir", "client-addr", "peer-addr", "initial-cluster", "election-timeout", "heartbeat-interval",
+                        "fsync", "snapshot-entries", "request-timeout", "password", "max-bulk-bytes", "log-level"]
+
+    static func expand(_ arguments: [String], environment: [String: String]) throws -> [String] {
+        let subcommands = ["serve", "demo", "help", "-h", "--help"]
+        guard arguments.first.map({ $0 == "serve" || !subcommands.contains($0) }) ?? true else { return arguments }
+        let rest = arguments.first == "serve" ? Array(arguments.dropFirst()) : arguments
+        var settings: [String] = []
+        let configPath = value(of: "--config", in: rest) ?? environment["SKIFF_CONFIG"]
+        if let configPath { settings += try fileArguments(configPath) }
+        for name in names {
+            let variable = "SKIFF_" + name.uppercased().replacingOccurrences(of: "-", with: "_")
+            if let value = environment[variable] { settings += ["--\(name)", value] }
+        }
+        return ["serve"] + settings + rest
+    }
+
+    static func value(of option: String, in arguments: [String]) -> String? {
+        for (position, argument) in arguments.enumerated() {
+            if argument == option, position + 1 < arguments.count { return arguments[position + 1] }
+            if argument.hasPrefix(option + "=") { return String(argument.dropFirst(option.count + 1)) }
+        }
+        return nil
+    }
+
+    static func fileArguments(_ path: String) throws -> [String] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("cannot read the config file \(path)")
+        }
+        var arguments: [String] = []
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first!.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty { continue }
+            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, names.contains(parts[0]) else {
+                throw ValidationError("\(path):\(number + 1): expected `name = value` with a name among: \(names.joined(separator: ", "))")
+            }
+            var value = parts[1]
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            arguments += ["--\(parts[0])", value]
+        }
+        return arguments
+    }
+}
