@@ -80,6 +80,7 @@ let package = Package(
             dependencies: ["SkiffStorage"],
             path: "Tools/skiff-wal-writer"),
         .testTarget(name: "SkiffKVTests", dependencies: ["SkiffKV"]),
+        .testTarget(name: "SkiffServerTests", dependencies: ["skiff"]),
         .testTarget(
             name: "SkiffRESPTests",
             dependencies: [

@@ -5,6 +5,11 @@ import SkiffRESP
 /// One client connection: decoded commands in, replies out in the order the commands came, however
 /// long each takes (a write waits for its commit, a read for its ReadIndex round). Stops reading from a
 /// client that has `pipelineDepthMax` replies outstanding until they drain.
+///
+/// Commands take effect in the order they were sent, as in Redis: a run of writes is in flight together
+/// (the log orders them), and so is a run of reads (one ReadIndex round), but a read waits for the writes
+/// before it and a write for the reads before it, so a client always reads its own writes and never a later
+/// one. Other commands wait for everything before them.
 final class ClientHandler: ChannelInboundHandler {
     typealias InboundIn = [[UInt8]]
     typealias OutboundOut = ByteBuffer
@@ -12,14 +17,22 @@ final class ClientHandler: ChannelInboundHandler {
     let node: Node
     let connectionID: Int64
     var session: ClientSession
-    /// Replies not yet written; `nil` until the command finishes. `written` counts those already sent.
-    private var pending: [RESPValue?] = []
+    /// Replies not yet written, each with the protocol version in force when it was made; `nil` until the
+    /// command finishes. `written` counts those already sent.
+    private var pending: [(value: RESPValue, protocolVersion: Int)?] = []
     private var pendingStart = 0
     private var written = 0
     private var context: ChannelHandlerContext?
     private var flushScheduled = false
     private var readPaused = false
     private var closeAfterFlush = false
+
+    enum Kind { case read, write, other }
+    /// Commands waiting for the ones in flight, in order.
+    private var held: [(command: ClientCommand, slot: Int)] = []
+    private var heldStart = 0
+    private var inFlight = 0
+    private var inFlightKind = Kind.other
 
     init(node: Node, connectionID: Int64, password: String?) {
         self.node = node
@@ -39,7 +52,12 @@ final class ClientHandler: ChannelInboundHandler {
         guard !closeAfterFlush else { return }
         let slot = written + (pending.count - pendingStart)
         pending.append(nil)
-        execute(unwrapInboundIn(data), slot: slot)
+        switch ClientCommand.parse(unwrapInboundIn(data)) {
+        case .failure(let error): reply(error.reply, slot: slot)
+        case .success(let command):
+            held.append((command, slot))
+            startHeld()
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -51,7 +69,8 @@ final class ClientHandler: ChannelInboundHandler {
         if let protocolError = error as? RESPProtocolError {
             var buffer = context.channel.allocator.buffer(capacity: 64)
             RESPValue.error("ERR \(protocolError)").write(to: &buffer, protocolVersion: session.protocolVersion)
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
         } else {
             context.close(promise: nil)
         }
@@ -61,24 +80,27 @@ final class ClientHandler: ChannelInboundHandler {
 
     /// Fills reply `slot`; replies go out once every earlier one is ready.
     func reply(_ value: RESPValue, slot: Int) {
-        pending[pendingStart + slot - written] = value
+        pending[pendingStart + slot - written] = (value, session.protocolVersion)
         guard !flushScheduled else { return }
         flushScheduled = true
-        node.loop.execute { [self] in
-            flushScheduled = false
-            writeReady()
-            if readPaused, outstanding < node.configuration.limits.pipelineDepthMax {
-                readPaused = false
-                context?.read()
-            }
+        let handler = NIOLoopBound(self, eventLoop: node.loop)
+        node.loop.execute { handler.value.flushScheduledReplies() }
+    }
+
+    private func flushScheduledReplies() {
+        flushScheduled = false
+        writeReady()
+        if readPaused, outstanding < node.configuration.limits.pipelineDepthMax {
+            readPaused = false
+            context?.read()
         }
     }
 
     private func writeReady() {
         guard let context, pendingStart < pending.count, pending[pendingStart] != nil else { return }
         var buffer = context.channel.allocator.buffer(capacity: 256)
-        while pendingStart < pending.count, let value = pending[pendingStart] {
-            value.write(to: &buffer, protocolVersion: session.protocolVersion)
+        while pendingStart < pending.count, let (value, protocolVersion) = pending[pendingStart] {
+            value.write(to: &buffer, protocolVersion: protocolVersion)
             pendingStart += 1
             written += 1
         }
@@ -90,29 +112,60 @@ final class ClientHandler: ChannelInboundHandler {
             pendingStart = 0
         }
         let write = context.writeAndFlush(wrapOutboundOut(buffer))
-        if closeAfterFlush, outstanding == 0 { write.whenComplete { _ in context.close(promise: nil) } }
+        if closeAfterFlush, outstanding == 0 {
+            let channel = context.channel
+            write.whenComplete { _ in channel.close(promise: nil) }
+        }
     }
 
-    private func execute(_ arguments: [[UInt8]], slot: Int) {
-        let command: ClientCommand
-        switch ClientCommand.parse(arguments) {
-        case .failure(let error): return reply(error.reply, slot: slot)
-        case .success(let parsed): command = parsed
+    private func kind(of command: ClientCommand) -> Kind {
+        switch command {
+        case .read: session.readOnly ? .other : .read
+        case .write: .write
+        default: .other
         }
+    }
+
+    /// Starts held commands in order, as far as the rule in the type's comment allows.
+    private func startHeld() {
+        while heldStart < held.count {
+            let (command, slot) = held[heldStart]
+            let kind = kind(of: command)
+            if inFlight > 0 && (kind == .other || kind != inFlightKind) { break }
+            heldStart += 1
+            execute(command, kind: kind, slot: slot)
+        }
+        if heldStart == held.count {
+            held.removeAll(keepingCapacity: true)
+            heldStart = 0
+        }
+    }
+
+    private func finished(_ value: RESPValue, slot: Int) {
+        inFlight -= 1
+        reply(value, slot: slot)
+        if inFlight == 0 { startHeld() }
+    }
+
+    private func execute(_ command: ClientCommand, kind: Kind, slot: Int) {
         if let refusal = session.refusal(for: command) { return reply(refusal, slot: slot) }
+        if kind != .other {
+            inFlight += 1
+            inFlightKind = kind
+        }
         switch command {
         case .read(let read):
             if session.readOnly { return reply(read.execute(on: node.store), slot: slot) }
-            node.submitRead({ [self] in reply(read.execute(on: node.store), slot: slot) },
-                            fail: { [self] in reply(.error("TRYAGAIN no leader confirmed this read in time; retry"), slot: slot) })
+            node.submitRead({ [self] in finished(read.execute(on: node.store), slot: slot) },
+                            fail: { [self] in finished(.error("TRYAGAIN no leader confirmed this read in time; retry"), slot: slot) })
         case .write(let write, let style):
             node.submitWrite(write) { [self] result in
                 switch result {
-                case .success(let applied): reply(style.reply(for: applied), slot: slot)
-                case .failure(.noLeader): reply(.error("TRYAGAIN no leader is available; the write was not applied, retry"), slot: slot)
+                case .success(let applied): finished(style.reply(for: applied), slot: slot)
+                case .failure(.noLeader): finished(.error("TRYAGAIN no leader is available; the write was not applied, retry"), slot: slot)
                 case .failure(.outcomeUnknown):
-                    reply(.error("ERR the write was not confirmed in time; it may or may not have been applied"), slot: slot)
-                case .failure(.shuttingDown): reply(.error("ERR the server is shutting down"), slot: slot)
+                    finished(.error("ERR the write was not confirmed in time; it may or may not have been applied"), slot: slot)
+                case .failure(.shuttingDown): finished(.error("ERR the server is shutting down"), slot: slot)
                 }
             }
         case .quit:

@@ -126,7 +126,7 @@ enum WALLoader {
                 try report(WALError(.checksumMismatch, file: path, offset: offset, indices: affected,
                                     "frame does not verify, but a verified frame follows at byte \(next): the log is corrupt after index \(after)"))
             case .unfinished(let offset, let count):
-                let allZero = bytes[Int(offset)...].allSatisfy { $0 == 0 }
+                let allZero = bytes.withUnsafeBytes { SegmentScanner.isZero(UnsafeRawBufferPointer(rebasing: $0[Int(offset)...])) }
                 if isNewest {
                     loaded.unfinishedTail = UnfinishedTail(fileName: name, offset: offset, bytes: count, allZero: allZero)
                 } else {

@@ -1,0 +1,123 @@
+import Foundation
+import Glibc
+
+/// A minimal blocking Redis client over a plain socket, for tests that need many requests fast and exact
+/// control over the bytes sent. Speaks RESP2.
+final class RESPClient {
+    enum Reply: Equatable {
+        case simple(String), error(String), integer(Int64), bulk([UInt8]?), array([Reply])
+
+        /// Strings and integers as text; nil bulk as "".
+        var text: String {
+            switch self {
+            case .simple(let text), .error(let text): text
+            case .integer(let value): String(value)
+            case .bulk(let bytes): bytes.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            case .array(let items): items.map(\.text).joined(separator: " ")
+            }
+        }
+    }
+
+    struct Failure: Error, CustomStringConvertible { var description: String }
+
+    private let socket: Int32
+    private var buffer: [UInt8] = []
+
+    init(port: Int, timeoutSeconds: Int = 10) throws {
+        socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            close(socket)
+            throw Failure(description: "cannot connect to port \(port)")
+        }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(socket) }
+
+    /// Sends one command and reads its reply.
+    func call(_ arguments: String...) throws -> Reply { try call(arguments) }
+
+    func call(_ arguments: [String]) throws -> Reply {
+        try send(raw: Self.encode(arguments))
+        return try readReply()
+    }
+
+    /// Sends several commands at once (pipelining) and reads their replies in order.
+    func pipeline(_ commands: [[String]]) throws -> [Reply] {
+        try send(raw: Array(commands.map(Self.encode).joined()))
+        return try commands.map { _ in try readReply() }
+    }
+
+    static func encode(_ arguments: [String]) -> [UInt8] {
+        var bytes = Array("*\(arguments.count)\r\n".utf8)
+        for argument in arguments { bytes += Array("$\(argument.utf8.count)\r\n\(argument)\r\n".utf8) }
+        return bytes
+    }
+
+    func send(raw bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard sent > 0 else { throw Failure(description: "send failed: errno \(errno)") }
+            offset += sent
+        }
+    }
+
+    /// True once the server closed the connection (reads return end of file).
+    func isClosedByServer() -> Bool {
+        var byte: UInt8 = 0
+        return recv(socket, &byte, 1, 0) == 0
+    }
+
+    func readReply() throws -> Reply {
+        let line = try readLine()
+        guard let marker = line.first else { throw Failure(description: "empty reply line") }
+        let rest = String(decoding: line.dropFirst(), as: UTF8.self)
+        switch marker {
+        case UInt8(ascii: "+"): return .simple(rest)
+        case UInt8(ascii: "-"): return .error(rest)
+        case UInt8(ascii: ":"): return .integer(Int64(rest)!)
+        case UInt8(ascii: "$"):
+            let length = Int(rest)!
+            if length < 0 { return .bulk(nil) }
+            try fill(length + 2)
+            let bytes = Array(buffer[..<length])
+            buffer.removeFirst(length + 2)
+            return .bulk(bytes)
+        case UInt8(ascii: "*"):
+            let count = Int(rest)!
+            if count < 0 { return .array([]) }
+            return .array(try (0..<count).map { _ in try readReply() })
+        default:
+            throw Failure(description: "unexpected reply line \(String(decoding: line, as: UTF8.self))")
+        }
+    }
+
+    private func readLine() throws -> [UInt8] {
+        while true {
+            if let end = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Array(buffer[..<(end > 0 && buffer[end - 1] == 13 ? end - 1 : end)])
+                buffer.removeFirst(end + 1)
+                return line
+            }
+            try receive()
+        }
+    }
+
+    private func fill(_ count: Int) throws { while buffer.count < count { try receive() } }
+
+    private func receive() throws {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let received = chunk.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+        guard received > 0 else { throw Failure(description: received == 0 ? "connection closed" : "receive failed: errno \(errno)") }
+        buffer += chunk[..<received]
+    }
+}

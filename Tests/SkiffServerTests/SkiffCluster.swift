@@ -1,0 +1,186 @@
+import Foundation
+import Glibc
+
+/// Real `skiff serve` processes on 127.0.0.1, for end-to-end tests: started, SIGKILLed, SIGTERMed and
+/// restarted at will, each with its own data directory and log file. Everything is killed and removed
+/// when the cluster is released.
+final class SkiffCluster {
+    struct Member {
+        var name: String
+        var clientPort: Int
+        var peerPort: Int
+        var process: Process?
+    }
+
+    let directory: String
+    private(set) var members: [Member]
+    let extraArguments: [String]
+
+    init(nodes: Int, extraArguments: [String] = []) throws {
+        directory = NSTemporaryDirectory() + "skiff-cluster-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        members = try (1...nodes).map { Member(name: "n\($0)", clientPort: try freePort(), peerPort: try freePort()) }
+        self.extraArguments = extraArguments
+    }
+
+    deinit {
+        for member in members { member.process.map(Self.kill) }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    var names: [String] { members.map(\.name) }
+    func port(_ name: String) -> Int { members.first { $0.name == name }!.clientPort }
+    func logPath(_ name: String) -> String { "\(directory)/\(name).log" }
+    func log(_ name: String) -> String { (try? String(contentsOfFile: logPath(name), encoding: .utf8)) ?? "" }
+
+    func startAll() throws { for name in names { try start(name) } }
+
+    func start(_ name: String) throws {
+        let position = members.firstIndex { $0.name == name }!
+        let member = members[position]
+        let cluster = members.count > 1 ? ["--initial-cluster", members.map { "\($0.name)=127.0.0.1:\($0.peerPort)" }.joined(separator: ",")] : []
+        let process = Process()
+        process.executableURL = try executable("skiff")
+        process.arguments = ["serve", "--id", name, "--data-dir", "\(directory)/\(name)", "--client-addr", "127.0.0.1:\(member.clientPort)",
+                             "--peer-addr", "127.0.0.1:\(member.peerPort)", "--heartbeat-interval", "50", "--election-timeout", "500"]
+            + cluster + extraArguments
+        if !FileManager.default.fileExists(atPath: logPath(name)) { FileManager.default.createFile(atPath: logPath(name), contents: nil) }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath(name)))
+        log.seekToEndOfFile()
+        process.standardError = log
+        process.standardOutput = log
+        try process.run()
+        members[position].process = process
+        try waitUntil(seconds: 20, "\(name) accepts clients") { (try? RESPClient(port: member.clientPort)) != nil }
+    }
+
+    func kill(_ name: String) {
+        let position = members.firstIndex { $0.name == name }!
+        members[position].process.map(Self.kill)
+        members[position].process = nil
+    }
+
+    /// SIGTERM, then waits for the process to exit; returns its exit status.
+    func terminate(_ name: String) throws -> Int32 {
+        let position = members.firstIndex { $0.name == name }!
+        let process = members[position].process!
+        process.terminate()
+        try waitUntil(seconds: 10, "\(name) exits after SIGTERM") { !process.isRunning }
+        members[position].process = nil
+        return process.terminationStatus
+    }
+
+    private static func kill(_ process: Process) {
+        guard process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func isRunning(_ name: String) -> Bool { members.first { $0.name == name }!.process?.isRunning ?? false }
+
+    /// SKIFF.STATUS of `name` as a dictionary (role, term, leader, commit_index, applied_index, ...).
+    func status(_ name: String) throws -> [String: String] {
+        let reply = try RESPClient(port: port(name)).call("SKIFF.STATUS")
+        guard case .array(let items) = reply else { return [:] }
+        var status: [String: String] = [:]
+        for pair in stride(from: 0, to: items.count - 1, by: 2) { status[items[pair].text] = items[pair + 1].text }
+        return status
+    }
+
+    /// Waits until every running node agrees on one leader, and returns it.
+    @discardableResult
+    func waitForLeader(seconds: Double = 20) throws -> String {
+        var leader = ""
+        try waitUntil(seconds: seconds, "a leader") {
+            let running = names.filter(isRunning)
+            let views = running.compactMap { try? status($0)["leader"] }
+            guard views.count == running.count, let first = views.first, !first.isEmpty, views.allSatisfy({ $0 == first }),
+                  (try? status(first)["role"]) == "leader" else { return false }
+            leader = first
+            return true
+        }
+        return leader
+    }
+}
+
+/// A port that was free a moment ago.
+func freePort() throws -> Int {
+    let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
+    guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+struct Timeout: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Polls `condition` every 20 ms for up to `seconds`.
+func waitUntil(seconds: Double, _ what: String, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try condition() { return }
+        usleep(20_000)
+    }
+    throw Timeout(description: "timed out after \(seconds) s waiting for \(what)")
+}
+
+/// An executable built by this package (`skiff`), or a system one found on PATH (`redis-cli`).
+func executable(_ name: String) throws -> URL {
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = directory.appendingPathComponent(name)
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        directory.deleteLastPathComponent()
+    }
+    for path in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+        let candidate = URL(fileURLWithPath: String(path)).appendingPathComponent(name)
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+    }
+    throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "\(name) (Tools/dev test installs redis-tools and python3-redis)"])
+}
+
+/// Runs a program to completion (bounded by `seconds`) and returns its exit status and output.
+func run(_ name: String, _ arguments: [String], input: String? = nil, seconds: Double = 60) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = try executable(name)
+    process.arguments = arguments
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = output
+    let stdin = Pipe()
+    process.standardInput = stdin
+    try process.run()
+    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+    try stdin.fileHandleForWriting.close()
+    let collected = Collected()
+    let reader = Thread { collected.data = output.fileHandleForReading.readDataToEndOfFile() }
+    reader.start()
+    let deadline = Date().addingTimeInterval(seconds)
+    while process.isRunning && Date() < deadline { usleep(10_000) }
+    if process.isRunning {
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        throw Timeout(description: "\(name) \(arguments.joined(separator: " ")) ran longer than \(seconds) s")
+    }
+    while !collected.done { usleep(1000) }
+    return (process.terminationStatus, String(decoding: collected.data, as: UTF8.self))
+}
+
+private final class Collected: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = Data()
+    private var finished = false
+    var data: Data {
+        get { lock.withLock { value } }
+        set { lock.withLock { value = newValue; finished = true } }
+    }
+    var done: Bool { lock.withLock { finished } }
+}
