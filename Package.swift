@@ -80,7 +80,7 @@ let package = Package(
             dependencies: ["SkiffStorage"],
             path: "Tools/skiff-wal-writer"),
         .testTarget(name: "SkiffKVTests", dependencies: ["SkiffKV"]),
-        .testTarget(name: "SkiffServerTests", dependencies: ["skiff"]),
+        .testTarget(name: "SkiffServerTests", dependencies: ["skiff"], exclude: ["Scripts"]),
         .testTarget(
             name: "SkiffRESPTests",
             dependencies: [
