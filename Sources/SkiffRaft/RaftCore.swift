@@ -191,7 +191,8 @@ public struct RaftCore {
             messages: messages,
             messagesAfterPersist: messagesAfterPersist,
             readStates: readStates,
-            externalTailRequest: externalTailRequest)
+            externalTailRequest: externalTailRequest,
+            termOrVoteChanged: state.term != persistedHardState.term || state.vote != persistedHardState.vote)
     }
 
     /// Tells the core that everything in `ready` was done: persisted, sent, applied.
