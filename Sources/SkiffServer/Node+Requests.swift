@@ -8,6 +8,7 @@ extension Node {
     public func submitWrite(_ command: KVCommand, completion: @escaping (Result<KVReply, WriteFailure>) -> Void) {
         guard !stopped else { return completion(.failure(.shuttingDown)) }
         let origin = id.rawValue
+        serverMetrics.writes.increment()
         writes.add(payload: { KVProposal(origin: origin, requestID: $0, command: command).encoded() },
                    deadline: .now() + timeAmount(configuration.requestTimeout), completion: completion)
         scheduleReady()
@@ -27,7 +28,9 @@ extension Node {
         if core.isLeader {
             let (ids, payloads) = writes.takeQueued()
             switch core.propose(batch: payloads) {
-            case .success(let indices): writes.proposed(ids, firstIndex: indices.lowerBound.rawValue)
+            case .success(let indices):
+                writes.proposed(ids, firstIndex: indices.lowerBound.rawValue)
+                serverMetrics.proposals.increment(by: Int64(ids.count))
             case .failure: writes.requeue(ids)  // a leadership transfer is under way: the next tick retries
             }
         } else if core.leader != .none, transport.isConnected(to: core.leader) {
@@ -54,6 +57,7 @@ extension Node {
         }
         switch core.propose(batch: payloads) {
         case .success(let indices):
+            serverMetrics.proposals.increment(by: Int64(payloads.count))
             transport.send(.forwardAnswer(batch: batch, firstIndex: indices.lowerBound, term: Term(core.term), leader: id), to: peer)
         case .failure:
             transport.send(.forwardAnswer(batch: batch, firstIndex: .zero, term: .zero, leader: core.leader), to: peer)

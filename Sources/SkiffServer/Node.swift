@@ -36,6 +36,7 @@ public final class Node: @unchecked Sendable {
     var reads = ReadWaiters()
     var snapshots: SnapshotState
     public internal(set) var metrics = NodeMetrics()
+    let serverMetrics = ServerMetrics()
 
     init(configuration: NodeConfiguration, loop: EventLoop, storage: NodeStorage, core: RaftCore, store: KVStore,
          transport: PeerTransport, snapshotIndex: UInt64, logger: Logger) {
@@ -189,6 +190,7 @@ public final class Node: @unchecked Sendable {
         persist(ready) { [self] in
             loop.execute { [self] in
                 metrics.recordPersist(since: started, entries: ready.entries.count)
+                serverMetrics.fsyncSeconds.record(.nanoseconds((NIODeadline.now() - started).nanoseconds))
                 persisting = false
                 finish(ready)
             }

@@ -17,15 +17,17 @@ public final class SkiffServer: Sendable {
     public let peerAddress: SocketAddress
     let group: MultiThreadedEventLoopGroup
     let listener: Channel
+    let metricsListener: Channel?
     let connections: ConnectionRegistry
 
     private init(node: Node, clientAddress: SocketAddress, peerAddress: SocketAddress, group: MultiThreadedEventLoopGroup,
-                 listener: Channel, connections: ConnectionRegistry) {
+                 listener: Channel, metricsListener: Channel?, connections: ConnectionRegistry) {
         self.node = node
         self.clientAddress = clientAddress
         self.peerAddress = peerAddress
         self.group = group
         self.listener = listener
+        self.metricsListener = metricsListener
         self.connections = connections
     }
 
@@ -55,10 +57,12 @@ public final class SkiffServer: Sendable {
                     }
                 }
                 .bind(host: configuration.clientAddress.host, port: configuration.clientAddress.port).get()
+            let metrics = try await configuration.metricsAddress.asyncMap { try await startMetrics(node: node, at: $0) }
+            if metrics != nil { logger.info("serving metrics", metadata: ["address": "http://\(configuration.metricsAddress!)/metrics"]) }
             logger.info("serving clients", metadata: ["address": "\(listener.localAddress!)", "peers": "\(peerAddress)",
                                                       "node": "\(configuration.name)", "data": "\(configuration.dataDirectory)"])
             return SkiffServer(node: node, clientAddress: listener.localAddress!, peerAddress: peerAddress, group: group,
-                               listener: listener, connections: connections)
+                               listener: listener, metricsListener: metrics, connections: connections)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -67,6 +71,7 @@ public final class SkiffServer: Sendable {
 
     public func stop() async {
         try? await listener.close()
+        try? await metricsListener?.close()
         for _ in 0..<200 {
             let pending = try? await node.loop.submit { self.node.status.pendingWrites }.get()
             if pending ?? 0 == 0 { break }
@@ -116,5 +121,12 @@ final class ConnectionRegistry: Sendable {
     func closeAll() async {
         let channels = state.withLock { Array($0.channels.values) }
         for channel in channels { try? await channel.close() }
+    }
+}
+
+extension Optional {
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let value = self else { return nil }
+        return try await transform(value)
     }
 }

@@ -24,6 +24,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Milliseconds a client request may wait for a leader or a commit.") var requestTimeout = 5000
     @Option(help: "Require AUTH with this password.") var password: String?
     @Option(help: "The largest argument a client may send, in bytes.") var maxBulkBytes = 16 << 20
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (off unless given).") var metricsAddr: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
     @Option(help: "A config file of `name = value` lines (the same names as these options).") var config: String?
 
@@ -46,6 +47,7 @@ struct Serve: AsyncParsableCommand {
         configuration.requestTimeout = .milliseconds(requestTimeout)
         configuration.password = password
         configuration.limits.bulkBytesMax = maxBulkBytes
+        if let metricsAddr { configuration.metricsAddress = try HostAndPort(parsing: metricsAddr) }
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))") }
         configuration.logLevel = level
         try configuration.validate()

@@ -71,6 +71,13 @@ final class RESPClient {
         }
     }
 
+    /// Everything the server sends until it closes the connection (for a plain HTTP request).
+    func readUntilClosed() throws -> String {
+        while (try? receive()) != nil {}
+        defer { buffer.removeAll() }
+        return String(decoding: buffer, as: UTF8.self)
+    }
+
     /// True once the server closed the connection (reads return end of file).
     func isClosedByServer() -> Bool {
         var byte: UInt8 = 0

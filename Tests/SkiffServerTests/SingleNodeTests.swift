@@ -89,6 +89,23 @@ import Testing
         #expect(cluster.log("n1").components(separatedBy: "cut-tail=none").count == 3)  // both starts found a clean end
     }
 
+    /// `--metrics-addr` serves Prometheus text that follows the node's state.
+    @Test func prometheusMetrics() throws {
+        let metricsPort = try freePort()
+        let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--metrics-addr", "127.0.0.1:\(metricsPort)"])
+        try cluster.startAll()
+        let client = try RESPClient(port: cluster.port("n1"))
+        _ = try client.pipeline((0..<10).map { ["SET", "m\($0)", "x"] })
+        let http = try RESPClient(port: metricsPort)
+        try http.send(raw: Array("GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8))
+        let response = try http.readUntilClosed()
+        #expect(response.hasPrefix("HTTP/1.1 200 OK"))
+        for line in ["skiff_raft_role{role=\"leader\"} 1.0", "skiff_keyspace_keys 10.0", "skiff_client_writes_total 10", "skiff_raft_term 1.0"] {
+            #expect(response.contains(line), "missing \(line)")
+        }
+        #expect(response.contains("skiff_wal_fsync_seconds_count"))
+    }
+
     /// Twenty SIGKILLs while four clients write: after every restart, every acknowledged write is there.
     @Test func everyAcknowledgedWriteSurvivesTwentySIGKILLs() throws {
         let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--snapshot-entries", "700"])
