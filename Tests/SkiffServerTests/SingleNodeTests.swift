@@ -89,6 +89,36 @@ import Testing
         #expect(cluster.log("n1").components(separatedBy: "cut-tail=none").count == 3)  // both starts found a clean end
     }
 
+    /// Settings come from a config file, then SKIFF_* variables, then flags, each overriding the one before;
+    /// a bad setting stops the node at once with a message that names it.
+    @Test func settingsFromFileEnvironmentAndFlags() throws {
+        let directory = NSTemporaryDirectory() + "skiff-settings-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (filePort, environmentPort, peerPort) = (try freePort(), try freePort(), try freePort())
+        let config = "\(directory)/skiff.conf"
+        try "# test\nclient-addr = 127.0.0.1:\(filePort)\npassword = \"from-file\"\ndata-dir = \(directory)/data\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = try executable("skiff")
+        process.arguments = ["serve", "--config", config, "--peer-addr", "127.0.0.1:\(peerPort)", "--password", "from-flag"]
+        process.environment = ["SKIFF_CLIENT_ADDR": "127.0.0.1:\(environmentPort)", "SKIFF_PASSWORD": "from-env"]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { process.terminate(); process.waitUntilExit() }
+        try waitUntil(seconds: 20, "the node listens where the environment says") { (try? RESPClient(port: environmentPort)) != nil }
+        let client = try RESPClient(port: environmentPort)
+        #expect(try client.call("AUTH", "from-env") == .error("WRONGPASS invalid username-password pair or user is disabled."))
+        #expect(try client.call("AUTH", "from-flag") == .simple("OK"))
+        #expect((try? RESPClient(port: filePort)) == nil)
+        #expect(FileManager.default.fileExists(atPath: "\(directory)/data/wal"))
+
+        let bad = try run("skiff", ["serve", "--fsync", "sometimes"])
+        #expect(bad.status != 0 && bad.output.contains("--fsync must be always or never"))
+        let badCluster = try run("skiff", ["serve", "--id", "n9", "--initial-cluster", "n1=127.0.0.1:1"])
+        #expect(badCluster.status != 0 && badCluster.output.contains("does not list this node's --id 'n9'"))
+    }
+
     /// `--metrics-addr` serves Prometheus text that follows the node's state.
     @Test func prometheusMetrics() throws {
         let metricsPort = try freePort()
