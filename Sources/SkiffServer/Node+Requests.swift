@@ -35,7 +35,7 @@ extension Node {
             }
         } else if core.leader != .none, transport.isConnected(to: core.leader) {
             let (ids, payloads) = writes.takeQueued()
-            let batch = writes.forwarded(ids)
+            let batch = writes.forwarded(ids, to: core.leader)
             if !transport.send(.forward(batch: batch, payloads: payloads), to: core.leader) {
                 writes.forwardAnswered(batch: batch, firstIndex: 0, term: 0)
             }

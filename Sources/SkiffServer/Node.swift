@@ -100,6 +100,9 @@ public final class Node: @unchecked Sendable {
     public func start() -> EventLoopFuture<SocketAddress> {
         loop.flatSubmit { [self] in
             transport.onFrame = { [self] peer, frame in received(frame, from: peer) }
+            transport.onConnectionChange = { [self] peer, connected in
+                if !connected { writes.connectionLost(to: peer) }
+            }
             let address: SocketAddress
             do {
                 address = try SocketAddress.makeAddressResolvingHost(configuration.peerAddress.host, port: configuration.peerAddress.port)

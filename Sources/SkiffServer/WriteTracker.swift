@@ -1,5 +1,6 @@
 import NIOCore
 import SkiffKV
+import SkiffRaft
 
 /// Why a write got no reply from the state machine.
 public enum WriteFailure: Error, Sendable {
@@ -28,7 +29,7 @@ struct WriteTracker {
 
     private var pending: [UInt64: Pending] = [:]
     private var queue: [UInt64] = []
-    private var batches: [UInt64: [UInt64]] = [:]
+    private var batches: [UInt64: (leader: NodeID, ids: [UInt64])] = [:]
     private var byIndex: [UInt64: UInt64] = [:]
     /// Request ids start at a random point, so that entries a previous run of this node wrote, replayed after
     /// a restart, never match a request of this run.
@@ -67,18 +68,27 @@ struct WriteTracker {
         }
     }
 
-    mutating func forwarded(_ ids: [UInt64]) -> UInt64 {
+    mutating func forwarded(_ ids: [UInt64], to leader: NodeID) -> UInt64 {
         let batch = nextBatch
         nextBatch += 1
-        batches[batch] = ids
+        batches[batch] = (leader, ids)
         for id in ids { pending[id]?.state = .forwarded(batch: batch) }
         return batch
     }
 
     /// The leader's answer to a forwarded batch: appended from `firstIndex` on, or refused (0).
     mutating func forwardAnswered(batch: UInt64, firstIndex: UInt64, term: UInt64) {
-        guard let ids = batches.removeValue(forKey: batch) else { return }
+        guard let ids = batches.removeValue(forKey: batch)?.ids else { return }
         if firstIndex == 0 { requeue(ids) } else { proposed(ids, firstIndex: firstIndex) }
+    }
+
+    /// The connection to `leader` dropped: batches it never answered may or may not have been appended, and
+    /// their clients are told so now rather than at their deadline.
+    mutating func connectionLost(to leader: NodeID) {
+        for (batch, sent) in batches where sent.leader == leader {
+            batches[batch] = nil
+            for id in sent.ids { pending.removeValue(forKey: id)?.completion(.failure(.outcomeUnknown)) }
+        }
     }
 
     /// This node's request `requestID` was applied at `index` with `reply`.
