@@ -68,3 +68,17 @@ public enum KVReply: Hashable, Sendable {
     /// A refusal in Redis's wording, without the leading "-" (`ERR no such key`).
     case error(String)
 }
+
+extension KVCommand {
+    /// The bytes of keys and values the command carries: what bounds the size of its log entry.
+    public var payloadBytes: Int {
+        switch self {
+        case .set(let key, let value, _, _), .append(let key, let value), .setRange(let key, _, let value): key.count + value.count
+        case .delete(let keys): keys.reduce(0) { $0 + $1.count }
+        case .setMany(let pairs), .setManyIfNoneExist(let pairs): pairs.reduce(0) { $0 + $1.key.count + $1.value.count }
+        case .incrementBy(let key, _), .incrementByFloat(let key, _), .getDelete(let key): key.count
+        case .rename(let from, let to, _): from.count + to.count
+        case .removeAll: 0
+        }
+    }
+}

@@ -165,7 +165,8 @@ final class ClientHandler: ChannelInboundHandler {
                 case .failure(.noLeader): finished(.error("TRYAGAIN no leader is available; the write was not applied, retry"), slot: slot)
                 case .failure(.outcomeUnknown):
                     finished(.error("ERR the write was not confirmed in time; it may or may not have been applied"), slot: slot)
-                case .failure(.shuttingDown): finished(.error("ERR the server is shutting down"), slot: slot)
+                case .failure(.shuttingDown): finished(.error("ERR the server is shutting down; the write may or may not have been applied"), slot: slot)
+                case .failure(.tooLarge(let limit)): finished(.error("ERR the command is larger than the \(limit) bytes one write may be"), slot: slot)
                 }
             }
         case .quit:

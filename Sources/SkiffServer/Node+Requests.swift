@@ -9,6 +9,8 @@ extension Node {
         guard !stopped else { return completion(.failure(.shuttingDown)) }
         let origin = id.rawValue
         serverMetrics.writes.increment()
+        let bytesMax = configuration.limits.bulkBytesMax * 2
+        if command.payloadBytes > bytesMax { return completion(.failure(.tooLarge(limit: bytesMax))) }
         writes.add(payload: { KVProposal(origin: origin, requestID: $0, command: command).encoded() },
                    deadline: .now() + timeAmount(configuration.requestTimeout), completion: completion)
         scheduleReady()
@@ -33,11 +35,22 @@ extension Node {
                 serverMetrics.proposals.increment(by: Int64(ids.count))
             case .failure: writes.requeue(ids)  // a leadership transfer is under way: the next tick retries
             }
-        } else if core.leader != .none, transport.isConnected(to: core.leader) {
+        } else if core.leader != .none, transport.isConnected(to: core.leader), NIODeadline.now() >= forwardingPausedUntil {
             let (ids, payloads) = writes.takeQueued()
-            let batch = writes.forwarded(ids, to: core.leader)
-            if !transport.send(.forward(batch: batch, payloads: payloads), to: core.leader) {
-                writes.forwardAnswered(batch: batch, firstIndex: 0, term: 0)
+            // Batches of at most about 8 MiB, well inside the peer frame limit.
+            var start = 0
+            while start < ids.count {
+                var end = start
+                var bytes = 0
+                while end < ids.count, end == start || bytes + payloads[end].count <= 8 << 20 {
+                    bytes += payloads[end].count
+                    end += 1
+                }
+                let batch = writes.forwarded(Array(ids[start..<end]), to: core.leader)
+                if !transport.send(.forward(batch: batch, payloads: Array(payloads[start..<end])), to: core.leader) {
+                    writes.forwardAnswered(batch: batch, firstIndex: 0, term: 0)
+                }
+                start = end
             }
         }
     }

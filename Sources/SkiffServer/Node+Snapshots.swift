@@ -61,7 +61,7 @@ extension Node {
     /// Takes a snapshot once enough entries were applied since the last one: the key space is copied (copy on
     /// write), written on another thread, and the log is compacted behind it once the file is durable.
     func maybeSnapshot() {
-        let applied = core.appliedIndex
+        let applied = LogIndex(storeIndex)
         guard !snapshots.saving, !stopped, applied.rawValue >= snapshots.lastIndex + UInt64(configuration.snapshotEntries),
               applied <= core.persistedIndex, let term = core.term(at: applied) else { return }
         let clusterConfiguration = core.clusterConfiguration(at: applied)
@@ -69,7 +69,9 @@ extension Node {
         let storage = storage
         snapshots.saving = true
         let started = NIODeadline.now()
-        Task.detached { [self] in
+        let previous = snapshotWrite
+        snapshotWrite = Task.detached { [self] in
+            await previous?.value
             do {
                 try await SnapshotIO.save(copy.value, index: applied, term: term, configuration: clusterConfiguration, to: storage)
             } catch {
@@ -136,11 +138,14 @@ extension Node {
             fatalError("the core took snapshot \(snapshot.index) whose data never arrived")
         }
         store = received
+        storeIndex = snapshot.index.rawValue
         writes.coveredBySnapshot(through: snapshot.index.rawValue)
         let copy = Handoff(value: received.copy())
         let storage = storage
         snapshots.saving = true
-        Task.detached { [self] in
+        let previous = snapshotWrite
+        snapshotWrite = Task.detached { [self] in
+            await previous?.value
             do {
                 try await SnapshotIO.save(copy.value, index: snapshot.index, term: snapshot.term, configuration: snapshot.configuration, to: storage)
                 try await storage.wal.restart(after: snapshot.index, term: snapshot.term, hardState: hardState)

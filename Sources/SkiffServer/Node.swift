@@ -28,6 +28,13 @@ public final class Node: @unchecked Sendable {
     private var readyScheduled = false
     /// The last index the WAL holds or has been asked to hold (to know when an append must truncate first).
     var walLastIndex: UInt64
+    /// The log index the key space reflects: what reads are served at. It can lag the core's applied index,
+    /// which moves as soon as the core takes a snapshot that is not installed yet.
+    var storeIndex: UInt64
+    /// The last snapshot file write (taken here or installed), which the next one waits for: one writer at a time.
+    var snapshotWrite: Task<Void, Never>?
+    /// Forwarding to a leader that refused waits until then (it may not know yet that it was deposed).
+    var forwardingPausedUntil = NIODeadline.uptimeNanoseconds(0)
     private var ticker: RepeatedTask?
     var ticks: UInt64 = 0
     var stopped = false
@@ -51,6 +58,7 @@ public final class Node: @unchecked Sendable {
         names = Dictionary(uniqueKeysWithValues: configuration.members.map { (ClusterMember.id(of: $0.name), $0.name) })
         walLastIndex = storage.wal.lastIndex.rawValue
         snapshots = SnapshotState(lastIndex: snapshotIndex)
+        storeIndex = snapshotIndex
     }
 
     /// Opens storage, restores the key space from the newest snapshot and the log after it, and builds the
@@ -159,7 +167,7 @@ public final class Node: @unchecked Sendable {
             answerForward(batch: batch, payloads: payloads, from: peer)
         case .forwardAnswer(let batch, let firstIndex, let term, _):
             writes.forwardAnswered(batch: batch, firstIndex: firstIndex.rawValue, term: term.rawValue)
-            if firstIndex == .zero { flushWrites() }
+            if firstIndex == .zero { forwardingPausedUntil = .now() + timeAmount(configuration.tickInterval) }
         case .hello:
             break
         }
@@ -216,8 +224,23 @@ public final class Node: @unchecked Sendable {
             wal.truncate(after: LogIndex(first - 1)) { Self.check($0) }
         }
         if let last = entries.last { walLastIndex = last.index.rawValue }
-        wal.append(entries, hardState: hardState) { Self.check($0); done() }
+        // One WAL append takes at most about 120 MiB; a larger Ready goes in pieces, the hard state with the last.
+        var pieces: [ArraySlice<Entry>] = []
+        var start = 0
+        var bytes = 0
+        for (position, entry) in entries.enumerated() {
+            if bytes + entry.payload.count > Self.walAppendBytesMax, position > start {
+                pieces.append(entries[start..<position])
+                start = position
+                bytes = 0
+            }
+            bytes += entry.payload.count
+        }
+        for piece in pieces { wal.append(Array(piece), hardState: nil) { Self.check($0) } }
+        wal.append(Array(entries[start...]), hardState: hardState) { Self.check($0); done() }
     }
+
+    static let walAppendBytesMax = 64 << 20
 
     /// A write the WAL could not make durable: continuing could acknowledge what is not on disk.
     static func check(_ result: Result<Void, WALError>) {
@@ -227,10 +250,9 @@ public final class Node: @unchecked Sendable {
     private func finish(_ ready: Ready) {
         send(ready.messagesAfterPersist)
         for entry in ready.committedEntries { apply(entry) }
-        if let last = ready.committedEntries.last { reads.release(appliedThrough: last.index.rawValue) }
-        for state in ready.readStates { reads.confirmed(state, appliedIndex: core.appliedIndex.rawValue) }
+        for state in ready.readStates { reads.confirmed(state, appliedIndex: storeIndex) }
+        reads.release(appliedThrough: storeIndex)
         core.advance(ready)
-        if let snapshot = ready.snapshot { reads.release(appliedThrough: snapshot.index.rawValue) }
         maybeSnapshot()
         scheduleReady()
     }
@@ -247,6 +269,7 @@ public final class Node: @unchecked Sendable {
 
     private func apply(_ entry: Entry) {
         metrics.applied = entry.index.rawValue
+        storeIndex = entry.index.rawValue
         guard entry.kind == .command else {
             writes.appliedOther(at: entry.index.rawValue)
             return

@@ -66,7 +66,7 @@ extension Node {
         }
         return NodeStatus(name: configuration.voters.isEmpty ? "" : name(id), role: role, term: core.term,
                           leader: core.leader == .none ? nil : name(core.leader), commitIndex: core.commitIndex.rawValue,
-                          appliedIndex: core.appliedIndex.rawValue, firstIndex: core.firstIndex.rawValue, lastIndex: core.lastIndex.rawValue,
+                          appliedIndex: storeIndex, firstIndex: core.firstIndex.rawValue, lastIndex: core.lastIndex.rawValue,
                           snapshotIndex: snapshots.lastIndex, keys: store.count, pendingWrites: writes.count, pendingReads: reads.count,
                           members: members, metrics: metrics)
     }

@@ -14,7 +14,8 @@ struct ReadWaiters {
     private var submitted: [UInt64: (since: NIODeadline, waiters: [Waiter])] = [:]
     /// Confirmed batches waiting for this node to apply their index, in confirmation order.
     private var confirmed: [(index: UInt64, waiters: [Waiter])] = []
-    private var nextRequestID: UInt64 = 1
+    /// Starts at a random point, so that a late answer to a read of an earlier run never matches one of this run.
+    private var nextRequestID = UInt64.random(in: 1...(1 << 62))
 
     var count: Int { waiting.count + submitted.values.reduce(0) { $0 + $1.waiters.count } + confirmed.reduce(0) { $0 + $1.waiters.count } }
 

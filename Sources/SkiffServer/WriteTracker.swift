@@ -10,6 +10,8 @@ public enum WriteFailure: Error, Sendable {
     /// be applied, or not.
     case outcomeUnknown
     case shuttingDown
+    /// The command is larger than one log entry may be.
+    case tooLarge(limit: Int)
 }
 
 /// The client writes a node is responsible for, from arrival until their entry is applied here.

@@ -63,6 +63,23 @@ import Testing
         #expect(try client.call("GET", "p8") == .bulk(Array("8".utf8)))
     }
 
+    /// A read that arrives while another client's write is being made durable is answered once that write is
+    /// applied, not only when some later write comes along.
+    @Test func aReadDuringAnotherClientsWriteIsAnswered() throws {
+        let cluster = try SkiffCluster(nodes: 1)
+        try cluster.startAll()
+        let writer = try RESPClient(port: cluster.port("n1"))
+        let reader = try RESPClient(port: cluster.port("n1"), timeoutSeconds: 2)
+        for i in 0..<200 {
+            try writer.send(raw: RESPClient.encode(["SET", "k", "\(i)"]))
+            let read = try reader.call("GET", "k")
+            #expect(read == .bulk(Array("\(i)".utf8)) || read == .bulk(Array("\(i - 1)".utf8)) || (i == 0 && read == .bulk(nil)))
+            #expect(try writer.readReply() == .simple("OK"))
+        }
+        let tooLarge = try writer.call(["MSET"] + (0..<3).flatMap { ["big\($0)", String(repeating: "x", count: 15 << 20)] })
+        #expect(tooLarge.text.hasPrefix("ERR the command is larger than"))
+    }
+
     @Test func aPasswordIsRequiredWhenConfigured() throws {
         let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--password", "s3cret"])
         try cluster.startAll()
