@@ -152,7 +152,7 @@ public final class KVStore {
     // MARK: Enumeration
 
     /// 64-bit FNV-1a: a hash that, unlike Swift's `Hasher`, is the same in every process.
-    static func stableHash(_ key: [UInt8]) -> UInt64 {
+    public static func stableHash(_ key: [UInt8]) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in key { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
         return hash

@@ -1,4 +1,5 @@
 import Logging
+import SkiffKV
 import SkiffRaft
 import SkiffStorage
 
@@ -115,12 +116,8 @@ public struct ClusterMember: Hashable, Sendable {
     /// The Raft id of a node name: the same on every node, never 0.
     public static func id(of name: String) -> NodeID { NodeID(max(1, hash(name) >> 1)) }
 
-    /// 64-bit FNV-1a.
-    static func hash(_ text: String) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
-        return hash
-    }
+    /// 64-bit FNV-1a, the key space's stable hash.
+    static func hash(_ text: String) -> UInt64 { KVStore.stableHash(Array(text.utf8)) }
 }
 
 /// Limits on what one client may send.
