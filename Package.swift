@@ -83,7 +83,10 @@ let package = Package(
             dependencies: ["SkiffStorage"],
             path: "Tools/skiff-wal-writer"),
         .testTarget(name: "SkiffKVTests", dependencies: ["SkiffKV"]),
-        .testTarget(name: "SkiffServerTests", dependencies: ["skiff"], exclude: ["Scripts"]),
+        .testTarget(
+            name: "SkiffServerTests",
+            dependencies: ["skiff", "SkiffServer", "SkiffKV", .product(name: "NIOCore", package: "swift-nio")],
+            exclude: ["Scripts"]),
         .testTarget(
             name: "SkiffRESPTests",
             dependencies: [

@@ -66,7 +66,8 @@ struct WriteTracker {
         for (offset, id) in ids.enumerated() where pending[id] != nil {
             let index = firstIndex + UInt64(offset)
             pending[id]!.state = .proposed(index: index)
-            byIndex[index] = id
+            // A write of ours that was at this index lost its place: the log there now holds this one.
+            if let displaced = byIndex.updateValue(id, forKey: index), displaced != id { requeue([displaced]) }
         }
     }
 
@@ -95,7 +96,7 @@ struct WriteTracker {
 
     /// This node's request `requestID` was applied at `index` with `reply`.
     mutating func applied(requestID: UInt64, at index: UInt64, reply: KVReply) {
-        byIndex[index] = nil
+        if let waiting = byIndex.removeValue(forKey: index), waiting != requestID { requeue([waiting]) }
         pending.removeValue(forKey: requestID)?.completion(.success(reply))
     }
 

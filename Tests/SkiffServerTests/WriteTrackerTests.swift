@@ -1,0 +1,58 @@
+import NIOCore
+@testable import SkiffServer
+import SkiffKV
+import Testing
+
+/// The bookkeeping that decides when a client's write is answered, retried or declared unknown.
+@Suite struct WriteTrackerTests {
+    final class Outcomes: @unchecked Sendable {
+        var results: [UInt64: Result<KVReply, WriteFailure>] = [:]
+    }
+
+    static func add(_ tracker: inout WriteTracker, _ outcomes: Outcomes, tag: UInt64, deadline: NIODeadline = .distantFuture) -> UInt64 {
+        let id = tracker.nextRequestID
+        tracker.add(payload: { _ in [UInt8(tag)] }, deadline: deadline) { outcomes.results[tag] = $0 }
+        return id
+    }
+
+    /// A write whose log position is taken by another entry goes back to the queue (retrying is safe: that
+    /// position can never hold it); a write answered at its position completes.
+    @Test func lostPositionsAreRetriedAndAppliedWritesAnswered() {
+        var tracker = WriteTracker()
+        let outcomes = Outcomes()
+        let a = Self.add(&tracker, outcomes, tag: 1)
+        let b = Self.add(&tracker, outcomes, tag: 2)
+        let c = Self.add(&tracker, outcomes, tag: 3)
+        #expect(tracker.takeQueued().ids == [a, b, c])
+        tracker.proposed([a], firstIndex: 5)
+        tracker.proposed([b], firstIndex: 5)  // a new leadership of this node reused index 5: a lost its place
+        #expect(tracker.takeQueued().ids == [a])
+        tracker.applied(requestID: b, at: 5, reply: .ok)
+        #expect(outcomes.results[2].map { if case .success(.ok) = $0 { true } else { false } } == true)
+        tracker.proposed([c], firstIndex: 6)
+        tracker.appliedOther(at: 6)  // another node's entry was committed at 6
+        #expect(tracker.takeQueued().ids == [c])
+        tracker.proposed([a, c], firstIndex: 7)
+        tracker.applied(requestID: c, at: 7, reply: .integer(1))  // c landed where a was expected: a is lost again
+        #expect(tracker.takeQueued().ids == [a])
+        #expect(tracker.count == 1)
+    }
+
+    /// Past its deadline, a write never proposed may be retried (no leader); one forwarded or proposed may
+    /// still be applied (outcome unknown). A dropped connection settles forwarded writes at once.
+    @Test func deadlinesAndDroppedConnections() {
+        var tracker = WriteTracker()
+        let outcomes = Outcomes()
+        _ = Self.add(&tracker, outcomes, tag: 1, deadline: .now() - .seconds(1))
+        let forwarded = Self.add(&tracker, outcomes, tag: 2)
+        _ = tracker.takeQueued()
+        let batch = tracker.forwarded([forwarded], to: .init(7))
+        #expect(batch > 0)
+        tracker.expire(now: .now())
+        #expect(outcomes.results[1].map { if case .failure(.noLeader) = $0 { true } else { false } } == true)
+        #expect(outcomes.results[2] == nil)
+        tracker.connectionLost(to: .init(7))
+        #expect(outcomes.results[2].map { if case .failure(.outcomeUnknown) = $0 { true } else { false } } == true)
+        #expect(tracker.count == 0)
+    }
+}
