@@ -50,8 +50,31 @@ extension RaftCore {
             becomeFollower(term: term, leader: .none)
             return true
         }
-        broadcastAppend()
+        commitNoticePending = true
         return true
+    }
+
+    /// Tells every follower the new commit index: by raising it in the appends already queued for it, or
+    /// with an append of its own. A burst of commits between two Readys costs at most one message each.
+    mutating func sendCommitNotices() {
+        commitNoticePending = false
+        guard role == .leader else { return }
+        var told = Set<NodeID>()
+        func raiseCommit(in queue: inout [Message]) {
+            for position in queue.indices where queue[position].term.rawValue == term {
+                guard case .append(let previousIndex, let previousTerm, let entries, _) = queue[position].kind else { continue }
+                queue[position].kind = .append(previousIndex: previousIndex, previousTerm: previousTerm, entries: entries,
+                                               commit: LogIndex(log.committed))
+                told.insert(queue[position].to)
+            }
+        }
+        raiseCommit(in: &messages)
+        raiseCommit(in: &messagesAfterPersist)
+        for node in progress.keys.sorted() where node != id {
+            // A queued append tells a follower that is streaming; one being probed may need its probe now.
+            if told.contains(node), case .replicate = progress[node]!.state { continue }
+            sendAppend(to: node)
+        }
     }
 
     mutating func stepLeader(_ message: Message) {

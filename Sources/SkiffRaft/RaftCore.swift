@@ -2,7 +2,8 @@
 ///
 /// Inputs: `tick()`, `step(_:)` for messages from peers, `propose(_:)`, membership changes, reads and
 /// transfers. Output: `ready()`, one batch of entries and state to persist, messages to send and entries to
-/// apply, acknowledged with `advance(_:)` (see `Ready` for the contract). Given the same inputs and the same
+/// apply, acknowledged with `advance(_:)` once persisted; several may be out at once (see `Ready` for the
+/// contract). Given the same inputs and the same
 /// seeded generator, it produces the same outputs.
 ///
 /// Guarantees (Raft, §5 and §4 of Ongaro's dissertation): at most one leader per term; logs that agree on an
@@ -45,9 +46,18 @@ public struct RaftCore {
     var messages: [Message] = []
     var messagesAfterPersist: [Message] = []
     var readStates: [ReadState] = []
+    /// The commit index moved on a leader and the followers were not yet told (see `sendCommitNotices`).
+    var commitNoticePending = false
+    /// A snapshot restored from the leader that no Ready carried yet.
     var pendingSnapshot: RaftSnapshot?
+    /// A Ready that carries a snapshot is out and not yet advanced.
+    var snapshotOutstanding = false
+    /// The hard state as of the last Ready handed out, and as of the last one advanced (durable).
+    var handedOutHardState: HardState
     var persistedHardState: HardState
-    var readyOutstanding = false
+    var readysHandedOut: UInt64 = 0
+    var readysAdvanced: UInt64 = 0
+    var readysOutstanding: UInt64 { readysHandedOut - readysAdvanced }
 
     public enum Role: Hashable, Sendable { case follower, preCandidate, candidate, leader }
 
@@ -63,6 +73,7 @@ public struct RaftCore {
         term = recovered.hardState.term.rawValue
         vote = recovered.hardState.vote
         persistedHardState = recovered.hardState
+        handedOutHardState = recovered.hardState
         baseConfiguration = recovered.snapshot?.configuration ?? recovered.initialConfiguration
         for entry in recovered.entries where entry.kind == .configuration {
             guard let decoded = ClusterConfiguration(decoding: entry.payload) else {
@@ -166,47 +177,57 @@ public struct RaftCore {
 
     /// Whether `ready()` would return something.
     public var hasReady: Bool {
-        hardState != persistedHardState || !log.unstableEntries.isEmpty || pendingSnapshot != nil
+        // A snapshot replaces the whole log on disk, so it is persisted alone: after every earlier Ready and
+        // before any later one.
+        if snapshotOutstanding || (pendingSnapshot != nil && readysOutstanding > 0) { return false }
+        return commitNoticePending || hardState != handedOutHardState || !log.entriesToPersist.isEmpty || pendingSnapshot != nil
             || !messages.isEmpty || !messagesAfterPersist.isEmpty || !readStates.isEmpty
             || !log.entriesToApply.isEmpty || externalTailRequest != nil
     }
 
-    /// The next batch of work, or nil if there is none. Calling it again before `advance` is a bug.
+    /// The next batch of work, or nil if there is none. It may be called again before the earlier Readys are
+    /// advanced: each new one carries only what the earlier ones did not (see `Ready`).
     public mutating func ready() -> Ready? {
-        precondition(!readyOutstanding, "ready() called twice without advance()")
         guard hasReady else { return nil }
-        readyOutstanding = true
+        if commitNoticePending { sendCommitNotices() }
         let state = hardState
-        defer {
-            messages.removeAll()
-            messagesAfterPersist.removeAll()
-            readStates.removeAll()
-            externalTailRequest = nil
-        }
-        return Ready(
-            hardState: state == persistedHardState ? nil : state,
+        let ready = Ready(
+            hardState: state == handedOutHardState ? nil : state,
             snapshot: pendingSnapshot,
-            entries: Array(log.unstableEntries),
-            committedEntries: Array(log.entriesToApply),
+            entries: Array(log.entriesToPersist),
+            committedEntries: pendingSnapshot == nil ? Array(log.entriesToApply) : [],  // after the snapshot is in
             messages: messages,
             messagesAfterPersist: messagesAfterPersist,
             readStates: readStates,
             externalTailRequest: externalTailRequest,
-            termOrVoteChanged: state.term != persistedHardState.term || state.vote != persistedHardState.vote)
+            termOrVoteChanged: state.term != handedOutHardState.term || state.vote != handedOutHardState.vote,
+            sequence: readysHandedOut)
+        readysHandedOut += 1
+        handedOutHardState = state
+        log.handOut(applying: pendingSnapshot == nil)
+        if pendingSnapshot != nil {
+            snapshotOutstanding = true
+            pendingSnapshot = nil
+        }
+        messages.removeAll()
+        messagesAfterPersist.removeAll()
+        readStates.removeAll()
+        externalTailRequest = nil
+        return ready
     }
 
-    /// Tells the core that everything in `ready` was done: persisted, sent, applied.
+    /// Tells the core that `ready` was persisted and its messages sent. Readys are advanced in the order
+    /// they were handed out.
     public mutating func advance(_ ready: Ready) {
-        precondition(readyOutstanding, "advance() without ready()")
-        readyOutstanding = false
+        precondition(ready.sequence == readysAdvanced, "advance(\(ready.sequence)) out of order: expected \(readysAdvanced)")
+        readysAdvanced += 1
         if let state = ready.hardState { persistedHardState = state }
-        if let snapshot = ready.snapshot, snapshot == pendingSnapshot { pendingSnapshot = nil }
+        if ready.snapshot != nil { snapshotOutstanding = false }
         // Persisted: every entry of the Ready that is still in the log. A later append may have replaced a
         // suffix since; the prefix before it was persisted all the same (and may already be applied).
         if let kept = ready.entries.last(where: { log.matches(index: $0.index.rawValue, term: $0.term.rawValue) }) {
             log.markStable(through: kept.index.rawValue, term: kept.term.rawValue)
         }
-        if let last = ready.committedEntries.last { log.applied = max(log.applied, last.index.rawValue) }
         if role == .leader {
             progress[id]?.acknowledge(log.stable)
             maybeCommit()

@@ -1,7 +1,9 @@
 /// The core's view of the log: a snapshot point, the entries after it, and three positions in it.
 ///
-/// `stable <= lastIndex`: entries up to `stable` are persisted; later ones await the next Ready.
-/// `applied <= committed`: entries up to `applied` were handed out for applying.
+/// `stable <= inProgress <= lastIndex`: entries up to `stable` are persisted, those up to `inProgress` were
+/// handed out in a Ready to be persisted, and later ones await the next Ready.
+/// `applied <= committed`: entries up to `applied` were handed out for applying. A committed entry is durable
+/// on a majority, so it may be applied before it is durable here (the owner snapshots only persisted entries).
 /// Committed entries are never removed or replaced (a precondition guards it).
 struct RaftLog {
     /// The log starts after this index, which a snapshot covers (0 for a log that starts at 1).
@@ -11,6 +13,7 @@ struct RaftLog {
     private(set) var committed: UInt64
     var applied: UInt64
     private(set) var stable: UInt64
+    private(set) var inProgress: UInt64
 
     init(snapshotIndex: UInt64, snapshotTerm: UInt64, entries: [Entry], committed: UInt64, applied: UInt64) {
         precondition(entries.first.map { $0.index.rawValue == snapshotIndex + 1 } ?? true, "entries must follow the snapshot")
@@ -23,6 +26,7 @@ struct RaftLog {
         self.committed = committed
         self.applied = applied
         stable = last
+        inProgress = last
     }
 
     var firstIndex: UInt64 { snapshotIndex + 1 }
@@ -57,11 +61,18 @@ struct RaftLog {
         return result
     }
 
-    var unstableEntries: ArraySlice<Entry> { entries[Int(stable - snapshotIndex)...] }
+    /// Entries not yet handed out in a Ready to be persisted.
+    var entriesToPersist: ArraySlice<Entry> { entries[Int(inProgress - snapshotIndex)...] }
 
     /// Entries committed but not yet handed out for applying.
     var entriesToApply: ArraySlice<Entry> {
         entries[Int(applied - snapshotIndex)..<Int(committed - snapshotIndex)]
+    }
+
+    /// Records that every entry, and (if `applying`) every committed entry, was handed out in a Ready.
+    mutating func handOut(applying: Bool) {
+        inProgress = lastIndex
+        if applying { applied = committed }
     }
 
     /// Appends entries that follow the last one (the leader's own proposals).
@@ -99,6 +110,7 @@ struct RaftLog {
         guard index < lastIndex else { return }
         entries.removeSubrange(Int(index - snapshotIndex)...)
         stable = min(stable, index)
+        inProgress = min(inProgress, index)
     }
 
     mutating func commit(to index: UInt64) {
@@ -108,8 +120,10 @@ struct RaftLog {
     }
 
     /// Marks entries up to `index` persisted, if the entry there is still the one of `term` that was persisted.
+    /// (An index and term name one entry cluster-wide, so if a suffix was replaced and then the same entry
+    /// came back, marking it is still right: the Ready that writes it again is queued behind.)
     mutating func markStable(through index: UInt64, term: UInt64) {
-        guard index > stable, matches(index: index, term: term) else { return }
+        guard index > stable, index <= inProgress, matches(index: index, term: term) else { return }
         stable = index
     }
 
@@ -121,6 +135,7 @@ struct RaftLog {
         entries = []
         committed = index
         stable = index
+        inProgress = index
         applied = index
     }
 
@@ -128,6 +143,7 @@ struct RaftLog {
     mutating func compact(through index: UInt64) {
         guard index > snapshotIndex else { return }
         precondition(index <= applied, "compacting unapplied entries: \(index) > \(applied)")
+        precondition(index <= stable, "compacting entries not yet persisted: \(index) > \(stable)")
         snapshotTerm = term(at: index)!
         entries.removeFirst(Int(index - snapshotIndex))
         snapshotIndex = index

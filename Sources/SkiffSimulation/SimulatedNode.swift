@@ -17,8 +17,9 @@ struct SimulatedNode {
     var disk = SimulatedDisk()
     var stateMachine: [UInt64] = []
     var appliedIndex: UInt64 = 0
-    /// A Ready whose leader messages were sent but which is not yet persisted: a crash now loses it.
-    var pendingReady: Ready?
+    /// Readys taken (leader messages sent, committed entries applied) but not yet persisted, oldest first:
+    /// a crash now loses them.
+    var pendingReadys: [Ready] = []
     var restarts: UInt64 = 0
 
     var isUp: Bool { core != nil }

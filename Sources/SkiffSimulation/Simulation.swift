@@ -219,27 +219,24 @@ public final class Simulation {
 
     // MARK: Node work
 
-    /// Half a Ready at a time: first take it and send the leader's messages, later persist, answer and apply.
-    /// A crash in between loses what was not yet persisted.
+    /// A Ready in two halves: taking it sends the leader's messages and applies what is committed; persisting
+    /// it, later and in order, answers and advances. Up to three can be taken before the oldest is persisted,
+    /// as a server does while its disk is busy. A crash loses every one not yet persisted.
     func processReady(of position: Int?) throws(SafetyViolation) {
         guard let position, nodes[position].isUp else { return }
-        if let ready = nodes[position].pendingReady {
-            note("persist \(nodes[position].id): hs=\(ready.hardState.map { "\($0)" } ?? "-") entries=\(ready.entries.map { "\($0.index)/\($0.term)" }) snapshot=\(ready.snapshot.map { "\($0.index)/\($0.term)" } ?? "-") apply=\(ready.committedEntries.last.map { "\($0.index)" } ?? "-")")
+        let waiting = nodes[position].pendingReadys.count
+        if waiting < 3, waiting == 0 || random.below(2) == 0, let ready = nodes[position].core!.ready() {
+            note("take \(nodes[position].id): entries=\(ready.entries.map { "\($0.index)/\($0.term)" }) apply=\(ready.committedEntries.last.map { "\($0.index)" } ?? "-")")
+            try takeReady(ready, at: position)
+        } else if let ready = nodes[position].pendingReadys.first {
+            note("persist \(nodes[position].id): hs=\(ready.hardState.map { "\($0)" } ?? "-") entries=\(ready.entries.map { "\($0.index)/\($0.term)" }) snapshot=\(ready.snapshot.map { "\($0.index)/\($0.term)" } ?? "-")")
             try finishReady(ready, at: position)
             note("  now \(status(position))")
-        } else if let ready = nodes[position].core!.ready() {
-            enqueue(ready.messages)
-            nodes[position].pendingReady = ready
         }
     }
 
-    private func finishReady(_ ready: Ready, at position: Int) throws(SafetyViolation) {
-        let previous = nodes[position].disk.hardState
-        if let state = ready.hardState { try checker.checkHardState(from: previous, to: state, node: nodes[position].id, step: stepNumber) }
-        if ready.snapshot != nil { summary.snapshotsInstalled += 1 }
-        nodes[position].persist(ready) { [checker] index in checker.commandIDs(through: index.rawValue) }
-        try checker.checkPersistedEntries(ready.entries, disk: nodes[position].disk, node: nodes[position].id, step: stepNumber)
-        enqueue(ready.messagesAfterPersist)
+    private func takeReady(_ ready: Ready, at position: Int) throws(SafetyViolation) {
+        enqueue(ready.messages)
         for entry in ready.committedEntries {
             try checker.checkApplied(entry, node: nodes[position].id, nodeTerm: nodes[position].core!.term, after: nodes[position].appliedIndex, step: stepNumber)
             nodes[position].appliedIndex = entry.index.rawValue
@@ -250,8 +247,18 @@ public final class Simulation {
             try checker.checkRead(read, step: stepNumber)
             if read.index != nil { summary.readsConfirmed += 1 }
         }
+        nodes[position].pendingReadys.append(ready)
+    }
+
+    private func finishReady(_ ready: Ready, at position: Int) throws(SafetyViolation) {
+        let previous = nodes[position].disk.hardState
+        if let state = ready.hardState { try checker.checkHardState(from: previous, to: state, node: nodes[position].id, step: stepNumber) }
+        if ready.snapshot != nil { summary.snapshotsInstalled += 1 }
+        nodes[position].persist(ready) { [checker] index in checker.commandIDs(through: index.rawValue) }
+        try checker.checkPersistedEntries(ready.entries, disk: nodes[position].disk, node: nodes[position].id, step: stepNumber)
+        enqueue(ready.messagesAfterPersist)
         nodes[position].core!.advance(ready)
-        nodes[position].pendingReady = nil
+        nodes[position].pendingReadys.removeFirst()
         try checker.noteCommit(by: nodes[position].core!, step: stepNumber)
     }
 
@@ -282,7 +289,7 @@ public final class Simulation {
         note("crash \(status(position))")
         paused.remove(nodes[position].id)
         nodes[position].core = nil
-        nodes[position].pendingReady = nil
+        nodes[position].pendingReadys.removeAll()
         summary.crashes += 1
     }
 
@@ -332,7 +339,7 @@ public final class Simulation {
     }
 
     private func takeSnapshot() {
-        guard let position = randomUpNode(), nodes[position].pendingReady == nil else { return }
+        guard let position = randomUpNode(), nodes[position].pendingReadys.isEmpty else { return }
         nodes[position].takeSnapshot()
         note("snapshot \(status(position))")
     }
@@ -357,7 +364,7 @@ public final class Simulation {
                 worked = true
             }
             for position in nodes.indices where nodes[position].isUp {
-                while nodes[position].pendingReady != nil || nodes[position].core!.hasReady {
+                while !nodes[position].pendingReadys.isEmpty || nodes[position].core!.hasReady {
                     try processReady(of: position)
                     worked = true
                 }
