@@ -23,8 +23,10 @@ public final class Node: @unchecked Sendable {
     /// Node names by id, for status replies.
     let names: [NodeID: String]
 
-    /// A Ready is being persisted; the next one waits for it.
-    var persisting = false
+    /// Readys taken from the core and not yet advanced, oldest first, each with whether it is durable. The
+    /// core hands out the next Ready while earlier ones are being persisted, so that the leader's appends
+    /// leave and committed writes are answered while the disk is busy.
+    var unadvanced: [(ready: Ready, durable: Bool)] = []
     private var readyScheduled = false
     /// The last index the WAL holds or has been asked to hold (to know when an append must truncate first).
     var walLastIndex: UInt64
@@ -136,7 +138,7 @@ public final class Node: @unchecked Sendable {
             reads.failAll()
             return transport.stop()
         }.get()
-        while (try? await loop.submit({ [self] in persisting || snapshots.saving }).get()) == true {
+        while (try? await loop.submit({ [self] in unadvanced.contains { !$0.durable } || snapshots.saving }).get()) == true {
             try? await Task.sleep(for: .milliseconds(5))
         }
         await storage.close()
@@ -190,22 +192,38 @@ public final class Node: @unchecked Sendable {
     }
 
     private func processReady() {
-        guard !persisting, !stopped, let ready = core.ready() else { return }
+        guard !stopped, let ready = core.ready() else { return }
+        for entry in ready.committedEntries { apply(entry) }  // first, so that client replies are flushed first
         send(ready.messages)
-        guard ready.mustSync else {
-            finish(ready)
-            return
-        }
-        persisting = true
-        let started = NIODeadline.now()
-        persist(ready) { [self] in
-            loop.execute { [self] in
-                metrics.recordPersist(since: started, entries: ready.entries.count)
-                serverMetrics.fsyncSeconds.record(.nanoseconds((NIODeadline.now() - started).nanoseconds))
-                persisting = false
-                finish(ready)
+        for state in ready.readStates { reads.confirmed(state, appliedIndex: storeIndex) }
+        reads.release(appliedThrough: storeIndex)
+        unadvanced.append((ready, durable: !ready.mustSync))
+        if ready.mustSync {
+            let started = NIODeadline.now()
+            persist(ready) { [self] in
+                loop.execute { [self] in
+                    metrics.recordPersist(since: started, entries: ready.entries.count)
+                    serverMetrics.fsyncSeconds.record(.nanoseconds((NIODeadline.now() - started).nanoseconds))
+                    // The WAL completes appends in the order they were made, so this is the oldest not yet durable.
+                    let position = unadvanced.firstIndex { !$0.durable }!
+                    unadvanced[position].durable = true
+                    advanceDurable()
+                }
             }
+        } else {
+            advanceDurable()
         }
+        maybeSnapshot()
+    }
+
+    /// Sends what the durable Readys at the front promised, and tells the core they are done, in order.
+    private func advanceDurable() {
+        while let (ready, durable) = unadvanced.first, durable {
+            unadvanced.removeFirst()
+            send(ready.messagesAfterPersist)
+            core.advance(ready)
+        }
+        scheduleReady()
     }
 
     /// Makes the Ready's snapshot, entries and hard state durable, then calls `done` (on any thread).
@@ -245,16 +263,6 @@ public final class Node: @unchecked Sendable {
     /// A write the WAL could not make durable: continuing could acknowledge what is not on disk.
     static func check(_ result: Result<Void, WALError>) {
         if case .failure(let error) = result { fatalError("the WAL failed; stopping so that a restart recovers from disk: \(error)") }
-    }
-
-    private func finish(_ ready: Ready) {
-        send(ready.messagesAfterPersist)
-        for entry in ready.committedEntries { apply(entry) }
-        for state in ready.readStates { reads.confirmed(state, appliedIndex: storeIndex) }
-        reads.release(appliedThrough: storeIndex)
-        core.advance(ready)
-        maybeSnapshot()
-        scheduleReady()
     }
 
     private func send(_ messages: [Message]) {
