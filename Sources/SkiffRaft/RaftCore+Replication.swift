@@ -50,14 +50,15 @@ extension RaftCore {
             becomeFollower(term: term, leader: .none)
             return true
         }
-        commitNoticePending = true
+        commitNoticesOwed.formUnion(progress.keys.filter { $0 != id })
         return true
     }
 
-    /// Tells every follower the new commit index: by raising it in the appends already queued for it, or
-    /// with an append of its own. A burst of commits between two Readys costs at most one message each.
+    /// Tells the followers owed it the commit index: by raising it in the appends already queued for them, or
+    /// with an append of their own. A burst of commits between two Readys costs at most one message each.
     mutating func sendCommitNotices() {
-        commitNoticePending = false
+        let owed = commitNoticesOwed
+        commitNoticesOwed.removeAll()
         guard role == .leader else { return }
         var told = Set<NodeID>()
         func raiseCommit(in queue: inout [Message]) {
@@ -70,7 +71,7 @@ extension RaftCore {
         }
         raiseCommit(in: &messages)
         raiseCommit(in: &messagesAfterPersist)
-        for node in progress.keys.sorted() where node != id {
+        for node in owed.sorted() where node != id && progress[node] != nil {
             // A queued append tells a follower that is streaming; one being probed may need its probe now.
             if told.contains(node), case .replicate = progress[node]!.state { continue }
             sendAppend(to: node)
@@ -110,7 +111,8 @@ extension RaftCore {
                 break
             }
             if !maybeCommit() && role == .leader {
-                sendAppend(to: from)
+                // More entries go now; with none, only the commit index may be news, told once per Ready.
+                if progress[from]!.next <= log.lastIndex { sendAppend(to: from) } else { commitNoticesOwed.insert(from) }
             }
             if transferTarget == from && progress[from]?.match == log.lastIndex {
                 send(.timeoutNow, to: from)

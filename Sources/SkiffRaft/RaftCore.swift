@@ -3,8 +3,7 @@
 /// Inputs: `tick()`, `step(_:)` for messages from peers, `propose(_:)`, membership changes, reads and
 /// transfers. Output: `ready()`, one batch of entries and state to persist, messages to send and entries to
 /// apply, acknowledged with `advance(_:)` once persisted; several may be out at once (see `Ready` for the
-/// contract). Given the same inputs and the same
-/// seeded generator, it produces the same outputs.
+/// contract). Given the same inputs and the same seeded generator, it produces the same outputs.
 ///
 /// Guarantees (Raft, §5 and §4 of Ongaro's dissertation): at most one leader per term; logs that agree on an
 /// index and term agree on everything before; a committed entry is in every later leader's log.
@@ -46,8 +45,8 @@ public struct RaftCore {
     var messages: [Message] = []
     var messagesAfterPersist: [Message] = []
     var readStates: [ReadState] = []
-    /// The commit index moved on a leader and the followers were not yet told (see `sendCommitNotices`).
-    var commitNoticePending = false
+    /// Followers a leader owes the current commit index (see `sendCommitNotices`).
+    var commitNoticesOwed: Set<NodeID> = []
     /// A snapshot restored from the leader that no Ready carried yet.
     var pendingSnapshot: RaftSnapshot?
     /// A Ready that carries a snapshot is out and not yet advanced.
@@ -180,7 +179,7 @@ public struct RaftCore {
         // A snapshot replaces the whole log on disk, so it is persisted alone: after every earlier Ready and
         // before any later one.
         if snapshotOutstanding || (pendingSnapshot != nil && readysOutstanding > 0) { return false }
-        return commitNoticePending || hardState != handedOutHardState || !log.entriesToPersist.isEmpty || pendingSnapshot != nil
+        return !commitNoticesOwed.isEmpty || hardState != handedOutHardState || !log.entriesToPersist.isEmpty || pendingSnapshot != nil
             || !messages.isEmpty || !messagesAfterPersist.isEmpty || !readStates.isEmpty
             || !log.entriesToApply.isEmpty || externalTailRequest != nil
     }
@@ -189,7 +188,7 @@ public struct RaftCore {
     /// advanced: each new one carries only what the earlier ones did not (see `Ready`).
     public mutating func ready() -> Ready? {
         guard hasReady else { return nil }
-        if commitNoticePending { sendCommitNotices() }
+        if !commitNoticesOwed.isEmpty { sendCommitNotices() }
         let state = hardState
         let ready = Ready(
             hardState: state == handedOutHardState ? nil : state,

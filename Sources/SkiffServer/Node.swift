@@ -213,7 +213,6 @@ public final class Node: @unchecked Sendable {
         } else {
             advanceDurable()
         }
-        maybeSnapshot()
     }
 
     /// Sends what the durable Readys at the front promised, and tells the core they are done, in order.
@@ -223,6 +222,7 @@ public final class Node: @unchecked Sendable {
             send(ready.messagesAfterPersist)
             core.advance(ready)
         }
+        maybeSnapshot()  // a snapshot may cover only what is persisted, which just moved
         scheduleReady()
     }
 

@@ -65,6 +65,30 @@ import Testing
         #expect(cores[0].persistedIndex.rawValue == next + 1)
     }
 
+    /// A commit that moves in the same turn as a new proposal reaches each follower in the proposal's append,
+    /// not in an extra message of its own.
+    @Test func aNewCommitIndexRidesInTheAppendAlreadyQueued() throws {
+        var cores = Self.electedCluster()
+        let next = cores[0].lastIndex.rawValue + 1
+        _ = cores[0].propose([1])
+        let first = try Self.take(&cores[0])
+        for message in first.messages { try cores[Int(message.to.rawValue) - 1].step(message) }
+        for position in 1...2 {
+            let ready = try Self.take(&cores[position])
+            cores[position].advance(ready)
+            for message in ready.messagesAfterPersist { try cores[0].step(message) }
+        }
+        #expect(cores[0].commitIndex.rawValue == next)
+        _ = cores[0].propose([2])  // in the same turn as the acknowledgements
+        let second = try Self.take(&cores[0])
+        for follower in [NodeID(2), NodeID(3)] {
+            let commits = second.messages.filter { $0.to == follower }.compactMap { message -> UInt64? in
+                if case .append(_, _, _, let commit) = message.kind { commit.rawValue } else { nil }
+            }
+            #expect(commits == [next])  // one append, with the new entry and the new commit index
+        }
+    }
+
     @Test func aFollowerAcknowledgesOnlyWithTheReadyThatPersistedTheEntries() throws {
         var cores = Self.electedCluster()
         let next = cores[0].lastIndex.rawValue + 1
