@@ -32,8 +32,6 @@ public protocol StorageFile: AnyObject, Sendable {
     /// Makes written data durable (fdatasync).
     func sync() throws
     func truncate(to size: Int64) throws
-    /// Reserves space up to `size` bytes without changing what reads return for written bytes.
-    func preallocate(size: Int64) throws
     func size() throws -> Int64
     func close() throws
 }

@@ -105,13 +105,6 @@ final class PosixFile: StorageFile, @unchecked Sendable {
 
     func truncate(to size: Int64) throws { try check(ftruncate(descriptor.rawValue, off_t(size))) }
 
-    func preallocate(size: Int64) throws {
-        #if os(Linux)
-        let result = posix_fallocate(descriptor.rawValue, 0, off_t(size))
-        if result != 0 { throw Errno(rawValue: result) }
-        #endif
-    }
-
     func size() throws -> Int64 {
         var info = stat()
         try check(fstat(descriptor.rawValue, &info))

@@ -158,7 +158,7 @@ extension WAL {
         let file = try io(path + ".tmp", "create") { () throws -> any StorageFile in
             let file = try fileSystem.createFile(path + ".tmp")
             try file.write(bytes, at: 0)
-            if options.preallocate { try file.preallocate(size: Int64(options.segmentBytesMax)) }
+            if options.preallocate { try WAL.fillWithZeros(file, from: Int64(bytes.count), to: Int64(options.segmentBytesMax)) }
             return file
         }
         syncFile(file, always: true)
@@ -254,6 +254,20 @@ extension WAL {
         }
         writer.current = nil
     }
+}
+
+extension WAL {
+    /// Writes zeros over `from..<to` of `file`, a chunk at a time (see `WALOptions.preallocate`).
+    static func fillWithZeros(_ file: any StorageFile, from start: Int64, to end: Int64) throws {
+        var offset = start
+        while offset < end {
+            let count = Int(min(end - offset, Int64(zeroChunk.count)))
+            try zeroChunk.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[..<count]), at: offset) }
+            offset += Int64(count)
+        }
+    }
+
+    private static let zeroChunk = [UInt8](repeating: 0, count: 1 << 20)
 }
 
 /// A dedicated OS thread for blocking file I/O, so fsync never occupies the cooperative thread pool.

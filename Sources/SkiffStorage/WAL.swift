@@ -115,7 +115,10 @@ public final class WAL: @unchecked Sendable {
                         try file.sync()
                     }
                     writer.current = OpenSegment(file: file, sequence: segment.sequence, writeOffset: segment.validBytes)
-                    if options.preallocate { try file.preallocate(size: Int64(options.segmentBytesMax)) }
+                    if options.preallocate {
+                        try WAL.fillWithZeros(file, from: segment.validBytes, to: Int64(options.segmentBytesMax))
+                        try file.sync()
+                    }
                 }
             }
         } catch {

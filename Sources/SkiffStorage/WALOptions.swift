@@ -16,7 +16,11 @@ public struct WALOptions: Sendable {
     /// A group commit stops gathering appends into its frame once the frame body reaches this size.
     public var groupBytesMax = 8 << 20
     public var fsync = FsyncMode.always
-    /// Reserve each new segment's full size up front, so appends do not grow the file.
+    /// Fill each new segment with zeros to its full size and sync them before using it (and the newest
+    /// segment again when the WAL is opened). Appends then overwrite blocks that are already written, so
+    /// their fdatasync changes no file-system metadata and has no journal commit to wait for: on ext4 a
+    /// small append's fdatasync takes about half as long as one that grows the file or writes into space
+    /// reserved with fallocate. Costs one write of `segmentBytesMax` bytes per segment.
     public var preallocate = true
 
     public init() {}

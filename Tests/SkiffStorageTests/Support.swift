@@ -113,7 +113,6 @@ final class CrashingFile: StorageFile, @unchecked Sendable {
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws { try owner.step(); try file.write(bytes, at: offset) }
     func sync() throws { if !owner.hasCrashed { try file.sync() } }
     func truncate(to size: Int64) throws { try owner.step(); try file.truncate(to: size) }
-    func preallocate(size: Int64) throws { try owner.step(); try file.preallocate(size: size) }
     func size() throws -> Int64 { try file.size() }
     func close() throws { try file.close() }
 }

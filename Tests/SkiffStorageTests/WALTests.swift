@@ -1,6 +1,7 @@
 import Foundation
 import SkiffRaft
 @testable import SkiffStorage
+import Synchronization
 import Testing
 
 @Suite struct WALTests {
@@ -206,5 +207,74 @@ import Testing
             let first = wal.firstIndex.rawValue
             #expect(try allEntries(wal) == entries(first...250) + entries(251...260, term: 2))
         }
+    }
+}
+
+@Suite struct PreallocationTests {
+    /// Passes every call to the real file system and records each write: file, offset, size, all zeros?
+    final class RecordingFileSystem: FileSystem, @unchecked Sendable {
+        struct Write { var path: String; var offset: Int64; var count: Int; var allZero: Bool }
+        let real = PosixFileSystem()
+        let writes = Mutex<[Write]>([])
+
+        final class File: StorageFile, @unchecked Sendable {
+            let file: any StorageFile
+            let owner: RecordingFileSystem
+            init(_ file: any StorageFile, owner: RecordingFileSystem) { self.file = file; self.owner = owner }
+            var path: String { file.path }
+            func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int { try file.read(into: buffer, at: offset) }
+            func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
+                let write = Write(path: path, offset: offset, count: bytes.count, allZero: bytes.allSatisfy { $0 == 0 })
+                owner.writes.withLock { $0.append(write) }
+                try file.write(bytes, at: offset)
+            }
+            func sync() throws { try file.sync() }
+            func truncate(to size: Int64) throws { try file.truncate(to: size) }
+            func size() throws -> Int64 { try file.size() }
+            func close() throws { try file.close() }
+        }
+
+        func openFile(_ path: String, writable: Bool) throws -> any StorageFile { File(try real.openFile(path, writable: writable), owner: self) }
+        func createFile(_ path: String) throws -> any StorageFile { File(try real.createFile(path), owner: self) }
+        func rename(_ source: String, to destination: String) throws { try real.rename(source, to: destination) }
+        func link(_ source: String, to destination: String) throws { try real.link(source, to: destination) }
+        func removeFile(_ path: String) throws { try real.removeFile(path) }
+        func contentsOfDirectory(_ path: String) throws -> [String] { try real.contentsOfDirectory(path) }
+        func createDirectory(_ path: String) throws { try real.createDirectory(path) }
+        func isDirectory(_ path: String) -> Bool { real.isDirectory(path) }
+        func fileExists(_ path: String) -> Bool { real.fileExists(path) }
+        func syncDirectory(_ path: String) throws { try real.syncDirectory(path) }
+    }
+
+    @Test func segmentsAreFilledWithZerosToTheirFullSizeAndFramesOverwriteThem() async throws {
+        let dir = TemporaryDirectory()
+        let files = RecordingFileSystem()
+        let options = smallOptions(segmentBytes: 1 << 20, preallocate: true)
+        let segmentBytes = Int64(1 << 20)
+        func zeroRanges() -> [(Int64, Int64)] {
+            files.writes.withLock { writes in writes.filter(\.allZero).map { ($0.offset, $0.offset + Int64($0.count)) } }
+        }
+        let (wal, _) = try WAL.open(directory: dir.path, options: options, fileSystem: files, logger: quietLogger)
+        let headerEnd = files.writes.withLock { $0[0].count }  // the new segment's header and first frame
+        #expect(zeroRanges().first?.0 == Int64(headerEnd))
+        #expect(zeroRanges().last?.1 == segmentBytes)
+        #expect(zeroRanges().reduce(0) { $0 + $1.1 - $1.0 } == segmentBytes - Int64(headerEnd))
+        let filled = zeroRanges().count
+        try await wal.append(entries(1...30))
+        #expect(zeroRanges().count == filled)  // appends overwrite the zeros; nothing grows the file
+        await wal.close()
+        let (reopened, _) = try WAL.open(directory: dir.path, options: options, fileSystem: files, logger: quietLogger)
+        #expect(zeroRanges().last?.1 == segmentBytes)  // close cut the zeros off; open fills them in again
+        #expect(try allEntries(reopened) == entries(1...30))
+        try await reopened.append(entries(31...60))
+        await reopened.close()
+        // Zeros only ever went past every frame written before them.
+        var written: [String: Int64] = [:]
+        for write in files.writes.withLock({ $0 }) {
+            let segment = write.path.replacingOccurrences(of: ".tmp", with: "")  // created under a temporary name
+            if write.allZero { #expect(write.offset >= written[segment, default: 0]) }
+            else { written[segment] = max(written[segment, default: 0], write.offset + Int64(write.count)) }
+        }
+        try await withWAL(dir.path, options: options) { wal, _ async throws in #expect(try allEntries(wal) == entries(1...60)) }
     }
 }
