@@ -30,22 +30,51 @@ enum SettingSources {
         return nil
     }
 
+    /// Reads `name = value` lines; `#` starts a comment, except inside a value in double quotes.
     static func fileArguments(_ path: String) throws -> [String] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ValidationError("cannot read the config file \(path)")
         }
         var arguments: [String] = []
         for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first!.trimmingCharacters(in: .whitespaces)
-            if line.isEmpty { continue }
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
             let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard parts.count == 2, names.contains(parts[0]) else {
                 throw ValidationError("\(path):\(number + 1): expected `name = value` with a name among: \(names.joined(separator: ", "))")
             }
-            var value = parts[1]
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
-            arguments += ["--\(parts[0])", value]
+            do {
+                arguments += ["--\(parts[0])", try value(parts[1])]
+            } catch {
+                throw ValidationError("\(path):\(number + 1): \(error.reason)")
+            }
         }
         return arguments
+    }
+
+    struct ValueError: Error { var reason: String }
+
+    /// A setting's value: the text before any `#`, or a double-quoted string in which `\"` and `\\` stand
+    /// for a quote and a backslash, followed by nothing but an optional comment.
+    static func value(_ text: String) throws(ValueError) -> String {
+        guard text.hasPrefix("\"") else { return String(text.prefix { $0 != "#" }).trimmingCharacters(in: .whitespaces) }
+        var value = ""
+        var rest = text.dropFirst()
+        while let character = rest.popFirst() {
+            switch character {
+            case "\"":
+                let after = rest.trimmingCharacters(in: .whitespaces)
+                guard after.isEmpty || after.hasPrefix("#") else { throw ValueError(reason: "unexpected text after the quoted value: \(after)") }
+                return value
+            case "\\":
+                guard let escaped = rest.popFirst(), escaped == "\"" || escaped == "\\" else {
+                    throw ValueError(reason: "in a quoted value a backslash may only precede a quote or a backslash")
+                }
+                value.append(escaped)
+            default:
+                value.append(character)
+            }
+        }
+        throw ValueError(reason: "the quoted value has no closing quote")
     }
 }

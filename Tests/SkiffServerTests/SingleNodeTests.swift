@@ -114,7 +114,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let (filePort, environmentPort, peerPort) = (try freePort(), try freePort(), try freePort())
         let config = "\(directory)/skiff.conf"
-        try "# test\nclient-addr = 127.0.0.1:\(filePort)\npassword = \"from-file\"\ndata-dir = \(directory)/data\n"
+        try "# test\nclient-addr = 127.0.0.1:\(filePort)  # overridden\npassword = \"from-file\"\ndata-dir = \"\(directory)/da#ta\"  # a quoted # is kept\n"
             .write(toFile: config, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = try executable("skiff")
@@ -128,7 +128,10 @@ import Testing
         #expect(try client.call("AUTH", "from-env") == .error("WRONGPASS invalid username-password pair or user is disabled."))
         #expect(try client.call("AUTH", "from-flag") == .simple("OK"))
         #expect((try? RESPClient(port: filePort)) == nil)
-        #expect(FileManager.default.fileExists(atPath: "\(directory)/data/wal"))
+        #expect(FileManager.default.fileExists(atPath: "\(directory)/da#ta/wal"))
+        try "password = \"open\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let unclosed = try run("skiff", ["serve", "--config", config])
+        #expect(unclosed.status != 0 && unclosed.output.contains("skiff.conf:1: the quoted value has no closing quote"))
 
         let bad = try run("skiff", ["serve", "--fsync", "sometimes"])
         #expect(bad.status != 0 && bad.output.contains("--fsync must be always or never"))
