@@ -84,6 +84,14 @@ let package = Package(
             path: "Tools/skiff-wal-writer"),
         .testTarget(name: "SkiffKVTests", dependencies: ["SkiffKV"]),
         .testTarget(
+            name: "SkiffTransportTests",
+            dependencies: [
+                "SkiffTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(
             name: "SkiffServerTests",
             dependencies: ["skiff", "SkiffServer", "SkiffKV", .product(name: "NIOCore", package: "swift-nio")],
             exclude: ["Scripts"]),

@@ -64,7 +64,7 @@ extension Node {
     /// retries with the leader it learns of; refusing is safe because nothing was appended).
     func answerForward(batch: UInt64, payloads: [[UInt8]], from peer: NodeID) {
         guard payloads.allSatisfy({ KVProposal(decoding: $0) != nil }) else {
-            logger.warning("refused forwarded writes that do not decode", metadata: ["peer": "\(peer)"])
+            logger.warning("refused forwarded writes that do not decode", metadata: ["peer": "\(name(of: peer))"])
             transport.send(.forwardAnswer(batch: batch, firstIndex: .zero, term: .zero, leader: core.leader), to: peer)
             return
         }

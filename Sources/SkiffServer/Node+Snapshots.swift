@@ -24,7 +24,8 @@ struct SnapshotState {
     /// A snapshot that arrived whole and waits for the core to take it.
     private var received: (peer: NodeID, index: LogIndex, term: Term, store: KVStore)?
 
-    mutating func receive(from peer: NodeID, index: LogIndex, term: Term, offset: UInt64, isLast: Bool, bytes: [UInt8], logger: Logger) {
+    mutating func receive(from peer: NodeID, named peerName: String, index: LogIndex, term: Term, offset: UInt64, isLast: Bool,
+                          bytes: [UInt8], logger: Logger) {
         if offset == 0 { incoming[peer] = Incoming(index: index, term: term, nextOffset: 0, decoder: KVSnapshotDecoder()) }
         guard var stream = incoming[peer], stream.index == index, stream.term == term, stream.nextOffset == offset else {
             incoming[peer] = nil  // a piece is missing: wait for the leader to start over
@@ -36,13 +37,13 @@ struct SnapshotState {
             if isLast {
                 incoming[peer] = nil
                 received = (peer, index, term, try stream.decoder.finish())
-                logger.info("received a snapshot", metadata: ["index": "\(index)", "from": "\(peer)", "bytes": "\(stream.nextOffset)"])
+                logger.info("received a snapshot", metadata: ["index": "\(index)", "from": "\(peerName)", "bytes": "\(stream.nextOffset)"])
             } else {
                 incoming[peer] = stream
             }
         } catch {
             incoming[peer] = nil
-            logger.warning("dropped a malformed snapshot", metadata: ["from": "\(peer)", "error": "\(error)"])
+            logger.warning("dropped a malformed snapshot", metadata: ["from": "\(peerName)", "error": "\(error)"])
         }
     }
 
@@ -93,11 +94,11 @@ extension Node {
         let peer = message.to
         let path = (try? storage.snapshots.list())?.first { $0.index == snapshot.index }?.path
         guard let path, let reader = try? SnapshotReader(path: path) else {
-            logger.warning("no snapshot file to send", metadata: ["index": "\(snapshot.index)", "peer": "\(peer)"])
+            logger.warning("no snapshot file to send", metadata: ["index": "\(snapshot.index)", "peer": "\(name(of: peer))"])
             core.reportSnapshot(to: peer, index: snapshot.index, delivered: false)
             return
         }
-        logger.info("sending a snapshot", metadata: ["index": "\(snapshot.index)", "peer": "\(peer)"])
+        logger.info("sending a snapshot", metadata: ["index": "\(snapshot.index)", "peer": "\(name(of: peer))"])
         sendSnapshotChunk(from: Handoff(value: reader), message: message, snapshot: snapshot, offset: 0)
     }
 

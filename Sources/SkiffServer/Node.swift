@@ -20,7 +20,7 @@ public final class Node: @unchecked Sendable {
     var core: RaftCore
     var store: KVStore
     public let id: NodeID
-    /// Node names by id, for status replies.
+    /// Node names by id, for status replies and log lines.
     let names: [NodeID: String]
 
     /// Readys taken from the core and not yet advanced, oldest first, each with whether it is durable. The
@@ -100,7 +100,8 @@ public final class Node: @unchecked Sendable {
         }
         var transportOptions = PeerTransport.Options()
         transportOptions.frameBytesMax = max(64 << 20, configuration.limits.bulkBytesMax * 4)
-        let transport = PeerTransport(localID: configuration.nodeID, clusterID: configuration.clusterID, peers: peers, loop: loop,
+        let names = Dictionary(uniqueKeysWithValues: configuration.members.map { (ClusterMember.id(of: $0.name), $0.name) })
+        let transport = PeerTransport(localID: configuration.nodeID, clusterID: configuration.clusterID, peers: peers, names: names, loop: loop,
                                       options: transportOptions, logger: logger)
         return Node(configuration: configuration, loop: loop, storage: storage, core: core, store: store, transport: transport,
                     snapshotIndex: snapshotIndex, logger: logger)
@@ -154,6 +155,8 @@ public final class Node: @unchecked Sendable {
 
     // MARK: Peers
 
+    func name(of node: NodeID) -> String { names[node] ?? "node-\(node)" }
+
     private func received(_ frame: PeerFrame, from peer: NodeID) {
         switch frame {
         case .raft(let message):
@@ -161,10 +164,10 @@ public final class Node: @unchecked Sendable {
                 return  // its data did not (all) arrive; the leader will send it again
             }
             do { try core.step(message) } catch {
-                logger.warning("dropped an invalid message", metadata: ["peer": "\(peer)", "error": "\(error)"])
+                logger.warning("dropped an invalid message", metadata: ["peer": "\(name(of: peer))", "error": "\(error)"])
             }
         case .snapshotChunk(let index, let term, let offset, let isLast, let bytes):
-            snapshots.receive(from: peer, index: index, term: term, offset: offset, isLast: isLast, bytes: bytes, logger: logger)
+            snapshots.receive(from: peer, named: name(of: peer), index: index, term: term, offset: offset, isLast: isLast, bytes: bytes, logger: logger)
         case .forward(let batch, let payloads):
             answerForward(batch: batch, payloads: payloads, from: peer)
         case .forwardAnswer(let batch, let firstIndex, let term, _):

@@ -53,7 +53,7 @@ extension Node {
     public var status: NodeStatus {
         let configuration = core.clusterConfiguration
         let followers = core.followers
-        let name: (NodeID) -> String = { self.names[$0] ?? "node-\($0)" }
+        let name = self.name(of:)
         let members = configuration.members.sorted().map { member in
             NodeStatus.Member(name: name(member), isVoter: configuration.voters.contains(member), isLeader: member == core.leader,
                               match: member == id && core.isLeader ? core.persistedIndex.rawValue : followers[member]?.match.rawValue,

@@ -18,6 +18,8 @@ public final class PeerTransport: @unchecked Sendable {
         public var queueBytesMax = 32 << 20
         public var reconnectDelayMin = TimeAmount.milliseconds(20)
         public var reconnectDelayMax = TimeAmount.seconds(1)
+        /// A connection whose peer has not said hello by then is closed.
+        public var helloTimeout = TimeAmount.seconds(5)
         public init() {}
     }
 
@@ -27,6 +29,8 @@ public final class PeerTransport: @unchecked Sendable {
     let options: Options
     let logger: Logger
     private(set) var peers: [NodeID: SocketAddress]
+    /// Peer names for log lines.
+    let names: [NodeID: String]
     private var channels: [NodeID: Channel] = [:]
     private var reconnectDelay: [NodeID: TimeAmount] = [:]
     private var unflushed = Set<NodeID>()
@@ -38,11 +42,12 @@ public final class PeerTransport: @unchecked Sendable {
     /// A peer's connection came up (true) or went down (false); called on `loop`.
     public var onConnectionChange: (NodeID, Bool) -> Void = { _, _ in }
 
-    public init(localID: NodeID, clusterID: UInt64, peers: [NodeID: SocketAddress], loop: EventLoop, options: Options = Options(),
-                logger: Logger) {
+    public init(localID: NodeID, clusterID: UInt64, peers: [NodeID: SocketAddress], names: [NodeID: String] = [:], loop: EventLoop,
+                options: Options = Options(), logger: Logger) {
         self.localID = localID
         self.clusterID = clusterID
         self.peers = peers.filter { $0.key != localID }
+        self.names = names
         self.loop = loop
         self.options = options
         self.logger = logger
@@ -124,7 +129,7 @@ public final class PeerTransport: @unchecked Sendable {
             }
             .connect(to: address)
             .whenFailure { [self] error in
-                logger.debug("cannot connect to peer", metadata: ["peer": "\(peer)", "address": "\(address)", "error": "\(error)"])
+                logger.debug("cannot connect to peer", metadata: ["peer": "\(name(of: peer))", "address": "\(address)", "error": "\(error)"])
                 redialLater(peer)
             }
     }
@@ -136,12 +141,19 @@ public final class PeerTransport: @unchecked Sendable {
         loop.scheduleTask(in: delay) { [self] in dial(peer) }
     }
 
-    /// A connection finished its handshake with `peer`: it replaces any older one.
+    /// A connection finished its handshake with `peer`: it replaces any older one, which is reported down
+    /// first, since what was written to it may not arrive.
     func attach(_ channel: Channel, peer: NodeID) {
-        if let old = channels[peer], old !== channel { old.close(promise: nil) }
+        if let old = channels[peer], old !== channel {
+            channels[peer] = nil  // so that its closing is not reported a second time
+            old.close(promise: nil)
+            logger.info("peer reconnected; closed the older connection", metadata: ["peer": "\(name(of: peer))"])
+            onConnectionChange(peer, false)
+        } else {
+            logger.info("peer connected", metadata: ["peer": "\(name(of: peer))"])
+        }
         channels[peer] = channel
         reconnectDelay[peer] = nil
-        logger.info("peer connected", metadata: ["peer": "\(peer)"])
         onConnectionChange(peer, true)
     }
 
@@ -149,7 +161,7 @@ public final class PeerTransport: @unchecked Sendable {
         guard let peer else { return }
         if channels[peer] === channel {
             channels[peer] = nil
-            logger.info("peer disconnected", metadata: ["peer": "\(peer)"])
+            logger.info("peer disconnected", metadata: ["peer": "\(name(of: peer))"])
             onConnectionChange(peer, false)
         }
         redialLater(peer)
@@ -161,6 +173,9 @@ public final class PeerTransport: @unchecked Sendable {
         if peers[peer] == nil { return "node \(peer) is not a member this node knows" }
         return nil
     }
+
+    /// The peer's name if known, else its id.
+    func name(of peer: NodeID) -> String { names[peer] ?? "node-\(peer)" }
 
     var helloFrame: PeerFrame { .hello(node: localID, clusterID: clusterID) }
 }
@@ -179,6 +194,7 @@ final class PeerConnectionHandler: ChannelInboundHandler {
     /// Set on the dialing side: the node we meant to reach.
     let expectedPeer: NodeID?
     private var peer: NodeID?
+    private var helloDeadline: Scheduled<Void>?
 
     init(transport: PeerTransport, expectedPeer: NodeID?) {
         self.transport = transport
@@ -187,6 +203,10 @@ final class PeerConnectionHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         if expectedPeer != nil { context.writeAndFlush(wrapOutboundOut(transport.helloFrame), promise: nil) }
+        let timeout = transport.options.helloTimeout
+        helloDeadline = context.eventLoop.scheduleTask(in: timeout) { [self] in
+            refuse(context, "no hello within \(timeout.nanoseconds / 1_000_000) ms")
+        }
         context.fireChannelActive()
     }
 
@@ -209,17 +229,19 @@ final class PeerConnectionHandler: ChannelInboundHandler {
             return
         }
         if expectedPeer == nil { context.writeAndFlush(wrapOutboundOut(transport.helloFrame), promise: nil) }
+        helloDeadline?.cancel()
         peer = node
         transport.attach(context.channel, peer: node)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        helloDeadline?.cancel()
         transport.detach(context.channel, peer: peer ?? expectedPeer)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        transport.logger.warning("peer connection failed", metadata: ["peer": "\(peer.map { "\($0)" } ?? "?")", "error": "\(error)"])
+        transport.logger.warning("peer connection failed", metadata: ["peer": "\(peer.map(transport.name(of:)) ?? "?")", "error": "\(error)"])
         context.close(promise: nil)
     }
 
