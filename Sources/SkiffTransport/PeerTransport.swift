@@ -8,7 +8,8 @@ import SkiffRaft
 /// loop turn.
 ///
 /// Guarantees: frames to one peer arrive in the order sent, or not at all (Raft tolerates loss); a peer that
-/// is slow to read costs at most `queueBytesMax` of memory, after which frames to it are dropped; a
+/// is slow to read costs at most `queueBytesMax` of memory plus the one frame that crossed it, after which
+/// frames to it are dropped (`sendNow` streams are not counted: their callers keep one frame in flight); a
 /// connection is used only after both sides said who they are and that they belong to the same cluster.
 /// All state is confined to `loop`: call every method there.
 public final class PeerTransport: @unchecked Sendable {
