@@ -20,8 +20,6 @@ public final class Node: @unchecked Sendable {
     var core: RaftCore
     var store: KVStore
     public let id: NodeID
-    /// Node names by id, for status replies and log lines.
-    let names: [NodeID: String]
 
     /// Readys taken from the core and not yet advanced, oldest first, each with whether it is durable. The
     /// core hands out the next Ready while earlier ones are being persisted, so that the leader's appends
@@ -57,7 +55,6 @@ public final class Node: @unchecked Sendable {
         self.transport = transport
         self.logger = logger
         id = configuration.nodeID
-        names = Dictionary(uniqueKeysWithValues: configuration.members.map { (ClusterMember.id(of: $0.name), $0.name) })
         walLastIndex = storage.wal.lastIndex.rawValue
         snapshots = SnapshotState(lastIndex: snapshotIndex)
         storeIndex = snapshotIndex
@@ -155,7 +152,8 @@ public final class Node: @unchecked Sendable {
 
     // MARK: Peers
 
-    func name(of node: NodeID) -> String { names[node] ?? "node-\(node)" }
+    /// A member's name, for status replies and log lines.
+    func name(of node: NodeID) -> String { transport.name(of: node) }
 
     private func received(_ frame: PeerFrame, from peer: NodeID) {
         switch frame {

@@ -176,7 +176,7 @@ public final class PeerTransport: @unchecked Sendable {
     }
 
     /// The peer's name if known, else its id.
-    func name(of peer: NodeID) -> String { names[peer] ?? "node-\(peer)" }
+    public func name(of peer: NodeID) -> String { names[peer] ?? "node-\(peer)" }
 
     var helloFrame: PeerFrame { .hello(node: localID, clusterID: clusterID) }
 }
