@@ -23,6 +23,11 @@ struct WriterState {
     var failure: WALError?
     var body = BodyBuilder()
     var encoder: FrameEncoder
+    /// Where the current segment's first frame ended, and the WAL's sync count then (see `SpareSegment`).
+    var segmentStart = (offset: Int64(0), syncs: 0)
+    /// Whether the next segment's zero fill was decided (and, if filled, its preparation started).
+    var nextSegmentPlanned = false
+    var zeroFillNextSegment = true
 
     init(options: WALOptions) {
         encoder = FrameEncoder(compressionThresholdBytes: options.compressionThresholdBytes)
@@ -36,6 +41,7 @@ struct WriterState {
 
 extension WAL {
     func startWriter() {
+        startSyncStage()
         let thread = WriterThread { [self] in runWriter() }
         thread.start()
     }
@@ -65,19 +71,30 @@ extension WAL {
                         end += 1
                     }
                     if let newHardState { writer.body.append(hardState: newHardState) }
-                    let result = perform { () throws(WALError) in try writeGroup(entryTerms: entryTerms, hardState: newHardState) }
-                    for finished in batch[position..<end] { finished.done(result) }
+                    let waiters = batch[position..<end]
+                    switch perform({ () throws(WALError) in try writeGroup(entryTerms: entryTerms, hardState: newHardState) }) {
+                    case .success(var group):
+                        group.waiters = waiters
+                        finish(group, moreToWrite: end < batch.count)
+                    case .failure(let error):
+                        for waiter in waiters { waiter.done(.failure(error)) }
+                    }
                     position = end
                 case .truncate(let index):
+                    drainSyncStage()
                     request.done(perform { () throws(WALError) in try writerTruncate(after: index) })
                     position += 1
                 case .restart(let index, let term, let hardState):
+                    drainSyncStage()
                     request.done(perform { () throws(WALError) in try writerRestart(after: index, term: term, hardState: hardState) })
                     position += 1
                 case .compact(let index):
+                    drainSyncStage()
                     request.done(perform { () throws(WALError) in try writerCompact(through: index) })
                     position += 1
                 case .close:
+                    drainSyncStage()
+                    stopSyncStage()
                     writerClose()
                     for later in batch[(position + 1)...] { later.done(.failure(WALError(.unavailable, file: directory, "the WAL is closed"))) }
                     request.done(.success(()))
@@ -89,11 +106,10 @@ extension WAL {
 
     /// Runs a write step; a failure stops the WAL from taking further requests, since what is on disk is
     /// no longer known. Reopening recovers.
-    private func perform(_ step: () throws(WALError) -> Void) -> Result<Void, WALError> {
+    private func perform<Value>(_ step: () throws(WALError) -> Value) -> Result<Value, WALError> {
         if let failure = writer.failure { return .failure(failure) }
         do {
-            try step()
-            return .success(())
+            return .success(try step())
         } catch {
             logger.error("WAL write failed; refusing further writes until reopened", metadata: ["error": "\(error)"])
             let failure = WALError(.unavailable, file: directory, "an earlier write failed: \(error)")
@@ -103,20 +119,24 @@ extension WAL {
         }
     }
 
-    private func syncFile(_ file: any StorageFile, always: Bool = false) {
+    func syncFile(_ file: any StorageFile, always: Bool = false) {
         guard always || options.fsync == .always else { return }
         do { try file.sync() } catch { fatalError("fdatasync failed on \(file.path): \(error)") }
+        syncCounter.add(1, ordering: .relaxed)
     }
 
     private func io<T>(_ file: String, _ what: String, _ body: () throws -> T) throws(WALError) -> T {
         do { return try body() } catch { throw WALError(.io, file: file, "\(what): \(error)") }
     }
 
-    /// Writes the body gathered in `writer.body` as one frame of the current segment and makes it durable.
-    private func writeGroup(entryTerms: [(UInt64, UInt64)], hardState: HardState?) throws(WALError) {
-        guard !writer.body.isEmpty else { return }
+    /// Writes the body gathered in `writer.body` as one frame of the current segment, starting a new segment
+    /// first if this one is full. The frame is not yet synced: `finish` makes it durable and readable.
+    private func writeGroup(entryTerms: [(UInt64, UInt64)], hardState: HardState?) throws(WALError) -> WrittenGroup {
+        var group = WrittenGroup(file: nil, frame: nil, entryTerms: entryTerms, hardState: hardState, waiters: [])
+        guard !writer.body.isEmpty else { return group }
         precondition(writer.body.bodyCount <= FrameHeader.bytesMax, "appends are size-checked when enqueued")
         if writer.current!.writeOffset >= Int64(options.segmentBytesMax) {
+            drainSyncStage()
             let (last, lastTerm) = readState.withLock { ($0.replay.lastIndex, $0.replay.term(at: $0.replay.lastIndex) ?? 0) }
             try writerCreateSegment(start: .continues, firstIndex: last + 1, previousTerm: lastTerm)
         }
@@ -124,19 +144,17 @@ extension WAL {
         writer.encodeBody(segment: segment.sequence, offset: segment.writeOffset)
         let frameOffset = segment.writeOffset
         try io(segment.file.path, "write") { try segment.file.write(writer.encoder.output, at: frameOffset) }
-        syncFile(segment.file)
         segment.writeOffset += Int64(writer.encoder.output.count)
         writer.current = segment
+        prepareSpareSegmentIfDue()
         if let hardState { writer.hardState = hardState }
-        let footprint = Int32(writer.encoder.output.count)
-        readState.withLock { state in
-            if let (first, _) = entryTerms.first {
-                let frame = FrameRef(sequence: segment.sequence, offset: frameOffset, footprint: footprint,
-                                     firstIndex: first, count: UInt32(entryTerms.count))
-                state.replay.append(frame: frame, terms: entryTerms)
-            }
-            if let hardState { state.replay.set(hardState: hardState) }
+        group.file = segment.file
+        group.bytes = writer.encoder.output.count
+        if let (first, _) = entryTerms.first {
+            group.frame = FrameRef(sequence: segment.sequence, offset: frameOffset, footprint: Int32(writer.encoder.output.count),
+                                   firstIndex: first, count: UInt32(entryTerms.count))
         }
+        return group
     }
 
     /// Closes the current segment (cut to its written length, synced) and starts a new one whose first frame
@@ -155,18 +173,32 @@ extension WAL {
         var encoder = FrameEncoder(compressionThresholdBytes: options.compressionThresholdBytes)
         encoder.encode(&body, segment: header.sequence, offset: Int64(SegmentHeader.size))
         let bytes = header.encoded() + encoder.output
-        let file = try io(path + ".tmp", "create") { () throws -> any StorageFile in
-            let file = try fileSystem.createFile(path + ".tmp")
-            try file.write(bytes, at: 0)
-            if options.preallocate { try WAL.fillWithZeros(file, from: Int64(bytes.count), to: Int64(options.segmentBytesMax)) }
-            return file
+        // Written under a temporary name, synced, then renamed into place and opened under its own name.
+        let prepared: any StorageFile
+        if let spare = takeSpareSegment() {
+            try io(spare.path, "write") { try spare.write(bytes, at: 0) }
+            prepared = spare
+        } else {
+            prepared = try io(path + ".tmp", "create") { () throws -> any StorageFile in
+                let file = try fileSystem.createFile(path + ".tmp")
+                try file.write(bytes, at: 0)
+                if options.preallocate && writer.zeroFillNextSegment {
+                    try WAL.fillWithZeros(file, from: Int64(bytes.count), to: Int64(options.segmentBytesMax))
+                }
+                return file
+            }
         }
-        syncFile(file, always: true)
-        try io(path, "rename") { try fileSystem.rename(path + ".tmp", to: path) }
+        syncFile(prepared, always: true)
+        try? prepared.close()
+        try io(path, "rename") { try fileSystem.rename(prepared.path, to: path) }
         try WAL.syncDirectory(directory, fileSystem)
+        let file = try io(path, "open") { try fileSystem.openFile(path, writable: true) }
         writer.nextSequence += 1
         writer.segments.append(header)
         writer.current = OpenSegment(file: file, sequence: header.sequence, writeOffset: Int64(bytes.count))
+        writer.segmentStart = (Int64(bytes.count), syncCount)
+        writer.nextSegmentPlanned = false
+        writer.zeroFillNextSegment = true
         readState.withLock { $0.files[header.sequence] = file }
         logger.debug("started WAL segment", metadata: ["file": "\(header.fileName)"])
     }
@@ -227,7 +259,13 @@ extension WAL {
             $0.replay.dropSegments(upTo: dropped, newFirstIndex: first.firstIndex.rawValue,
                                    newPreviousTerm: first.previousTerm.rawValue)
         }
-        queue.withLock { $0.firstIndex = max($0.firstIndex, first.firstIndex.rawValue) }
+        queue.withLock { queue in
+            let newFirst = first.firstIndex.rawValue
+            guard newFirst > queue.firstIndex, newFirst <= queue.lastIndex + 1 else { return }
+            queue.previousTerm = queue.term(at: newFirst - 1)!
+            queue.firstIndex = newFirst
+            queue.terms.removePrefix(below: newFirst)
+        }
         logger.debug("compacted WAL", metadata: ["segmentsRemoved": "\(removable)", "firstIndex": "\(first.firstIndex)"])
     }
 
@@ -240,6 +278,7 @@ extension WAL {
     }
 
     private func writerClose() {
+        discardSpareSegment()
         if let current = writer.current {
             do {
                 try current.file.truncate(to: current.writeOffset)

@@ -28,25 +28,46 @@ public final class WAL: @unchecked Sendable {
     /// Requests not yet taken by the writer, and the log as it will be once they are done.
     struct Queue {
         var requests: [Request] = []
+        var firstIndex: UInt64
         var lastIndex: UInt64
         var lastTerm: UInt64
-        var firstIndex: UInt64
+        /// The term of `firstIndex - 1`.
+        var previousTerm: UInt64
+        /// The term of every index from `firstIndex` to `lastIndex`, whether that entry is durable, being
+        /// written, or still queued: a truncation needs the term at its cut, wherever that entry is.
+        var terms: TermRuns
         /// Set once the WAL stops taking requests: closed, or an earlier write failed.
         var refusal: WALError?
 
-        /// The term of `index` if an append still waiting in the queue holds it (the newest such append wins).
+        init(replay: LogReplay) {
+            firstIndex = replay.firstIndex
+            lastIndex = replay.lastIndex
+            previousTerm = replay.previousTerm
+            lastTerm = replay.term(at: replay.lastIndex) ?? 0
+            terms = replay.terms
+        }
+
         func term(at index: UInt64) -> UInt64? {
-            for request in requests.reversed() {
-                if case .append(let entries, _) = request.operation, let first = entries.first,
-                   index >= first.index.rawValue, index <= entries.last!.index.rawValue {
-                    return entries[Int(index - first.index.rawValue)].term.rawValue
-                }
-            }
-            return nil
+            index == firstIndex - 1 ? previousTerm : terms.term(at: index)
+        }
+
+        mutating func append(index: UInt64, term: UInt64) {
+            precondition(index == lastIndex + 1, "append must continue the log: \(index) after \(lastIndex)")
+            precondition(term >= lastTerm, "terms never decrease: \(term) after \(lastTerm)")
+            terms.append(index: index, term: term)
+            lastIndex = index
+            lastTerm = term
         }
     }
     let queue: Mutex<Queue>
     let wake = DispatchSemaphore(value: 0)
+    /// Groups the writer has written and the sync stage has yet to make durable.
+    let syncs = Mutex(SyncQueue())
+    let syncWake = DispatchSemaphore(value: 0)
+    let syncCounter = Atomic<Int>(0)
+    /// The next segment's file, prepared ahead by a helper thread.
+    let spare = Mutex(SpareSegment())
+    let spareReady = DispatchSemaphore(value: 0)
 
     enum Operation {
         case append([Entry], HardState?)
@@ -70,9 +91,8 @@ public final class WAL: @unchecked Sendable {
         self.fileSystem = fileSystem
         self.logger = logger
         self.writer = writer
-        let lastTerm = replay.term(at: replay.lastIndex) ?? 0
         readState = Mutex(ReadState(replay: replay, files: files))
-        queue = Mutex(Queue(lastIndex: replay.lastIndex, lastTerm: lastTerm, firstIndex: replay.firstIndex))
+        queue = Mutex(Queue(replay: replay))
     }
 
     /// Opens the WAL in `directory`, creating it if needed, after verifying every record.
@@ -115,6 +135,7 @@ public final class WAL: @unchecked Sendable {
                         try file.sync()
                     }
                     writer.current = OpenSegment(file: file, sequence: segment.sequence, writeOffset: segment.validBytes)
+                    writer.segmentStart = (segment.validBytes, 0)
                     if options.preallocate {
                         try WAL.fillWithZeros(file, from: segment.validBytes, to: Int64(options.segmentBytesMax))
                         try file.sync()
@@ -159,6 +180,8 @@ public final class WAL: @unchecked Sendable {
     public var firstIndex: LogIndex { readState.withLock { LogIndex($0.replay.firstIndex) } }
     /// The index of the last durable entry, or `firstIndex - 1` when the log is empty.
     public var lastIndex: LogIndex { readState.withLock { LogIndex($0.replay.lastIndex) } }
+    /// How many fdatasyncs of segment files this WAL has done since it was opened.
+    public var syncCount: Int { syncCounter.load(ordering: .relaxed) }
     /// The last durable hard state.
     public var hardState: HardState { readState.withLock { $0.replay.hardState } }
 
@@ -184,18 +207,7 @@ public final class WAL: @unchecked Sendable {
     public func append(_ entries: [Entry], hardState: HardState?, done: @escaping @Sendable (Result<Void, WALError>) -> Void) {
         submit({ queue throws(WALError) in
             try checkSize(entries)
-            if let first = entries.first {
-                precondition(first.index.rawValue == queue.lastIndex + 1,
-                             "append must continue the log: \(first.index) after \(queue.lastIndex)")
-                var previous = queue.lastTerm
-                for (offset, entry) in entries.enumerated() {
-                    precondition(entry.index.rawValue == first.index.rawValue + UInt64(offset), "entries must be contiguous")
-                    precondition(entry.term.rawValue >= previous, "terms never decrease: \(entry.term) after \(previous)")
-                    previous = entry.term.rawValue
-                }
-                queue.lastIndex = entries.last!.index.rawValue
-                queue.lastTerm = previous
-            }
+            for entry in entries { queue.append(index: entry.index.rawValue, term: entry.term.rawValue) }
             return .append(entries, hardState)
         }, done: done)
     }
@@ -206,9 +218,7 @@ public final class WAL: @unchecked Sendable {
         var assigned = LogIndex.zero
         try await submit { queue throws(WALError) in
             try checkSize([Entry(index: .zero, term: term, payload: payload)])
-            precondition(term.rawValue >= queue.lastTerm, "terms never decrease: \(term) after \(queue.lastTerm)")
-            queue.lastIndex += 1
-            queue.lastTerm = term.rawValue
+            queue.append(index: queue.lastIndex + 1, term: term.rawValue)
             assigned = LogIndex(queue.lastIndex)
             return .append([Entry(index: assigned, term: term, kind: kind, payload: payload)], nil)
         }
@@ -233,8 +243,9 @@ public final class WAL: @unchecked Sendable {
         submit({ queue throws(WALError) in
             precondition(index.rawValue + 1 >= queue.firstIndex, "cannot truncate into the compacted prefix; restart the log instead")
             if index.rawValue < queue.lastIndex {
-                queue.lastTerm = queue.term(at: index.rawValue) ?? readState.withLock { $0.replay.term(at: index.rawValue) }!
+                queue.lastTerm = queue.term(at: index.rawValue)!
                 queue.lastIndex = index.rawValue
+                queue.terms.truncate(after: index.rawValue)
             }
             return .truncate(after: index.rawValue)
         }, done: done)
@@ -247,6 +258,8 @@ public final class WAL: @unchecked Sendable {
             queue.lastIndex = index.rawValue
             queue.lastTerm = term.rawValue
             queue.firstIndex = index.rawValue + 1
+            queue.previousTerm = term.rawValue
+            queue.terms = TermRuns()
             return .restart(after: index.rawValue, term: term.rawValue, hardState)
         }
     }

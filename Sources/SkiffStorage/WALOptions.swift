@@ -20,7 +20,9 @@ public struct WALOptions: Sendable {
     /// segment again when the WAL is opened). Appends then overwrite blocks that are already written, so
     /// their fdatasync changes no file-system metadata and has no journal commit to wait for: on ext4 a
     /// small append's fdatasync takes about half as long as one that grows the file or writes into space
-    /// reserved with fallocate. Costs one write of `segmentBytesMax` bytes per segment.
+    /// reserved with fallocate. Costs one write of `segmentBytesMax` bytes per segment, done ahead of time on
+    /// a helper thread, and skipped for the next segment while syncs average more than 64 KiB (there the
+    /// second write of every byte costs more than the journal commits it saves).
     public var preallocate = true
 
     public init() {}

@@ -120,3 +120,46 @@ final class CrashingFile: StorageFile, @unchecked Sendable {
 /// Reads a file's bytes; writes them back.
 func readBytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
 func writeBytes(_ bytes: [UInt8], to path: String) throws { try Data(bytes).write(to: URL(fileURLWithPath: path)) }
+
+/// Passes every call to the real file system, records each write (file, offset, size, all zeros?), and runs
+/// the test's hooks before each write and each file sync, so a test can hold the WAL at a chosen step.
+final class InstrumentedFileSystem: FileSystem, @unchecked Sendable {
+    struct Write { var path: String; var offset: Int64; var count: Int; var allZero: Bool }
+    let real = PosixFileSystem()
+    let writes = Mutex<[Write]>([])
+    /// Called with the file's path; they run on the WAL's threads.
+    let beforeWrite = Mutex<@Sendable (String) -> Void>({ _ in })
+    let beforeSync = Mutex<@Sendable (String) -> Void>({ _ in })
+
+    final class File: StorageFile, @unchecked Sendable {
+        let file: any StorageFile
+        let owner: InstrumentedFileSystem
+        init(_ file: any StorageFile, owner: InstrumentedFileSystem) { self.file = file; self.owner = owner }
+        var path: String { file.path }
+        func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int { try file.read(into: buffer, at: offset) }
+        func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
+            owner.beforeWrite.withLock { $0 }(path)
+            let write = Write(path: path, offset: offset, count: bytes.count, allZero: bytes.allSatisfy { $0 == 0 })
+            owner.writes.withLock { $0.append(write) }
+            try file.write(bytes, at: offset)
+        }
+        func sync() throws {
+            owner.beforeSync.withLock { $0 }(path)
+            try file.sync()
+        }
+        func truncate(to size: Int64) throws { try file.truncate(to: size) }
+        func size() throws -> Int64 { try file.size() }
+        func close() throws { try file.close() }
+    }
+
+    func openFile(_ path: String, writable: Bool) throws -> any StorageFile { File(try real.openFile(path, writable: writable), owner: self) }
+    func createFile(_ path: String) throws -> any StorageFile { File(try real.createFile(path), owner: self) }
+    func rename(_ source: String, to destination: String) throws { try real.rename(source, to: destination) }
+    func link(_ source: String, to destination: String) throws { try real.link(source, to: destination) }
+    func removeFile(_ path: String) throws { try real.removeFile(path) }
+    func contentsOfDirectory(_ path: String) throws -> [String] { try real.contentsOfDirectory(path) }
+    func createDirectory(_ path: String) throws { try real.createDirectory(path) }
+    func isDirectory(_ path: String) -> Bool { real.isDirectory(path) }
+    func fileExists(_ path: String) -> Bool { real.fileExists(path) }
+    func syncDirectory(_ path: String) throws { try real.syncDirectory(path) }
+}

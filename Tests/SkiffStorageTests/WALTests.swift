@@ -211,44 +211,9 @@ import Testing
 }
 
 @Suite struct PreallocationTests {
-    /// Passes every call to the real file system and records each write: file, offset, size, all zeros?
-    final class RecordingFileSystem: FileSystem, @unchecked Sendable {
-        struct Write { var path: String; var offset: Int64; var count: Int; var allZero: Bool }
-        let real = PosixFileSystem()
-        let writes = Mutex<[Write]>([])
-
-        final class File: StorageFile, @unchecked Sendable {
-            let file: any StorageFile
-            let owner: RecordingFileSystem
-            init(_ file: any StorageFile, owner: RecordingFileSystem) { self.file = file; self.owner = owner }
-            var path: String { file.path }
-            func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int { try file.read(into: buffer, at: offset) }
-            func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
-                let write = Write(path: path, offset: offset, count: bytes.count, allZero: bytes.allSatisfy { $0 == 0 })
-                owner.writes.withLock { $0.append(write) }
-                try file.write(bytes, at: offset)
-            }
-            func sync() throws { try file.sync() }
-            func truncate(to size: Int64) throws { try file.truncate(to: size) }
-            func size() throws -> Int64 { try file.size() }
-            func close() throws { try file.close() }
-        }
-
-        func openFile(_ path: String, writable: Bool) throws -> any StorageFile { File(try real.openFile(path, writable: writable), owner: self) }
-        func createFile(_ path: String) throws -> any StorageFile { File(try real.createFile(path), owner: self) }
-        func rename(_ source: String, to destination: String) throws { try real.rename(source, to: destination) }
-        func link(_ source: String, to destination: String) throws { try real.link(source, to: destination) }
-        func removeFile(_ path: String) throws { try real.removeFile(path) }
-        func contentsOfDirectory(_ path: String) throws -> [String] { try real.contentsOfDirectory(path) }
-        func createDirectory(_ path: String) throws { try real.createDirectory(path) }
-        func isDirectory(_ path: String) -> Bool { real.isDirectory(path) }
-        func fileExists(_ path: String) -> Bool { real.fileExists(path) }
-        func syncDirectory(_ path: String) throws { try real.syncDirectory(path) }
-    }
-
     @Test func segmentsAreFilledWithZerosToTheirFullSizeAndFramesOverwriteThem() async throws {
         let dir = TemporaryDirectory()
-        let files = RecordingFileSystem()
+        let files = InstrumentedFileSystem()
         let options = smallOptions(segmentBytes: 1 << 20, preallocate: true)
         let segmentBytes = Int64(1 << 20)
         func zeroRanges() -> [(Int64, Int64)] {

@@ -1,0 +1,132 @@
+import Dispatch
+import Foundation
+import SkiffRaft
+@testable import SkiffStorage
+import Synchronization
+import Testing
+
+/// The writer's two stages (write, then sync) and the next segment prepared ahead, driven step by step by
+/// holding the WAL's file writes and syncs.
+@Suite struct WriterPipelineTests {
+    /// Blocks the WAL's thread at a hook until the test releases it.
+    final class Gate: Sendable {
+        let armed = Atomic<Bool>(false)
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+
+        /// Holds the first call made while armed (and disarms), so exactly one step waits.
+        func pass() {
+            guard armed.compareExchange(expected: true, desired: false, ordering: .sequentiallyConsistent).exchanged else { return }
+            entered.signal()
+            release.wait()
+        }
+
+        func awaitEntered() throws {
+            guard entered.wait(timeout: .now() + 10) == .success else { throw Timeout("the WAL never reached the gate") }
+        }
+    }
+
+    /// The requests answered so far, in the order the WAL answered them.
+    final class Answers: Sendable { let names = Mutex<[String]>([]) }
+
+    struct Timeout: Error { var what: String; init(_ what: String) { self.what = what } }
+
+    /// The tests' payloads compress well; these tests need frames as large as their entries.
+    func uncompressed(_ options: WALOptions) -> WALOptions {
+        var options = options
+        options.compressionThresholdBytes = 1 << 30
+        return options
+    }
+
+    /// Polls `condition` for up to 10 s.
+    func eventually(_ what: String, _ condition: () -> Bool) throws {
+        for _ in 0..<1000 where !condition() { usleep(10_000) }
+        guard condition() else { throw Timeout(what) }
+    }
+
+    @Test func aLargeGroupIsSyncedWhileTheNextIsWrittenAndAnswersKeepTheirOrder() async throws {
+        let dir = TemporaryDirectory()
+        let files = InstrumentedFileSystem()
+        let (writeGate, syncGate) = (Gate(), Gate())
+        files.beforeWrite.withLock { $0 = { path in if path.hasSuffix(".wal") { writeGate.pass() } } }
+        files.beforeSync.withLock { $0 = { path in if path.hasSuffix(".wal") { syncGate.pass() } } }
+        let options = uncompressed(smallOptions(segmentBytes: 4 << 20))
+        let (wal, _) = try WAL.open(directory: dir.path, options: options, fileSystem: files, logger: quietLogger)
+        let answered = Answers()
+        func record(_ name: String) -> @Sendable (Result<Void, WALError>) -> Void {
+            { result in answered.names.withLock { $0.append(name + (result.isSuccess ? "" : " failed")) } }
+        }
+        let framesWritten = { files.writes.withLock { $0.filter { $0.path.hasSuffix(".wal") }.count } }
+
+        // A (100 KiB, above the hand-over size) is held in its write while B queues behind it.
+        writeGate.armed.store(true, ordering: .sequentiallyConsistent)
+        syncGate.armed.store(true, ordering: .sequentiallyConsistent)
+        let framesBefore = framesWritten()
+        wal.append(entries(1...10, size: 10 << 10), hardState: nil, done: record("A"))
+        try writeGate.awaitEntered()
+        wal.append(entries(11...20, size: 10 << 10), hardState: nil, done: record("B"))
+        writeGate.release.signal()
+
+        // A goes to the sync stage and is held in its fdatasync; the writer meanwhile writes B.
+        try syncGate.awaitEntered()
+        try eventually("B written while A syncs") { framesWritten() == framesBefore + 2 }
+        #expect(answered.names.withLock { $0 }.isEmpty)
+
+        // A truncation into B, which is written but not durable, knows the term at its cut and waits for it.
+        wal.truncate(after: LogIndex(15), done: record("truncate"))
+        wal.append(entries(16...17, term: 2), hardState: nil, done: record("C"))
+        usleep(50_000)
+        #expect(answered.names.withLock { $0 }.isEmpty)
+        syncGate.release.signal()
+        try eventually("every request answered") { answered.names.withLock { $0.count } == 4 }
+        #expect(answered.names.withLock { $0 } == ["A", "B", "truncate", "C"])
+        #expect(try allEntries(wal) == entries(1...10, size: 10 << 10) + entries(11...15, size: 10 << 10) + entries(16...17, term: 2))
+        await wal.close()
+        try await withWAL(dir.path, options: options) { reopened, _ async throws in
+            #expect(try allEntries(reopened) == entries(1...10, size: 10 << 10) + entries(11...15, size: 10 << 10) + entries(16...17, term: 2))
+        }
+    }
+
+    @Test func nextSegmentIsZeroFilledAheadOnlyWhileSyncsAreSmall() async throws {
+        let dir = TemporaryDirectory()
+        let files = InstrumentedFileSystem()
+        let segmentBytes = 256 << 10
+        let options = uncompressed(smallOptions(segmentBytes: segmentBytes, preallocate: true))
+        let (wal, _) = try WAL.open(directory: dir.path, options: options, fileSystem: files, logger: quietLogger)
+        let zeroWrites = { files.writes.withLock { $0.filter(\.allZero) } }
+        let zerosAtOpen = zeroWrites().count
+        var next: UInt64 = 1
+        func appendUntil(segments: Int, batch: Int, size: Int) async throws {
+            while try segmentFiles(dir.path).count < segments {
+                try await wal.append(entries(next...(next + UInt64(batch) - 1), size: size))
+                next += UInt64(batch)
+            }
+        }
+
+        // Small syncs (1 KiB each): every later segment is filled by the helper, under the spare's name.
+        try await appendUntil(segments: 4, batch: 1, size: 1 << 10)
+        let small = zeroWrites()[zerosAtOpen...]
+        #expect(!small.isEmpty)
+        #expect(small.allSatisfy { $0.path.hasSuffix("/" + SpareSegment.fileName) })
+        #expect(small.reduce(0) { $0 + $1.count } >= 2 * segmentBytes)
+
+        // Large syncs (160 KiB each): once a whole segment has seen them, no segment is filled any more.
+        try await appendUntil(segments: 6, batch: 16, size: 10 << 10)
+        let zerosBefore = zeroWrites().count
+        try await appendUntil(segments: 9, batch: 16, size: 10 << 10)
+        #expect(zeroWrites().count == zerosBefore)
+        await wal.close()
+
+        #expect(!FileManager.default.fileExists(atPath: dir.file(SpareSegment.fileName)))  // close removed it
+        FileManager.default.createFile(atPath: dir.file(SpareSegment.fileName), contents: Data(count: 4096))  // as a crash leaves one
+        try await withWAL(dir.path, options: options) { reopened, report async throws in
+            #expect(report.removedFiles == [SpareSegment.fileName])
+            #expect(reopened.lastIndex == LogIndex(next - 1))
+            #expect(try reopened.entries(in: LogIndex(next - 1)...LogIndex(next - 1)) == entries((next - 1)...(next - 1), size: 10 << 10))
+        }
+    }
+}
+
+extension Result {
+    var isSuccess: Bool { if case .success = self { true } else { false } }
+}
