@@ -30,7 +30,6 @@ public final class WAL: @unchecked Sendable {
         var requests: [Request] = []
         var firstIndex: UInt64
         var lastIndex: UInt64
-        var lastTerm: UInt64
         /// The term of `firstIndex - 1`.
         var previousTerm: UInt64
         /// The term of every index from `firstIndex` to `lastIndex`, whether that entry is durable, being
@@ -43,7 +42,6 @@ public final class WAL: @unchecked Sendable {
             firstIndex = replay.firstIndex
             lastIndex = replay.lastIndex
             previousTerm = replay.previousTerm
-            lastTerm = replay.term(at: replay.lastIndex) ?? 0
             terms = replay.terms
         }
 
@@ -51,12 +49,13 @@ public final class WAL: @unchecked Sendable {
             index == firstIndex - 1 ? previousTerm : terms.term(at: index)
         }
 
+        var lastTerm: UInt64 { term(at: lastIndex)! }
+
         mutating func append(index: UInt64, term: UInt64) {
             precondition(index == lastIndex + 1, "append must continue the log: \(index) after \(lastIndex)")
             precondition(term >= lastTerm, "terms never decrease: \(term) after \(lastTerm)")
             terms.append(index: index, term: term)
             lastIndex = index
-            lastTerm = term
         }
     }
     let queue: Mutex<Queue>
@@ -243,7 +242,6 @@ public final class WAL: @unchecked Sendable {
         submit({ queue throws(WALError) in
             precondition(index.rawValue + 1 >= queue.firstIndex, "cannot truncate into the compacted prefix; restart the log instead")
             if index.rawValue < queue.lastIndex {
-                queue.lastTerm = queue.term(at: index.rawValue)!
                 queue.lastIndex = index.rawValue
                 queue.terms.truncate(after: index.rawValue)
             }
@@ -256,7 +254,6 @@ public final class WAL: @unchecked Sendable {
     public func restart(after index: LogIndex, term: Term, hardState: HardState) async throws(WALError) {
         try await submit { queue throws(WALError) in
             queue.lastIndex = index.rawValue
-            queue.lastTerm = term.rawValue
             queue.firstIndex = index.rawValue + 1
             queue.previousTerm = term.rawValue
             queue.terms = TermRuns()
