@@ -129,13 +129,18 @@ public final class WAL: @unchecked Sendable {
                     start: segment.startsFresh ? .fresh : .continues, sequence: segment.sequence,
                     firstIndex: LogIndex(segment.firstIndex), previousTerm: Term(segment.previousTerm)))
                 if isNewest {
-                    if let tail = loaded.unfinishedTail {
+                    // Zeros to the segment's full size (a crash left the preallocation as it was) are already what
+                    // filling would write: appends overwrite them as they would a new segment's.
+                    let stillFilled = options.preallocate && loaded.unfinishedTail.map {
+                        $0.allZero && $0.offset + $0.bytes >= Int64(options.segmentBytesMax)
+                    } ?? false
+                    if let tail = loaded.unfinishedTail, !stillFilled {
                         try file.truncate(to: tail.offset)
                         try file.sync()
                     }
                     writer.current = OpenSegment(file: file, sequence: segment.sequence, writeOffset: segment.validBytes)
                     writer.segmentStart = (segment.validBytes, 0)
-                    if options.preallocate {
+                    if options.preallocate && !stillFilled {
                         try WAL.fillWithZeros(file, from: segment.validBytes, to: Int64(options.segmentBytesMax))
                         try file.sync()
                     }

@@ -211,6 +211,25 @@ import Testing
 }
 
 @Suite struct PreallocationTests {
+    @Test func aCrashImageKeepsItsZerosAndOpenWritesNothing() async throws {
+        let dir = TemporaryDirectory(), image = TemporaryDirectory()
+        let options = smallOptions(segmentBytes: 1 << 20, preallocate: true)
+        let (wal, _) = try WAL.open(directory: dir.path, options: options, logger: quietLogger)
+        try await wal.append(entries(1...30))
+        for name in try segmentFiles(dir.path) {  // the files as a crash leaves them: zeros after the frames
+            try FileManager.default.copyItem(atPath: dir.file(name), toPath: image.file(name))
+        }
+        await wal.close()
+        let files = InstrumentedFileSystem()
+        let (reopened, report) = try WAL.open(directory: image.path, options: options, fileSystem: files, logger: quietLogger)
+        #expect(report.cutTail?.allZero == true)
+        #expect(files.writes.withLock { $0 }.isEmpty)
+        #expect(try FileManager.default.attributesOfItem(atPath: image.file(try segmentFiles(image.path)[0]))[.size] as? Int == 1 << 20)
+        try await reopened.append(entries(31...40))
+        await reopened.close()
+        try await withWAL(image.path, options: options) { wal, _ async throws in #expect(try allEntries(wal) == entries(1...40)) }
+    }
+
     @Test func segmentsAreFilledWithZerosToTheirFullSizeAndFramesOverwriteThem() async throws {
         let dir = TemporaryDirectory()
         let files = InstrumentedFileSystem()
