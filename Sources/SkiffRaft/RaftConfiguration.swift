@@ -17,6 +17,9 @@ public struct RaftConfiguration: Sendable {
     /// After a successful pre-vote, wait up to this many ticks for the owner to deliver an external log tail
     /// before campaigning (0: no such step). See `RaftCore.deliverExternalTail(_:)`.
     public var externalTailWaitTicks = 0
+    /// A leader commits an entry only once the owner reports it held by the external log as well (see
+    /// `RaftCore.externalLogAppended(through:term:)`): the external log mirrors everything committed.
+    public var commitRequiresExternalLog = false
 
     public init(id: NodeID) { self.id = id }
 

@@ -93,6 +93,7 @@ extension RaftCore {
         heartbeatElapsed = 0
         electionElapsed = 0
         transferTarget = nil
+        externalMatch = 0
         progress.removeAll()
         for node in clusterConfiguration.members {
             var tracker = Progress(next: log.lastIndex + 1, inflightMax: configuration.inflightMessagesMax)

@@ -41,3 +41,22 @@ extension RaftCore {
         return LogIndex(log.lastIndex)
     }
 }
+
+/// The leader's side of the external log: what the owner mirrored, and being fenced off by a later term.
+extension RaftCore {
+    /// Tells a leader of `term` that the external log holds its log through `index`. With
+    /// `commitRequiresExternalLog`, entries commit only up to there. A report of another term is ignored.
+    public mutating func externalLogAppended(through index: LogIndex, term reportedTerm: Term) {
+        guard role == .leader, reportedTerm.rawValue == term else { return }
+        precondition(index.rawValue <= log.lastIndex, "the external log cannot hold more than the leader's log")
+        externalMatch = max(externalMatch, index.rawValue)
+        maybeCommit()
+    }
+
+    /// Tells a leader of `term` that the external log refused its write because a later term, or a seal of
+    /// this one, is recorded there: another node is taking over, so this one steps down.
+    public mutating func externalLogFenced(term fencedTerm: Term) {
+        guard role == .leader, fencedTerm.rawValue == term else { return }
+        becomeFollower(term: term, leader: .none)
+    }
+}

@@ -39,7 +39,8 @@ extension RaftCore {
         let voters = clusterConfiguration.voters
         let matches = voters.map { progress[$0]?.match ?? 0 }.sorted(by: >)
         guard matches.count >= clusterConfiguration.quorum else { return false }
-        let candidate = matches[clusterConfiguration.quorum - 1]
+        var candidate = matches[clusterConfiguration.quorum - 1]
+        if configuration.commitRequiresExternalLog { candidate = min(candidate, externalMatch) }
         guard candidate > log.committed, log.term(at: candidate) == term else { return false }
         let hadTermCommit = log.term(at: log.committed) == term
         log.commit(to: candidate)

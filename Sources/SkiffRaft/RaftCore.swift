@@ -38,6 +38,8 @@ public struct RaftCore {
     var transferTarget: NodeID?
     var transferElapsed = 0
     var reads = ReadTracker()
+    /// The last index of this leader's log that the external log holds (with `commitRequiresExternalLog`).
+    var externalMatch: UInt64 = 0
     // External-tail step between a won pre-vote and the campaign.
     var externalTailTicksLeft: Int?
     var externalTailRequest: ExternalTailRequest?

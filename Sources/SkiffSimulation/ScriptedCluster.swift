@@ -101,6 +101,12 @@ public final class ScriptedCluster {
     }
 
     /// Saves `id`'s state machine as a snapshot at its applied index and compacts its log behind it.
+    public func externalLogAppended(_ id: UInt64, through index: LogIndex, term: Term) {
+        nodes[NodeID(id)]!.core!.externalLogAppended(through: index, term: term)
+    }
+
+    public func externalLogFenced(_ id: UInt64, term: Term) { nodes[NodeID(id)]!.core!.externalLogFenced(term: term) }
+
     public func snapshot(_ id: UInt64) { nodes[NodeID(id)]!.takeSnapshot() }
 
     public func reportUnreachable(_ id: UInt64, _ peer: UInt64) { nodes[NodeID(id)]!.core!.reportUnreachable(NodeID(peer)) }

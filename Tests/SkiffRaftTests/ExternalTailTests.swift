@@ -100,3 +100,42 @@ import Testing
         #expect(!cluster.core(2).isAwaitingExternalTail && cluster.core(2).role == .candidate)
     }
 }
+
+/// The leader's side of the external log: commitment waits for the mirror, and a fence deposes.
+@Suite struct ExternalMirrorTests {
+    static func cluster() -> ScriptedCluster {
+        let cluster = ScriptedCluster(voters: [1, 2, 3]) { $0.commitRequiresExternalLog = true }
+        cluster.elect(1)
+        return cluster
+    }
+
+    @Test func aLeaderCommitsOnlyWhatTheExternalLogHolds() throws {
+        let cluster = Self.cluster()
+        let noop = cluster.core(1).lastIndex
+        #expect(cluster.core(1).commitIndex < noop)  // replicated to everyone, but not mirrored
+        cluster.externalLogAppended(1, through: noop, term: Term(cluster.core(1).term))
+        cluster.stabilize()
+        #expect(cluster.core(1).commitIndex == noop)
+        let index = try cluster.propose(1, "x").get()
+        cluster.stabilize()
+        #expect(cluster.core(1).commitIndex == noop && cluster.core(2).commitIndex == noop)
+        cluster.externalLogAppended(1, through: index, term: Term(cluster.core(1).term - 1))  // another term's: ignored
+        cluster.stabilize()
+        #expect(cluster.core(1).commitIndex == noop)
+        cluster.externalLogAppended(1, through: index, term: Term(cluster.core(1).term))
+        cluster.stabilize()
+        #expect(cluster.core(1).commitIndex == index && cluster.core(3).commitIndex == index)
+    }
+
+    @Test func aFencedLeaderStepsDownAndAnotherIsElected() {
+        let cluster = Self.cluster()
+        let term = cluster.core(1).term
+        cluster.externalLogFenced(1, term: Term(term - 1))  // a stale report changes nothing
+        #expect(cluster.core(1).isLeader)
+        cluster.externalLogFenced(1, term: Term(cluster.core(1).term))
+        #expect(!cluster.core(1).isLeader && cluster.core(1).term == term)
+        #expect(cluster.propose(1, "y") == .failure(.notLeader(leader: nil)))
+        cluster.elect(2)
+        #expect(cluster.leaders == [2])
+    }
+}
