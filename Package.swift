@@ -41,7 +41,7 @@ let package = Package(
         .target(
             name: "SkiffServer",
             dependencies: [
-                "SkiffRaft", "SkiffStorage", "SkiffKV", "SkiffRESP", "SkiffTransport",
+                "SkiffRaft", "SkiffStorage", "SkiffExternal", "SkiffKV", "SkiffRESP", "SkiffTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -63,6 +63,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
+        .target(
+            name: "SkiffExternal",
+            dependencies: ["SkiffRaft", "SkiffStorage", .product(name: "SystemPackage", package: "swift-system")]),
         .executableTarget(
             name: "skiff-wal",
             dependencies: [
@@ -83,6 +86,7 @@ let package = Package(
             dependencies: ["SkiffStorage"],
             path: "Tools/skiff-wal-writer"),
         .testTarget(name: "SkiffKVTests", dependencies: ["SkiffKV"]),
+        .testTarget(name: "SkiffExternalTests", dependencies: ["SkiffExternal", "SkiffStorage"]),
         .testTarget(
             name: "SkiffTransportTests",
             dependencies: [

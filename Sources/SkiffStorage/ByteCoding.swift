@@ -1,19 +1,19 @@
 /// Appends little-endian integers and raw bytes to a growing array: the one encoder behind every on-disk format.
-struct ByteWriter {
-    private(set) var bytes: [UInt8]
+package struct ByteWriter {
+    package private(set) var bytes: [UInt8]
 
-    init(capacity: Int = 0) {
+    package init(capacity: Int = 0) {
         bytes = []
         bytes.reserveCapacity(capacity)
     }
 
-    var count: Int { bytes.count }
+    package var count: Int { bytes.count }
 
-    mutating func append<T: FixedWidthInteger>(_ value: T) {
+    package mutating func append<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
-    mutating func append(bytes other: some Sequence<UInt8>) { bytes.append(contentsOf: other) }
+    package mutating func append(bytes other: some Sequence<UInt8>) { bytes.append(contentsOf: other) }
 
     mutating func append(zeros count: Int) { bytes.append(contentsOf: repeatElement(0, count: count)) }
 
@@ -29,18 +29,18 @@ struct ByteWriter {
 }
 
 /// Reads little-endian integers from a byte buffer, failing (never trapping) on a short read.
-struct ByteReader {
-    let buffer: UnsafeRawBufferPointer
-    private(set) var offset: Int
+package struct ByteReader {
+    package let buffer: UnsafeRawBufferPointer
+    package private(set) var offset: Int
 
-    init(_ buffer: UnsafeRawBufferPointer, offset: Int = 0) {
+    package init(_ buffer: UnsafeRawBufferPointer, offset: Int = 0) {
         self.buffer = buffer
         self.offset = offset
     }
 
-    var remaining: Int { buffer.count - offset }
+    package var remaining: Int { buffer.count - offset }
 
-    mutating func read<T: FixedWidthInteger>(_: T.Type = T.self) -> T? {
+    package mutating func read<T: FixedWidthInteger>(_: T.Type = T.self) -> T? {
         let size = MemoryLayout<T>.size
         guard remaining >= size else { return nil }
         let value = buffer.loadUnaligned(fromByteOffset: offset, as: T.self)
@@ -48,7 +48,7 @@ struct ByteReader {
         return T(littleEndian: value)
     }
 
-    mutating func readBytes(_ count: Int) -> UnsafeRawBufferPointer? {
+    package mutating func readBytes(_ count: Int) -> UnsafeRawBufferPointer? {
         guard count >= 0, remaining >= count else { return nil }
         defer { offset += count }
         return UnsafeRawBufferPointer(rebasing: buffer[offset..<offset + count])

@@ -4,8 +4,8 @@ import CZlib
 ///
 /// `seeded(segment:offset:)` mixes a record's location into the starting value, so bytes that were valid in
 /// another file, or at another offset of this one, never verify where they are now.
-enum Checksum {
-    static func crc32(_ bytes: UnsafeRawBufferPointer, continuing seed: UInt32 = 0) -> UInt32 {
+package enum Checksum {
+    package static func crc32(_ bytes: UnsafeRawBufferPointer, continuing seed: UInt32 = 0) -> UInt32 {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return seed }
         var crc = UInt(seed)
         var pointer = base.assumingMemoryBound(to: Bytef.self)
@@ -19,7 +19,7 @@ enum Checksum {
         return UInt32(truncatingIfNeeded: crc)
     }
 
-    static func crc32(_ bytes: [UInt8], continuing seed: UInt32 = 0) -> UInt32 {
+    package static func crc32(_ bytes: [UInt8], continuing seed: UInt32 = 0) -> UInt32 {
         bytes.withUnsafeBytes { crc32($0, continuing: seed) }
     }
 

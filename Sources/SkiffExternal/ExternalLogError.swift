@@ -1,0 +1,23 @@
+import SkiffRaft
+
+/// What can go wrong with the external log.
+public enum ExternalLogError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The store holds a record that does not decode: the store, or something else writing to it, is broken.
+    case corruptRecord(slot: UInt64, reason: String)
+    /// A record decodes but breaks the log's rules (a batch that does not continue the log it follows).
+    case brokenChain(slot: UInt64, reason: String)
+    /// A leader's write found its slot taken by a seal of its term or by a later term's record: it is
+    /// no longer leader and must step down. `floor` is the lowest term whose records still count.
+    case deposed(floor: Term)
+    /// The store could not be reached or refused the operation; nothing is known to have been written.
+    case unavailable(String)
+
+    public var description: String {
+        switch self {
+        case .corruptRecord(let slot, let reason): "external log slot \(slot) is corrupt: \(reason)"
+        case .brokenChain(let slot, let reason): "external log slot \(slot) breaks the log: \(reason)"
+        case .deposed(let floor): "deposed: the external log now admits only terms \(floor) and later"
+        case .unavailable(let reason): "external store unavailable: \(reason)"
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import SkiffRaft
+import SkiffStorage
+
+/// The external log as a reader sees it after applying the records of slots `firstSlot..<nextSlot` in order.
+///
+/// Rules (the ExternalLog article argues why they keep Raft's guarantees):
+/// - `floor` is the lowest term whose records count. A seal of term T raises it to T + 1; a counted batch of
+///   term T raises it to T, so that nothing written by an earlier term's leader counts after it.
+/// - A batch below the floor is skipped (its writer was deposed). A counted batch must continue the log:
+///   its previous index and term must be in the log; the log is cut after that point and the batch's
+///   entries appended, so that a new leader replaces a conflicting suffix as Raft replaces a follower's.
+///
+/// Guarantee: the entries are always a prefix of the log of the leader of `lastWriterTerm` (or empty).
+public struct ExternalLogView: Sendable {
+    public private(set) var nextSlot: UInt64
+    public private(set) var floor = Term.zero
+    /// The term of the last counted batch: the leader whose log the entries are a prefix of.
+    public private(set) var lastWriterTerm = Term.zero
+    /// The position before the first entry held.
+    public private(set) var baseIndex = LogIndex.zero
+    public private(set) var baseTerm = Term.zero
+    /// The terms of the entries after the base.
+    private var terms = TermRuns()
+    /// The entries after the base, when the view keeps them (a reader that replays them); else empty.
+    public private(set) var entries: [Entry] = []
+    public let keepsEntries: Bool
+
+    public init(firstSlot: UInt64 = 0, keepsEntries: Bool) {
+        nextSlot = firstSlot
+        self.keepsEntries = keepsEntries
+    }
+
+    public var lastIndex: LogIndex { terms.isEmpty ? baseIndex : LogIndex(terms.lastIndex) }
+    public var lastTerm: Term { term(at: lastIndex) ?? baseTerm }
+
+    /// The term of the entry at `index`, or nil if the view holds no such position.
+    public func term(at index: LogIndex) -> Term? {
+        if index == baseIndex { return baseTerm }
+        return terms.term(at: index.rawValue).map { Term($0) }
+    }
+
+    /// Whether a record of this term would count if it came next.
+    public func admits(_ term: Term) -> Bool { term >= floor }
+
+    /// Applies the record of slot `nextSlot`. Returns whether it counted.
+    @discardableResult
+    public mutating func apply(_ record: ExternalRecord) throws(ExternalLogError) -> Bool {
+        let slot = nextSlot
+        switch record {
+        case .seal(let term):
+            nextSlot += 1
+            floor = max(floor, Term(term.rawValue + 1))
+            return true
+        case .batch(let term, let previousIndex, let previousTerm, let batch):
+            guard admits(term) else {
+                nextSlot += 1
+                return false
+            }
+            try Self.check(batch, of: term, after: previousIndex, previousTerm: previousTerm, slot: slot)
+            guard self.term(at: previousIndex) == previousTerm else {
+                throw .brokenChain(slot: slot, reason: "its previous entry \(previousIndex)/\(previousTerm) is not in the log "
+                                   + "(which ends at \(lastIndex)/\(lastTerm))")
+            }
+            terms.truncate(after: previousIndex.rawValue)
+            if keepsEntries { entries.removeLast(entries.count - Int(previousIndex.rawValue - baseIndex.rawValue)) }
+            for entry in batch { terms.append(index: entry.index.rawValue, term: entry.term.rawValue) }
+            if keepsEntries { entries.append(contentsOf: batch) }
+            nextSlot += 1
+            floor = term
+            lastWriterTerm = term
+            return true
+        }
+    }
+
+    /// Checks that a batch's entries are consecutive after its previous index, with terms that never
+    /// decrease and never exceed its writer's.
+    static func check(_ batch: [Entry], of term: Term, after previousIndex: LogIndex, previousTerm: Term,
+                      slot: UInt64) throws(ExternalLogError) {
+        for (offset, entry) in batch.enumerated() {
+            guard entry.index.rawValue == previousIndex.rawValue + 1 + UInt64(offset) else {
+                throw .brokenChain(slot: slot, reason: "entry \(entry.index) out of sequence after \(previousIndex)")
+            }
+            guard entry.term <= term, entry.term >= (offset == 0 ? previousTerm : batch[offset - 1].term) else {
+                throw .brokenChain(slot: slot, reason: "entry \(entry.index) has term \(entry.term) in a batch of term \(term)")
+            }
+        }
+    }
+}

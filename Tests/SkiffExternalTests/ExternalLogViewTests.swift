@@ -1,0 +1,82 @@
+import SkiffExternal
+import SkiffRaft
+import Testing
+
+/// Entries `first...` with the given terms, each payload naming its index and term.
+func entries(from first: UInt64, terms: [UInt64]) -> [Entry] {
+    terms.enumerated().map { offset, term in
+        let index = first + UInt64(offset)
+        return Entry(index: LogIndex(index), term: Term(term), payload: Array("e\(index)t\(term)".utf8))
+    }
+}
+
+func batch(_ term: UInt64, after previous: (UInt64, UInt64), _ terms: [UInt64]) -> ExternalRecord {
+    .batch(term: Term(term), previousIndex: LogIndex(previous.0), previousTerm: Term(previous.1),
+           entries: entries(from: previous.0 + 1, terms: terms))
+}
+
+/// The rules a reader applies to the records in slot order: fencing by term, seals, and chaining.
+@Suite struct ExternalLogViewTests {
+    func view(_ records: [ExternalRecord]) throws -> ExternalLogView {
+        var view = ExternalLogView(keepsEntries: true)
+        for record in records { try view.apply(record) }
+        return view
+    }
+
+    func terms(_ view: ExternalLogView) -> [UInt64] { view.entries.map(\.term.rawValue) }
+
+    @Test func recordsRoundTripAndAMovedOrDamagedRecordIsRefused() throws {
+        let records: [ExternalRecord] = [batch(3, after: (4, 2), [2, 3, 3]), .seal(term: Term(7)), batch(1, after: (0, 0), [])]
+        for (slot, record) in records.enumerated() {
+            let bytes = ExternalRecordCoding.encode(record, slot: UInt64(slot))
+            #expect(try ExternalRecordCoding.decode(bytes, slot: UInt64(slot)) == record)
+            #expect(throws: ExternalLogError.self) { try ExternalRecordCoding.decode(bytes, slot: UInt64(slot) + 1) }
+            for position in [0, 9, bytes.count / 2, bytes.count - 1] {
+                var damaged = bytes
+                damaged[position] ^= 0x40
+                #expect(throws: ExternalLogError.self) { try ExternalRecordCoding.decode(damaged, slot: UInt64(slot)) }
+            }
+            #expect(throws: ExternalLogError.self) { try ExternalRecordCoding.decode(Array(bytes.dropLast(5)), slot: UInt64(slot)) }
+        }
+    }
+
+    @Test func aLeadersBatchesChainAndANewLeaderReplacesTheConflictingSuffix() throws {
+        let view = try view([
+            .seal(term: Term(1)), batch(2, after: (0, 0), [2, 2, 2]), batch(2, after: (3, 2), [2]),
+            .seal(term: Term(2)), batch(3, after: (2, 2), [3]),
+        ])
+        #expect(terms(view) == [2, 2, 3])
+        #expect(view.lastIndex == LogIndex(3) && view.lastTerm == Term(3) && view.lastWriterTerm == Term(3))
+        #expect(view.nextSlot == 5 && view.floor == Term(3))
+        #expect(view.entries.last?.payload == Array("e3t3".utf8))
+    }
+
+    @Test func aDeposedLeadersLaterRecordsDoNotCount() throws {
+        var view = try view([batch(2, after: (0, 0), [2, 2]), .seal(term: Term(2))])
+        #expect(try view.apply(batch(2, after: (2, 2), [2])) == false)  // written after the seal: skipped
+        #expect(try view.apply(batch(4, after: (2, 2), [4])))
+        #expect(try view.apply(batch(3, after: (3, 4), [4])) == false)  // a later term wrote first
+        #expect(terms(view) == [2, 2, 4])
+        #expect(view.nextSlot == 5)
+    }
+
+    @Test func aBatchThatDoesNotContinueTheLogIsAnError() throws {
+        var view = try view([batch(2, after: (0, 0), [2, 2])])
+        #expect(throws: ExternalLogError.self) { try view.apply(batch(3, after: (3, 2), [3])) }  // a gap
+        #expect(throws: ExternalLogError.self) { try view.apply(batch(3, after: (2, 1), [3])) }  // wrong term there
+        #expect(throws: ExternalLogError.self) { try view.apply(batch(3, after: (2, 2), [4])) }  // above its writer's term
+        #expect(throws: ExternalLogError.self) { try view.apply(batch(3, after: (2, 2), [1])) }  // below the previous term
+        let skipping = ExternalRecord.batch(term: Term(3), previousIndex: LogIndex(2), previousTerm: Term(2),
+                                            entries: entries(from: 4, terms: [3]))
+        #expect(throws: ExternalLogError.self) { try view.apply(skipping) }
+        #expect(terms(view) == [2, 2])
+    }
+
+    @Test func aViewWithoutEntriesKeepsTheirTerms() throws {
+        var view = ExternalLogView(keepsEntries: false)
+        try view.apply(batch(2, after: (0, 0), [1, 2, 2]))
+        try view.apply(batch(3, after: (1, 1), [3]))
+        #expect(view.entries.isEmpty)
+        #expect(view.term(at: LogIndex(1)) == Term(1) && view.term(at: LogIndex(2)) == Term(3) && view.term(at: LogIndex(3)) == nil)
+    }
+}
