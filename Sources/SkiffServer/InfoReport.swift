@@ -37,6 +37,11 @@ enum InfoReport {
                           "wal_write_max_us:\(metrics.persistNanosecondsMax / 1000)", "snapshot_index:\(status.snapshotIndex)",
                           "snapshots_taken:\(metrics.snapshotsTaken)", "snapshots_sent:\(metrics.snapshotsSent)",
                           "snapshots_installed:\(metrics.snapshotsInstalled)"]
+                if let external = status.external {
+                    lines += ["external_log:\(external.store)", "external_mirrored_index:\(external.mirroredIndex)",
+                              "external_replays:\(external.replays)", "external_adopted_entries:\(external.adoptedEntries)",
+                              "external_error:\(external.lastError ?? "")"]
+                }
             default:
                 if status.keys > 0 { lines.append("db0:keys=\(status.keys),expires=0,avg_ttl=0") }
             }

@@ -42,6 +42,8 @@ public final class Node: @unchecked Sendable {
     var writes = WriteTracker()
     var reads = ReadWaiters()
     var snapshots: SnapshotState
+    /// The external log, if the node was given one.
+    var external: ExternalMirror?
     public internal(set) var metrics = NodeMetrics()
     let serverMetrics = ServerMetrics()
 
@@ -58,6 +60,7 @@ public final class Node: @unchecked Sendable {
         walLastIndex = storage.wal.lastIndex.rawValue
         snapshots = SnapshotState(lastIndex: snapshotIndex)
         storeIndex = snapshotIndex
+        external = configuration.externalLog.map { ExternalMirror(store: $0) }
     }
 
     /// Opens storage, restores the key space from the newest snapshot and the log after it, and builds the
@@ -86,6 +89,10 @@ public final class Node: @unchecked Sendable {
         var raft = RaftConfiguration(id: configuration.nodeID)
         raft.electionTicks = configuration.electionTicks
         raft.heartbeatTicks = configuration.heartbeatTicks
+        if configuration.externalLog != nil {
+            raft.commitRequiresExternalLog = true
+            raft.externalTailWaitTicks = configuration.electionTicks
+        }
         let core = RaftCore(configuration: raft, recovered: recovered, random: SplitMix64(seed: UInt64.random(in: 1...UInt64.max)))
         logger.info("recovered", metadata: [
             "snapshot": "\(snapshotIndex)", "log": "\(first)...\(last)", "hard-state": "\(storage.wal.hardState)",
@@ -189,6 +196,7 @@ public final class Node: @unchecked Sendable {
             flushWrites()
             flushReads()
             processReady()
+            driveMirror()
         }
     }
 
@@ -196,6 +204,7 @@ public final class Node: @unchecked Sendable {
         guard !stopped, let ready = core.ready() else { return }
         for entry in ready.committedEntries { apply(entry) }  // first, so that client replies are flushed first
         send(ready.messages)
+        if let request = ready.externalTailRequest { replayExternalTail(request) }
         for state in ready.readStates { reads.confirmed(state, appliedIndex: storeIndex) }
         reads.release(appliedThrough: storeIndex)
         unadvanced.append((ready, durable: !ready.mustSync))

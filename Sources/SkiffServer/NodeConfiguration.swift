@@ -1,4 +1,5 @@
 import Logging
+import SkiffExternal
 import SkiffKV
 import SkiffRaft
 import SkiffStorage
@@ -28,6 +29,8 @@ public struct NodeConfiguration: Sendable {
     /// Serve Prometheus metrics over HTTP here, if set.
     public var metricsAddress: HostAndPort?
     public var logLevel = Logger.Level.info
+    /// Mirror the log to this external store, and replay a dead leader's tail from it before electing.
+    public var externalLog: (any ExternalStore)?
 
     public init() {}
 
@@ -132,4 +135,16 @@ public struct ClientLimits: Sendable {
 public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension NodeConfiguration {
+    /// Opens the external store that `--external-log` names: `dir:PATH` (a directory every node reaches).
+    public static func openExternalStore(_ location: String) throws(ConfigurationError) -> any ExternalStore {
+        guard location.hasPrefix("dir:"), location.count > 4 else {
+            throw ConfigurationError("--external-log must be dir:PATH (the only backend so far), not '\(location)'")
+        }
+        do { return try DirectoryExternalStore(root: String(location.dropFirst(4))) } catch {
+            throw ConfigurationError("--external-log: \(error)")
+        }
+    }
 }

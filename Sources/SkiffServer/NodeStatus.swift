@@ -38,6 +38,7 @@ public struct NodeStatus: Sendable {
     public var pendingReads: Int
     public var members: [Member]
     public var metrics: NodeMetrics
+    public var external: ExternalStatus?
 
     public struct Member: Sendable {
         public var name: String
@@ -68,6 +69,6 @@ extension Node {
                           leader: core.leader == .none ? nil : name(core.leader), commitIndex: core.commitIndex.rawValue,
                           appliedIndex: storeIndex, firstIndex: core.firstIndex.rawValue, lastIndex: core.lastIndex.rawValue,
                           snapshotIndex: snapshots.lastIndex, keys: store.count, pendingWrites: writes.count, pendingReads: reads.count,
-                          members: members, metrics: metrics)
+                          members: members, metrics: metrics, external: externalStatus)
     }
 }

@@ -26,6 +26,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The largest argument a client may send, in bytes.") var maxBulkBytes = 16 << 20
     @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (off unless given).") var metricsAddr: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+    @Option(help: "Mirror the log to an external store that all nodes reach, dir:PATH; a dead leader's tail is replayed from it before a new election (off unless given).") var externalLog: String?
     @Option(help: "A config file of `name = value` lines (the same names as these options).") var config: String?
 
     func makeConfiguration() throws -> NodeConfiguration {
@@ -50,6 +51,7 @@ struct Serve: AsyncParsableCommand {
         if let metricsAddr { configuration.metricsAddress = try HostAndPort(parsing: metricsAddr) }
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))") }
         configuration.logLevel = level
+        if let externalLog { configuration.externalLog = try NodeConfiguration.openExternalStore(externalLog) }
         try configuration.validate()
         return configuration
     }

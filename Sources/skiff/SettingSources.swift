@@ -6,7 +6,8 @@ import Foundation
 enum SettingSources {
     /// The options a file or the environment may set.
     static let names = ["id", "data-dir", "client-addr", "peer-addr", "initial-cluster", "election-timeout", "heartbeat-interval",
-                        "fsync", "snapshot-entries", "request-timeout", "password", "max-bulk-bytes", "metrics-addr", "log-level"]
+                        "fsync", "snapshot-entries", "request-timeout", "password", "max-bulk-bytes", "metrics-addr", "log-level",
+                        "external-log"]
 
     static func expand(_ arguments: [String], environment: [String: String]) throws -> [String] {
         let subcommands = ["serve", "demo", "help", "-h", "--help"]

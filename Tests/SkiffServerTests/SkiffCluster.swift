@@ -70,6 +70,22 @@ final class SkiffCluster {
         return process.terminationStatus
     }
 
+    /// SIGSTOP: the process keeps its sockets but does nothing until `resume`.
+    func pause(_ name: String) { Glibc.kill(members.first { $0.name == name }!.process!.processIdentifier, SIGSTOP) }
+
+    func resume(_ name: String) { Glibc.kill(members.first { $0.name == name }!.process!.processIdentifier, SIGCONT) }
+
+    /// INFO of `name` as a dictionary of its `field:value` lines.
+    func info(_ name: String) throws -> [String: String] {
+        let reply = try RESPClient(port: port(name)).call("INFO")
+        var fields: [String: String] = [:]
+        for line in reply.text.split(whereSeparator: \.isNewline) {
+            let parts = line.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
+        }
+        return fields
+    }
+
     private static func kill(_ process: Process) {
         guard process.isRunning else { return }
         Glibc.kill(process.processIdentifier, SIGKILL)

@@ -1,0 +1,47 @@
+import Foundation
+import Testing
+
+/// The external log with real processes: a leader's mirrored but uncommitted writes outlive it.
+@Suite(.serialized) struct ExternalLogTests {
+    /// The brainstorm's scenario. Both followers are out of reach (stopped with SIGSTOP, or killed) while
+    /// the leader accepts writes: they reach its WAL and the external log but cannot commit. The leader is
+    /// killed, the followers come back, replay its tail from the external log before electing, and every one
+    /// of those writes becomes readable. With killed followers the replay is the only way the writes survive.
+    @Test(arguments: ["stopped", "killed"])
+    func aDeadLeadersMirroredTailIsReplayedBeforeTheNextElection(followers: String) throws {
+        let external = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: external) }
+        let cluster = try SkiffCluster(nodes: 3, extraArguments: ["--external-log", "dir:\(external)"])
+        try cluster.startAll()
+        let leader = try cluster.waitForLeader()
+        let survivors = cluster.names.filter { $0 != leader }
+        #expect(try RESPClient(port: cluster.port(leader)).call("SET", "before", "1") == .simple("OK"))
+
+        for name in survivors { if followers == "stopped" { cluster.pause(name) } else { cluster.kill(name) } }
+        let lastBefore = UInt64(try cluster.info(leader)["raft_last_index"] ?? "") ?? 0
+        let client = try RESPClient(port: cluster.port(leader))
+        let keys = (0..<20).map { "tail\($0)" }
+        for key in keys { try client.send(raw: RESPClient.encode(["SET", key, "v-\(key)"])) }
+        try waitUntil(seconds: 10, "the leader to mirror the 20 writes") {
+            let info = try cluster.info(leader)
+            let last = UInt64(info["raft_last_index"] ?? "") ?? 0
+            return last >= lastBefore + 20 && UInt64(info["external_mirrored_index"] ?? "") == last
+        }
+        let committedThen = UInt64(try cluster.info(leader)["raft_commit_index"] ?? "") ?? 0
+        #expect(committedThen <= lastBefore)  // nothing of the tail could commit without a follower
+
+        cluster.kill(leader)
+        for name in survivors { if followers == "stopped" { cluster.resume(name) } else { try cluster.start(name) } }
+        let successor = try cluster.waitForLeader()
+        #expect(survivors.contains(successor))
+        for name in survivors {
+            let reader = try RESPClient(port: cluster.port(name))
+            try waitUntil(seconds: 10, "\(name) to serve every write of the dead leader's tail") {
+                try reader.call(["MGET", "before"] + keys) == .array([.bulk(Array("1".utf8))] + keys.map { .bulk(Array("v-\($0)".utf8)) })
+            }
+        }
+        let adopted = try survivors.map { Int(try cluster.info($0)["external_adopted_entries"] ?? "") ?? 0 }.reduce(0, +)
+        if followers == "killed" { #expect(adopted >= 20) }
+        #expect(try cluster.info(successor)["external_error"] == "")
+    }
+}
