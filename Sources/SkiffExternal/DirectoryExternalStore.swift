@@ -11,11 +11,12 @@ import SystemPackage
 /// and directories that makes them durable. Filesystems that lack one of these (some FUSE filesystems, NFS
 /// mounted without `sync` or with a server that answers `link` twice on a retry) break the fencing.
 ///
-/// Calls block on the filesystem, so they run on a serial queue of their own, never on the caller's thread.
+/// Calls block on the filesystem, so they run on a queue of their own, several at once, never on the
+/// caller's thread.
 public final class DirectoryExternalStore: ExternalStore {
     public let root: String
     let fileSystem: any FileSystem
-    private let queue = DispatchQueue(label: "skiff.external-store")
+    private let queue = DispatchQueue(label: "skiff.external-store", attributes: .concurrent)
     private let writerTag = String(UInt64.random(in: 0...UInt64.max), radix: 16)
 
     public var description: String { "dir:\(root)" }

@@ -1,12 +1,12 @@
 import SkiffRaft
 
-/// A node's handle on the external log: reads it, seals terms, and appends as a leader, with fencing.
+/// A node's handle on the external log: reads it, seals terms, and writes as a leader, with fencing.
 ///
-/// Guarantees: a record is written only at the first slot this handle found free after reading every
-/// earlier one, so every record it writes counts under the view's rules unless it is a deposed leader's,
-/// and then `append` throws `.deposed` instead of returning. A leader's batches are checked against the
-/// view before they are written: a batch that would break the log is a caller's bug and traps. One call at
-/// a time: the owner waits for each before the next (a second call while one is suspended traps).
+/// Guarantees: a seal is written only at the first slot this handle found free after reading every earlier
+/// one. A leader's batch that lands in its slot counts once the slots before it are written, unless its
+/// writer was deposed, and a write that finds its slot taken by a later term says so (`.deposed`). One call
+/// at a time, except `write`: the owner waits for each before the next (a second call while one is
+/// suspended traps).
 public actor ExternalLog {
     public let store: any ExternalStore
     /// Every record read or written so far, applied; a reader that replays entries keeps them.
@@ -49,7 +49,7 @@ public actor ExternalLog {
     /// so a leader of such a term fails its next write. Returns the view as of the seal: every record before it.
     @discardableResult
     public func seal(term: Term) async throws(ExternalLogError) -> ExternalLogView {
-        try await write(.seal(term: term))
+        try await writeSeal(term)
         return view
     }
 
@@ -58,36 +58,45 @@ public actor ExternalLog {
     /// itself is already sealed or a later term has written. Returns the view to continue from.
     public func attach(asLeaderOf term: Term) async throws(ExternalLogError) -> ExternalLogView {
         precondition(term > .zero, "term 0 has no leader")
-        try await write(.seal(term: Term(term.rawValue - 1)))
+        guard try await catchUp().admits(term) else { throw .deposed(floor: view.floor) }
+        try await writeSeal(Term(term.rawValue - 1))
         guard view.admits(term) else { throw .deposed(floor: view.floor) }
         return view
     }
 
-    /// Appends a batch as the leader of `term` (after `attach`). Throws `.deposed` if a seal of its term or
-    /// a later term's record took the slot; then nothing of this batch counts, nor will anything later.
-    public func append(term: Term, previousIndex: LogIndex, previousTerm: Term, entries: [Entry]) async throws(ExternalLogError) {
-        try await write(.batch(term: term, previousIndex: previousIndex, previousTerm: previousTerm, entries: entries))
+    /// Writes a batch as the leader of `term`, after `attach`, into `slot`: the attach view's `nextSlot` for
+    /// the first batch, one more for each next one. Several may be in flight at once; a reader counts a
+    /// batch only once every slot before it is written, and only if it continues the log.
+    ///
+    /// Returns false if an earlier term's record took the slot: then this batch, and any later one written
+    /// before the next `attach`, may not count, and the leader must attach again before it relies on any.
+    /// Throws `.deposed` if a seal of `term` or a later term's record took it.
+    public nonisolated func write(term: Term, previousIndex: LogIndex, previousTerm: Term, entries: [Entry],
+                                  slot: UInt64) async throws(ExternalLogError) -> Bool {
+        let record = ExternalRecord.batch(term: term, previousIndex: previousIndex, previousTerm: previousTerm, entries: entries)
+        if try await store.createSlot(slot, bytes: ExternalRecordCoding.encode(record, slot: slot)) { return true }
+        guard let bytes = try await store.readSlot(slot) else {
+            throw .unavailable("slot \(slot) was taken, then could not be read")
+        }
+        switch try ExternalRecordCoding.decode(bytes, slot: slot) {
+        case .seal(let sealed) where sealed >= term: throw .deposed(floor: Term(sealed.rawValue + 1))
+        case let other where other.term > term: throw .deposed(floor: other.term)
+        default: return false
+        }
     }
 
-    /// Writes `record` at the first free slot, applying whatever other writers put before it.
-    private func write(_ record: ExternalRecord) async throws(ExternalLogError) {
+    /// Writes a seal of `term` at the first free slot, applying whatever other writers put before it.
+    private func writeSeal(_ term: Term) async throws(ExternalLogError) {
         enter()
         defer { busy = false }
         try await readNewRecords()
         while true {
-            guard view.admits(record.term) || isSeal(record) else { throw .deposed(floor: view.floor) }
-            var next = view
-            do { try next.apply(record) } catch { preconditionFailure("a record that breaks the external log: \(error)") }
             let slot = view.nextSlot
-            if try await store.createSlot(slot, bytes: ExternalRecordCoding.encode(record, slot: slot)) {
-                view = next
+            if try await store.createSlot(slot, bytes: ExternalRecordCoding.encode(.seal(term: term), slot: slot)) {
+                try view.apply(.seal(term: term))
                 return
             }
             try await readNewRecords()  // someone else took the slot: learn what they wrote, then try after it
         }
-    }
-
-    private func isSeal(_ record: ExternalRecord) -> Bool {
-        if case .seal = record { true } else { false }
     }
 }

@@ -4,7 +4,7 @@ import SkiffRaft
 public enum ExternalLogError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The store holds a record that does not decode: the store, or something else writing to it, is broken.
     case corruptRecord(slot: UInt64, reason: String)
-    /// A record decodes but breaks the log's rules (a batch that does not continue the log it follows).
+    /// A record decodes but no leader could have written it (entries out of sequence or of impossible terms).
     case brokenChain(slot: UInt64, reason: String)
     /// A leader's write found its slot taken by a seal of its term or by a later term's record: it is
     /// no longer leader and must step down. `floor` is the lowest term whose records still count.

@@ -6,9 +6,10 @@ import SkiffStorage
 /// Rules (the ExternalLog article argues why they keep Raft's guarantees):
 /// - `floor` is the lowest term whose records count. A seal of term T raises it to T + 1; a counted batch of
 ///   term T raises it to T, so that nothing written by an earlier term's leader counts after it.
-/// - A batch below the floor is skipped (its writer was deposed). A counted batch must continue the log:
-///   its previous index and term must be in the log; the log is cut after that point and the batch's
-///   entries appended, so that a new leader replaces a conflicting suffix as Raft replaces a follower's.
+/// - A batch below the floor is skipped (its writer was deposed). So is a batch whose previous index and term
+///   are not in the log: it continued a batch of its writer that never landed (a leader writes several
+///   slots at once). Otherwise the log is cut after the previous position and the batch's entries are
+///   appended, so that a new leader replaces a conflicting suffix as Raft replaces a follower's.
 ///
 /// Guarantee: the entries are always a prefix of the log of the leader of `lastWriterTerm` (or empty).
 public struct ExternalLogView: Sendable {
@@ -16,6 +17,8 @@ public struct ExternalLogView: Sendable {
     public private(set) var floor = Term.zero
     /// The term of the last counted batch: the leader whose log the entries are a prefix of.
     public private(set) var lastWriterTerm = Term.zero
+    /// Batches skipped because they did not continue the log.
+    public private(set) var unjoinedBatches = 0
     /// The position before the first entry held.
     public private(set) var baseIndex = LogIndex.zero
     public private(set) var baseTerm = Term.zero
@@ -42,7 +45,8 @@ public struct ExternalLogView: Sendable {
     /// Whether a record of this term would count if it came next.
     public func admits(_ term: Term) -> Bool { term >= floor }
 
-    /// Applies the record of slot `nextSlot`. Returns whether it counted.
+    /// Applies the record of slot `nextSlot`. Returns whether it counted. Throws only for a batch that is
+    /// malformed in itself (entries out of sequence, or of terms its writer could not have written).
     @discardableResult
     public mutating func apply(_ record: ExternalRecord) throws(ExternalLogError) -> Bool {
         let slot = nextSlot
@@ -58,8 +62,9 @@ public struct ExternalLogView: Sendable {
             }
             try Self.check(batch, of: term, after: previousIndex, previousTerm: previousTerm, slot: slot)
             guard self.term(at: previousIndex) == previousTerm else {
-                throw .brokenChain(slot: slot, reason: "its previous entry \(previousIndex)/\(previousTerm) is not in the log "
-                                   + "(which ends at \(lastIndex)/\(lastTerm))")
+                nextSlot += 1
+                unjoinedBatches += 1
+                return false
             }
             terms.truncate(after: previousIndex.rawValue)
             if keepsEntries { entries.removeLast(entries.count - Int(previousIndex.rawValue - baseIndex.rawValue)) }

@@ -5,27 +5,34 @@ import SkiffRaft
 
 /// The node's link to the external log (see the ExternalLog article of SkiffExternal).
 ///
-/// As leader it mirrors its log there in batches, one write at a time, and reports each to the core, which
-/// commits only what the external log holds; a fenced write makes it step down. Before campaigning it seals
-/// the term it is in and hands the core the dead leader's tail to adopt.
+/// As leader it mirrors its log there in batches, several slots at once, and reports to the core how far
+/// the external log holds its log without a gap; the core commits only that far. A fenced write makes it
+/// step down. Before campaigning it seals the term it is in and hands the core the dead leader's tail.
 struct ExternalMirror {
     let store: any ExternalStore
     /// The leader's handle, which keeps only the terms of what it read.
     let log: ExternalLog
     /// The term this node attached in as leader, once `attach` returned.
     var attachedTerm: UInt64?
-    /// The last index of this leader's log that the external log holds.
+    var attaching = false
+    /// A write failed or found its slot taken: what landed after it may not count, so attach again first.
+    var mustReattach = false
+    /// The slot for the next batch.
+    var nextSlot: UInt64 = 0
+    /// The last index handed to a batch, and the last one the external log holds with nothing missing before.
+    var sentThrough: UInt64 = 0
     var mirroredThrough: UInt64 = 0
-    /// A call on `log` is running.
-    var busy = false
+    /// Batches being written, in slot order, each with its last index and whether it landed.
+    var inFlight: [(slot: UInt64, last: UInt64, landed: Bool)] = []
     /// After a failure, nothing is retried before this.
     var retryAt = NIODeadline.uptimeNanoseconds(0)
     var lastError: String?
     var replays: UInt64 = 0
     var adoptedEntries: UInt64 = 0
 
-    /// Payload bytes in one batch, at most (one entry always goes).
+    /// Payload bytes in one batch, at most (one entry always goes), and batches in flight at once.
     static let batchBytesMax = 4 << 20
+    static let inFlightMax = 4
     static let retryDelay = TimeAmount.milliseconds(100)
 
     init(store: any ExternalStore) {
@@ -49,12 +56,13 @@ extension Node {
                                       replays: $0.replays, adoptedEntries: $0.adoptedEntries) }
     }
 
-    /// Starts the next external write if this node leads and the external log lags its log.
+    /// Starts external writes while this node leads and the external log lags its log.
     func driveMirror() {
-        guard let mirror = external, core.isLeader, !mirror.busy, !stopped, NIODeadline.now() >= mirror.retryAt else { return }
+        guard let mirror = external, core.isLeader, !mirror.attaching, !stopped, NIODeadline.now() >= mirror.retryAt else { return }
         let term = core.term
-        guard mirror.attachedTerm == term else {
-            external!.busy = true
+        if mirror.attachedTerm != term || mirror.mustReattach {
+            guard mirror.inFlight.isEmpty else { return }  // the writes out finish first
+            external!.attaching = true
             let log = mirror.log
             Task {
                 let result = await outcome { () async throws(ExternalLogError) in try await log.attach(asLeaderOf: Term(term)) }
@@ -62,27 +70,32 @@ extension Node {
             }
             return
         }
-        let first = mirror.mirroredThrough + 1
-        guard first <= core.lastIndex.rawValue else { return }
-        guard let previousTerm = core.term(at: LogIndex(first - 1)) else {
-            // A snapshot compacted entries committed in an earlier term before this leader could mirror them.
-            failed(.unavailable("entries after \(first - 1) were compacted before they reached the external log; "
-                                + "mirroring from a snapshot is not supported yet"), term: term)
-            return
-        }
-        let entries = core.entries(from: LogIndex(first), byteLimit: ExternalMirror.batchBytesMax)
-        external!.busy = true
-        let log = mirror.log
-        Task {
-            let result = await outcome { () async throws(ExternalLogError) in
-                try await log.append(term: Term(term), previousIndex: LogIndex(first - 1), previousTerm: previousTerm, entries: entries)
+        while external!.inFlight.count < ExternalMirror.inFlightMax, external!.sentThrough < core.lastIndex.rawValue {
+            let previous = external!.sentThrough
+            guard let previousTerm = core.term(at: LogIndex(previous)) else {
+                // A snapshot compacted entries committed in an earlier term before this leader could mirror them.
+                failed(.unavailable("entries after \(previous) were compacted before they reached the external log; "
+                                    + "mirroring from a snapshot is not supported yet"), term: term)
+                return
             }
-            loop.execute { [self] in appended(result, through: entries.last!.index, term: term) }
+            let entries = core.entries(from: LogIndex(previous + 1), byteLimit: ExternalMirror.batchBytesMax)
+            let slot = external!.nextSlot
+            external!.nextSlot += 1
+            external!.sentThrough = entries.last!.index.rawValue
+            external!.inFlight.append((slot, external!.sentThrough, false))
+            let log = mirror.log
+            Task {
+                let result = await outcome { () async throws(ExternalLogError) in
+                    try await log.write(term: Term(term), previousIndex: LogIndex(previous), previousTerm: previousTerm,
+                                        entries: entries, slot: slot)
+                }
+                loop.execute { [self] in written(result, slot: slot, term: term) }
+            }
         }
     }
 
     private func attached(_ result: Result<ExternalLogView, ExternalLogError>, term: UInt64) {
-        external!.busy = false
+        external!.attaching = false
         switch result {
         case .success(let view):
             // Continue after the last position where the external log and this leader's log agree: by log
@@ -97,6 +110,9 @@ extension Node {
                 return
             }
             external!.attachedTerm = term
+            external!.mustReattach = false
+            external!.nextSlot = view.nextSlot
+            external!.sentThrough = agreed.rawValue
             external!.mirroredThrough = agreed.rawValue
             external!.lastError = nil
             logger.info("attached to the external log", metadata: ["store": "\(external!.store)", "term": "\(term)", "held": "\(agreed)"])
@@ -107,15 +123,27 @@ extension Node {
         scheduleReady()
     }
 
-    private func appended(_ result: Result<Void, ExternalLogError>, through last: LogIndex, term: UInt64) {
-        external!.busy = false
+    private func written(_ result: Result<Bool, ExternalLogError>, slot: UInt64, term: UInt64) {
+        let position = external!.inFlight.firstIndex { $0.slot == slot }!
         switch result {
-        case .success:
-            external!.lastError = nil
-            if external!.attachedTerm == term { external!.mirroredThrough = last.rawValue }
-            core.externalLogAppended(through: last, term: Term(term))
+        case .success(true):
+            external!.inFlight[position].landed = true
+        case .success(false):
+            external!.inFlight.remove(at: position)
+            external!.mustReattach = true
+            logger.notice("an earlier term's record took an external log slot; attaching again", metadata: ["slot": "\(slot)"])
         case .failure(let error):
+            external!.inFlight.remove(at: position)
+            external!.mustReattach = true
             failed(error, term: term)
+        }
+        // Report what landed with no gap before it; after a failure only a new attach tells what counts.
+        while let first = external!.inFlight.first, first.landed {
+            external!.inFlight.removeFirst()
+            guard !external!.mustReattach, external!.attachedTerm == term else { continue }
+            external!.lastError = nil
+            external!.mirroredThrough = first.last
+            core.externalLogAppended(through: LogIndex(first.last), term: Term(term))
         }
         scheduleReady()
     }

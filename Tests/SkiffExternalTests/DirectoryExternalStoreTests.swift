@@ -35,20 +35,24 @@ final class StoreDirectory: Sendable {
         let leader = ExternalLog(store: try directory.store(), keepsEntries: false)
         let follower = ExternalLog(store: try directory.store(), keepsEntries: true)
         let attached = try await leader.attach(asLeaderOf: Term(2))
-        #expect(attached.lastIndex == .zero)
-        try await leader.append(term: Term(2), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [2, 2]))
-        try await leader.append(term: Term(2), previousIndex: LogIndex(2), previousTerm: Term(2), entries: entries(from: 3, terms: [2]))
+        #expect(attached.lastIndex == .zero && attached.nextSlot == 1)
+        // Two batches in flight at once, the second landing first.
+        #expect(try await leader.write(term: Term(2), previousIndex: LogIndex(2), previousTerm: Term(2), entries: entries(from: 3, terms: [2]), slot: 2))
+        #expect(try await follower.catchUp().lastIndex == .zero)  // the first slot is still empty: nothing after it counts yet
+        #expect(try await leader.write(term: Term(2), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [2, 2]), slot: 1))
 
         let sealed = try await follower.seal(term: Term(2))
-        #expect(sealed.entries.map(\.index.rawValue) == [1, 2, 3])
+        #expect(sealed.entries.map(\.index.rawValue) == [1, 2, 3] && sealed.nextSlot == 4)
         await #expect(throws: ExternalLogError.deposed(floor: Term(3))) {
-            try await leader.append(term: Term(2), previousIndex: LogIndex(3), previousTerm: Term(2), entries: entries(from: 4, terms: [2]))
+            try await leader.write(term: Term(2), previousIndex: LogIndex(3), previousTerm: Term(2), entries: entries(from: 4, terms: [2]), slot: 3)
         }
+        // Written into a slot past the seal, it lands but does not count.
+        #expect(try await leader.write(term: Term(2), previousIndex: LogIndex(3), previousTerm: Term(2), entries: entries(from: 4, terms: [2]), slot: 4))
         // The new leader continues from what the old one wrote before the seal.
         let successor = ExternalLog(store: try directory.store(), keepsEntries: false)
         let view = try await successor.attach(asLeaderOf: Term(3))
-        #expect(view.lastIndex == LogIndex(3) && view.lastTerm == Term(2))
-        try await successor.append(term: Term(3), previousIndex: LogIndex(3), previousTerm: Term(2), entries: entries(from: 4, terms: [3]))
+        #expect(view.lastIndex == LogIndex(3) && view.lastTerm == Term(2) && view.nextSlot == 6)
+        #expect(try await successor.write(term: Term(3), previousIndex: LogIndex(3), previousTerm: Term(2), entries: entries(from: 4, terms: [3]), slot: 6))
         let reader = ExternalLog(store: try directory.store(), keepsEntries: true)
         #expect(try await reader.catchUp().entries.map(\.term.rawValue) == [2, 2, 2, 3])
     }
@@ -56,60 +60,91 @@ final class StoreDirectory: Sendable {
     @Test func aLeaderOfAnEarlierTermCannotWriteOnceALaterOneAttached() async throws {
         let directory = StoreDirectory()
         let late = ExternalLog(store: try directory.store(), keepsEntries: false)
+        let lateView = try await late.attach(asLeaderOf: Term(4))
         let current = ExternalLog(store: try directory.store(), keepsEntries: false)
-        _ = try await current.attach(asLeaderOf: Term(5))
+        let view = try await current.attach(asLeaderOf: Term(5))
+        await #expect(throws: ExternalLogError.deposed(floor: Term(5))) {
+            try await late.write(term: Term(4), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [4]), slot: lateView.nextSlot)
+        }
         await #expect(throws: ExternalLogError.deposed(floor: Term(5))) { _ = try await late.attach(asLeaderOf: Term(4)) }
-        try await current.append(term: Term(5), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [5]))
-        // A leader of term 5 that a seal of term 5 already deposed cannot attach either.
+        // A record of an earlier term that takes a slot first costs the leader that slot, and its next batch,
+        // written meanwhile, does not join the log: it must attach again.
+        #expect(try await late.write(term: Term(4), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [4]), slot: view.nextSlot))
+        #expect(try await current.write(term: Term(5), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [5]), slot: view.nextSlot) == false)
+        #expect(try await current.write(term: Term(5), previousIndex: LogIndex(1), previousTerm: Term(5), entries: entries(from: 2, terms: [5]), slot: view.nextSlot + 1))
+        let seen = try await ExternalLog(store: try directory.store(), keepsEntries: true).catchUp()
+        #expect(seen.entries.isEmpty && seen.unjoinedBatches == 1)
+        let again = try await current.attach(asLeaderOf: Term(5))
+        #expect(again.lastIndex == .zero)
+        // A leader of term 5 that a seal of term 5 already deposed cannot attach.
         _ = try await ExternalLog(store: try directory.store(), keepsEntries: false).seal(term: Term(5))
         await #expect(throws: ExternalLogError.deposed(floor: Term(6))) {
             _ = try await ExternalLog(store: try directory.store(), keepsEntries: false).attach(asLeaderOf: Term(5))
         }
     }
 
-    /// Leaders of rising terms and sealers race on one store; every reader must then agree on one log in
-    /// which each counted batch continues the one before, and every leader that was not deposed must find
-    /// all of its batches in it.
+    /// Leaders of rising terms and sealers race on one store, each leader with up to three batches in flight;
+    /// every reader must then agree on one log, made only of entries some leader wrote at that index, and
+    /// holding every entry that the last counted writer saw land with nothing missing before it.
     @Test(arguments: [1, 2, 3]) func racingLeadersAndSealersLeaveOneConsistentLog(attempt: Int) async throws {
         let directory = StoreDirectory()
-        let outcomes = await withTaskGroup(of: (term: UInt64, written: [UInt64], deposed: Bool).self) { group in
+        let outcomes = await withTaskGroup(of: (term: UInt64, held: [UInt64], written: [UInt64]).self) { group in
             for term: UInt64 in 1...6 {
-                group.addTask {
-                    let log = ExternalLog(store: try! directory.store(), keepsEntries: false)
-                    if term % 3 == 0 {
-                        _ = try! await log.seal(term: Term(term - 1))
-                        return (term, [], false)
-                    }
-                    var written: [UInt64] = []
-                    do {
-                        let view = try await log.attach(asLeaderOf: Term(term))
-                        var last = (view.lastIndex, view.lastTerm)
-                        for _ in 0..<5 {
-                            let next = entries(from: last.0.rawValue + 1, terms: [term])
-                            try await log.append(term: Term(term), previousIndex: last.0, previousTerm: last.1, entries: next)
-                            written.append(next[0].index.rawValue)
-                            last = (next[0].index, Term(term))
-                        }
-                        return (term, written, false)
-                    } catch {
-                        return (term, written, true)
-                    }
-                }
+                group.addTask { await Self.lead(term: term, store: try! directory.store()) }
             }
             return await group.reduce(into: []) { $0.append($1) }
         }
         let first = try await ExternalLog(store: try directory.store(), keepsEntries: true).catchUp()
         let second = try await ExternalLog(store: try directory.store(), keepsEntries: true).catchUp()
         #expect(first.entries == second.entries)
-        // The log is the last counted writer's: every entry of its term that it wrote is there, and every
-        // entry is one a leader wrote at that index.
         let finalWriter = first.lastWriterTerm.rawValue
-        let writtenByFinal = outcomes.first { $0.term == finalWriter }?.written ?? []
-        #expect(writtenByFinal.allSatisfy { index in first.entries.contains { $0.index.rawValue == index && $0.term.rawValue == finalWriter } })
+        let heldByFinal = outcomes.first { $0.term == finalWriter }?.held ?? []
+        #expect(heldByFinal.allSatisfy { index in first.entries.contains { $0.index.rawValue == index && $0.term.rawValue == finalWriter } })
         for entry in first.entries {
             #expect(entry.payload == Array("e\(entry.index)t\(entry.term)".utf8))
             #expect(outcomes.contains { $0.term == entry.term.rawValue && $0.written.contains(entry.index.rawValue) })
         }
         _ = attempt  // each attempt is a fresh race
+    }
+
+    /// Term 3 and 6 only seal the term before them; the others attach and write five one-entry batches in
+    /// groups of three slots at once, attaching again when a slot was lost. Returns the indices that landed
+    /// with every earlier batch of the group landed too (held), and every index written.
+    static func lead(term: UInt64, store: DirectoryExternalStore) async -> (term: UInt64, held: [UInt64], written: [UInt64]) {
+        let log = ExternalLog(store: store, keepsEntries: false)
+        if term % 3 == 0 {
+            _ = try! await log.seal(term: Term(term - 1))
+            return (term, [], [])
+        }
+        var held: [UInt64] = [], written: [UInt64] = []
+        do {
+            var view = try await log.attach(asLeaderOf: Term(term))
+            var sent = 0
+            while sent < 5 {
+                let base = view.lastIndex.rawValue
+                let count = min(3, 5 - sent)
+                let landed = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+                    for offset in 0..<count {
+                        let index = base + 1 + UInt64(offset)
+                        let previousTerm = offset == 0 ? view.lastTerm : Term(term)
+                        let slot = view.nextSlot + UInt64(offset)
+                        group.addTask {
+                            (offset, try await log.write(term: Term(term), previousIndex: LogIndex(index - 1), previousTerm: previousTerm,
+                                                         entries: entries(from: index, terms: [term]), slot: slot))
+                        }
+                    }
+                    return try await group.reduce(into: [Bool](repeating: false, count: count)) { $0[$1.0] = $1.1 }
+                }
+                written += (0..<count).map { base + 1 + UInt64($0) }
+                let prefix = landed.prefix { $0 }.count
+                held += (0..<prefix).map { base + 1 + UInt64($0) }
+                sent += prefix == count ? count : 0
+                view = try await log.attach(asLeaderOf: Term(term))
+                if prefix < count { held = held.filter { index in view.term(at: LogIndex(index)) == Term(term) } }
+            }
+            return (term, held, written)
+        } catch {
+            return (term, [], written)
+        }
     }
 }
