@@ -71,6 +71,8 @@ public final class DirectoryExternalStore: ExternalStore {
             do {
                 file = try fileSystem.openFile("\(logDirectory)/\(Self.name(of: slot))", writable: false)
             } catch Errno.noSuchFileOrDirectory {
+                // An empty slot, unless the whole log is gone (a lost mount, say): that must not read as empty.
+                guard fileSystem.isDirectory(logDirectory) else { throw ExternalLogError.unavailable("\(logDirectory) is missing") }
                 return nil
             }
             defer { try? file.close() }

@@ -134,7 +134,7 @@ public final class Node: @unchecked Sendable {
     }
 
     /// Stops the clock and the peer connections, fails what is still waiting, and closes the WAL once every
-    /// write already handed to it is durable.
+    /// write already handed to it is durable (and every external log write under way has returned).
     public func stop() async {
         try? await loop.flatSubmit { [self] in
             stopped = true
@@ -143,7 +143,9 @@ public final class Node: @unchecked Sendable {
             reads.failAll()
             return transport.stop()
         }.get()
-        while (try? await loop.submit({ [self] in unadvanced.contains { !$0.durable } || snapshots.saving }).get()) == true {
+        while (try? await loop.submit({ [self] in
+            unadvanced.contains { !$0.durable } || snapshots.saving || external.map { !$0.inFlight.isEmpty || $0.attaching } == true
+        }).get()) == true {
             try? await Task.sleep(for: .milliseconds(5))
         }
         await storage.close()

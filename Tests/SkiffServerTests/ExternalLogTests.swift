@@ -45,3 +45,33 @@ import Testing
         #expect(try cluster.info(successor)["external_error"] == "")
     }
 }
+
+extension ExternalLogTests {
+    /// While the store is unreachable the leader commits nothing new: a write waits, INFO says why, and
+    /// reads keep working. Once the store is back, the waiting write commits and is answered.
+    @Test func writesWaitWhileTheStoreIsGoneAndCompleteWhenItIsBack() throws {
+        let external = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: external) }
+        let cluster = try SkiffCluster(nodes: 3, extraArguments: ["--external-log", "dir:\(external)"])
+        try cluster.startAll()
+        let leader = try cluster.waitForLeader()
+        let client = try RESPClient(port: cluster.port(leader))
+        #expect(try client.call("SET", "before", "1") == .simple("OK"))
+
+        try FileManager.default.moveItem(atPath: external + "/log", toPath: external + "/log.away")
+        let writer = try RESPClient(port: cluster.port(leader), timeoutSeconds: 20)
+        try writer.send(raw: RESPClient.encode(["SET", "during", "2"]))
+        try waitUntil(seconds: 10, "the leader to report the store's failure") { try cluster.info(leader)["external_error"]?.isEmpty == false }
+        usleep(500_000)
+        #expect(try client.call("GET", "during") == .bulk(nil))  // not committed: the store does not hold it
+        #expect(try client.call("GET", "before") == .bulk(Array("1".utf8)))  // reads go on
+        for name in cluster.names where name != leader {
+            #expect(try RESPClient(port: cluster.port(name)).call("GET", "before") == .bulk(Array("1".utf8)))
+        }
+
+        try FileManager.default.moveItem(atPath: external + "/log.away", toPath: external + "/log")
+        #expect(try writer.readReply() == .simple("OK"))
+        #expect(try client.call("GET", "during") == .bulk(Array("2".utf8)))
+        try waitUntil(seconds: 10, "the error to clear") { try cluster.info(leader)["external_error"] == "" }
+    }
+}
