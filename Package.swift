@@ -69,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "skiff-wal",
             dependencies: [
-                "SkiffStorage", "SkiffKV",
+                "SkiffStorage", "SkiffKV", "SkiffExternal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/skiff-wal"),
@@ -112,7 +112,7 @@ let package = Package(
         .testTarget(
             name: "SkiffStorageTests",
             dependencies: [
-                "SkiffStorage", "skiff-wal", "skiff-wal-writer",
+                "SkiffStorage", "SkiffExternal", "skiff-wal", "skiff-wal-writer",
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["Golden"]),

@@ -7,9 +7,9 @@ import SkiffStorage
 struct SkiffWAL: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "skiff-wal",
-        abstract: "Inspect a Skiff write-ahead log or snapshot. Read-only: safe on a running node.",
+        abstract: "Inspect a Skiff write-ahead log, snapshot or external log. Read-only: safe on a running node.",
         discussion: "DIR is a WAL directory, or a node data directory that holds one under wal/.",
-        subcommands: [List.self, Dump.self, Verify.self, Snapshot.self])
+        subcommands: [List.self, Dump.self, Verify.self, Snapshot.self, External.self])
 }
 
 /// Turns any error into one line on standard error and a non-zero exit.

@@ -1,0 +1,49 @@
+import Foundation
+import SkiffExternal
+import SkiffRaft
+import Testing
+
+/// `skiff-wal external` on a store written through `ExternalLog`: what each slot is, and what readers make of it.
+@Suite struct ExternalToolTests {
+    static func entry(_ index: UInt64, term: UInt64) -> Entry {
+        Entry(index: LogIndex(index), term: Term(term), payload: Array("e\(index)".utf8))
+    }
+
+    @Test func listsEverySlotWithItsFateAndRefusesACorruptOne() async throws {
+        let directory = TemporaryDirectory()
+        let store = try DirectoryExternalStore(root: directory.path)
+        let leader = ExternalLog(store: store, keepsEntries: false)
+        let view = try await leader.attach(asLeaderOf: Term(2))
+        #expect(try await leader.write(term: Term(2), previousIndex: .zero, previousTerm: .zero,
+                                       entries: [Self.entry(1, term: 2), Self.entry(2, term: 2)], slot: view.nextSlot))
+        _ = try await ExternalLog(store: store, keepsEntries: false).seal(term: Term(2))
+        #expect(try await leader.write(term: Term(2), previousIndex: LogIndex(2), previousTerm: Term(2),
+                                       entries: [Self.entry(3, term: 2)], slot: view.nextSlot + 2))
+        let successor = ExternalLog(store: store, keepsEntries: false)
+        let next = try await successor.attach(asLeaderOf: Term(3))
+        #expect(try await successor.write(term: Term(3), previousIndex: LogIndex(5), previousTerm: Term(3),
+                                          entries: [Self.entry(6, term: 3)], slot: next.nextSlot))  // unjoined
+        #expect(try await successor.write(term: Term(3), previousIndex: LogIndex(2), previousTerm: Term(2),
+                                          entries: [Self.entry(3, term: 3)], slot: next.nextSlot + 2))  // after a gap
+
+        let (status, output, _) = try runTool("skiff-wal", ["external", directory.path, "--entries"])
+        #expect(status == 0)
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(lines.contains("slot 1  batch term 2 after 0/0: 1...2 (2 entries)  counts"))
+        #expect(lines.contains { $0.hasSuffix("2 term 2 \"e2\"") })
+        #expect(lines.contains("slot 2  seal term 2"))
+        #expect(lines.contains("slot 3  batch term 2 after 2/2: 3...3 (1 entry)  fenced"))
+        #expect(lines.contains("slot 5  batch term 3 after 5/3: 6...6 (1 entry)  unjoined"))
+        #expect(lines.contains("slot 7  batch term 3 after 2/2: 3...3 (1 entry)  (after a gap at slot 6: not read by nodes yet)"))
+        #expect(lines.last == "log: last 2/2, written by the leader of term 2; records of terms below 3 no longer count; next slot 6")
+
+        var damaged = try Array(Data(contentsOf: URL(fileURLWithPath: directory.path + "/log/00000000000000000001")))
+        damaged[damaged.count / 2] ^= 0xFF
+        try Data(damaged).write(to: URL(fileURLWithPath: directory.path + "/log/00000000000000000001"))
+        let (corruptStatus, corruptOutput, _) = try runTool("skiff-wal", ["external", directory.path])
+        #expect(corruptStatus == 1)
+        #expect(corruptOutput.contains("slot 1  CORRUPT"))
+        let (missingStatus, _, missingError) = try runTool("skiff-wal", ["external", directory.path + "/nothing"])
+        #expect(missingStatus == 2 && missingError.contains("not an external log directory"))
+    }
+}
