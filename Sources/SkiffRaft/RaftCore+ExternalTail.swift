@@ -44,6 +44,9 @@ extension RaftCore {
 
 /// The leader's side of the external log: what the owner mirrored, and being fenced off by a later term.
 extension RaftCore {
+    /// On a leader, the last index of its log that the owner reported the external log holds; else zero.
+    public var externalLogIndex: LogIndex { LogIndex(role == .leader ? externalMatch : 0) }
+
     /// Tells a leader of `term` that the external log holds its log through `index`. With
     /// `commitRequiresExternalLog`, entries commit only up to there. A report of another term is ignored.
     public mutating func externalLogAppended(through index: LogIndex, term reportedTerm: Term) {

@@ -19,9 +19,8 @@ struct ExternalMirror {
     var mustReattach = false
     /// The slot for the next batch.
     var nextSlot: UInt64 = 0
-    /// The last index handed to a batch, and the last one the external log holds with nothing missing before.
+    /// The last index handed to a batch. (How far the external log holds the log is the core's to know.)
     var sentThrough: UInt64 = 0
-    var mirroredThrough: UInt64 = 0
     /// Batches being written, in slot order, each with its last index and whether it landed.
     var inFlight: [(slot: UInt64, last: UInt64, landed: Bool)] = []
     /// After a failure, nothing is retried before this.
@@ -52,7 +51,7 @@ public struct ExternalStatus: Sendable {
 
 extension Node {
     var externalStatus: ExternalStatus? {
-        external.map { ExternalStatus(store: $0.store.description, mirroredIndex: $0.mirroredThrough, lastError: $0.lastError,
+        external.map { ExternalStatus(store: $0.store.description, mirroredIndex: core.externalLogIndex.rawValue, lastError: $0.lastError,
                                       replays: $0.replays, adoptedEntries: $0.adoptedEntries) }
     }
 
@@ -113,7 +112,6 @@ extension Node {
             external!.mustReattach = false
             external!.nextSlot = view.nextSlot
             external!.sentThrough = agreed.rawValue
-            external!.mirroredThrough = agreed.rawValue
             external!.lastError = nil
             logger.info("attached to the external log", metadata: ["store": "\(external!.store)", "term": "\(term)", "held": "\(agreed)"])
             core.externalLogAppended(through: agreed, term: Term(term))
@@ -142,7 +140,6 @@ extension Node {
             external!.inFlight.removeFirst()
             guard !external!.mustReattach, external!.attachedTerm == term else { continue }
             external!.lastError = nil
-            external!.mirroredThrough = first.last
             core.externalLogAppended(through: LogIndex(first.last), term: Term(term))
         }
         scheduleReady()
