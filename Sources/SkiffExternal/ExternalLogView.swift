@@ -8,15 +8,19 @@ import SkiffStorage
 ///   term T raises it to T, so that nothing written by an earlier term's leader counts after it.
 /// - A batch below the floor is skipped (its writer was deposed). So is a batch whose previous index and term
 ///   are not in the log: it continued a batch of its writer that never landed (a leader writes several
-///   slots at once). Otherwise the log is cut after the previous position and the batch's entries are
-///   appended, so that a new leader replaces a conflicting suffix as Raft replaces a follower's.
+///   slots at once). Otherwise it is applied as a Raft follower applies an append: entries already held
+///   with the same term stay, the log is cut at the first entry that differs, and the rest is appended.
+///   So an entry is removed only by one that conflicts with it, and a committed entry never is.
 ///
-/// Guarantee: the entries are always a prefix of the log of the leader of `lastWriterTerm` (or empty).
+/// Guarantee: the entries are a prefix of some leader's log, and those through `writerLastIndex` are a
+/// prefix of the log of the leader of `lastWriterTerm`.
 public struct ExternalLogView: Sendable {
     public private(set) var nextSlot: UInt64
     public private(set) var floor = Term.zero
-    /// The term of the last counted batch: the leader whose log the entries are a prefix of.
+    /// The term of the last counted batch, and the last index that batch wrote (or found already there):
+    /// through it, the entries are a prefix of that leader's log.
     public private(set) var lastWriterTerm = Term.zero
+    public private(set) var writerLastIndex = LogIndex.zero
     /// Batches skipped because they did not continue the log.
     public private(set) var unjoinedBatches = 0
     /// The position before the first entry held.
@@ -66,13 +70,19 @@ public struct ExternalLogView: Sendable {
                 unjoinedBatches += 1
                 return false
             }
-            terms.truncate(after: previousIndex.rawValue)
-            if keepsEntries { entries.removeLast(entries.count - Int(previousIndex.rawValue - baseIndex.rawValue)) }
-            for entry in batch { terms.append(index: entry.index.rawValue, term: entry.term.rawValue) }
-            if keepsEntries { entries.append(contentsOf: batch) }
+            var first = 0  // the first entry not already held with the same term
+            while first < batch.count, self.term(at: batch[first].index) == batch[first].term { first += 1 }
+            if first < batch.count {
+                let cut = batch[first].index.rawValue - 1
+                terms.truncate(after: cut)
+                if keepsEntries { entries.removeLast(entries.count - Int(cut - baseIndex.rawValue)) }
+                for entry in batch[first...] { terms.append(index: entry.index.rawValue, term: entry.term.rawValue) }
+                if keepsEntries { entries.append(contentsOf: batch[first...]) }
+            }
             nextSlot += 1
             floor = term
             lastWriterTerm = term
+            writerLastIndex = batch.last?.index ?? previousIndex
             return true
         }
     }

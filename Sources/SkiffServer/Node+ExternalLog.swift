@@ -187,7 +187,8 @@ extension Node {
             scheduleReady()
             return
         }
-        let entries = view.entries.filter { $0.index > previous }
+        // Only what the last writer wrote or confirmed is its log; entries after that are an earlier leader's.
+        let entries = view.entries.filter { $0.index > previous && $0.index <= view.writerLastIndex }
         let before = core.lastIndex
         let last = core.deliverExternalTail(ExternalTail(leaderTerm: view.lastWriterTerm, previousIndex: previous,
                                                          previousTerm: previousTerm, entries: entries))

@@ -51,6 +51,19 @@ func batch(_ term: UInt64, after previous: (UInt64, UInt64), _ terms: [UInt64]) 
         #expect(view.entries.last?.payload == Array("e3t3".utf8))
     }
 
+    /// As a Raft follower: a batch that agrees with what is held changes nothing, even where it ends early,
+    /// so entries after it (maybe committed) stay; only a conflicting entry cuts the log.
+    @Test func onlyAConflictCutsTheLog() throws {
+        var view = try view([batch(2, after: (0, 0), [2, 2, 2, 2]), .seal(term: Term(2))])
+        #expect(try view.apply(batch(3, after: (1, 2), [2])))
+        #expect(terms(view) == [2, 2, 2, 2])
+        #expect(view.lastWriterTerm == Term(3) && view.writerLastIndex == LogIndex(2) && view.lastIndex == LogIndex(4))
+        #expect(try view.apply(batch(3, after: (2, 2), [2, 3])))
+        #expect(terms(view) == [2, 2, 2, 3] && view.writerLastIndex == LogIndex(4))
+        #expect(try view.apply(batch(3, after: (4, 3), [])))  // an empty batch confirms up to its previous entry
+        #expect(view.writerLastIndex == LogIndex(4))
+    }
+
     @Test func aDeposedLeadersLaterRecordsDoNotCount() throws {
         var view = try view([batch(2, after: (0, 0), [2, 2]), .seal(term: Term(2))])
         #expect(try view.apply(batch(2, after: (2, 2), [2])) == false)  // written after the seal: skipped
