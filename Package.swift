@@ -27,7 +27,7 @@ let package = Package(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
         .target(name: "SkiffRaft"),
-        .target(name: "SkiffSimulation", dependencies: ["SkiffRaft"]),
+        .target(name: "SkiffSimulation", dependencies: ["SkiffRaft", "SkiffExternal"]),
         .target(name: "SkiffKV"),
         .target(name: "SkiffRESP", dependencies: ["SkiffKV", .product(name: "NIOCore", package: "swift-nio")]),
         .target(

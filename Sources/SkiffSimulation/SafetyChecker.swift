@@ -1,3 +1,4 @@
+import SkiffExternal
 import SkiffRaft
 
 /// Raft's safety properties, checked incrementally as a simulation runs (each check is O(1) or O(new work)):
@@ -129,6 +130,21 @@ struct SafetyChecker {
             committed[index] = (entryTerm, commitTerm)
         }
         committedThrough = max(committedThrough, index)
+    }
+
+    /// Every committed entry must be in the external log (with `commitRequiresExternalLog`, a leader commits
+    /// only what it holds, and it never loses an entry that was committed). Checked in full whenever the
+    /// external log or the committed log changed.
+    private var externalCheckedThrough: UInt64 = 0
+    mutating func checkExternalLog(_ view: ExternalLogView, changed: Bool, step: Int) throws(SafetyViolation) {
+        guard changed || committedThrough > externalCheckedThrough, committedThrough > 0 else { return }
+        for index in 1...committedThrough {
+            guard let known = committed[index], view.term(at: LogIndex(index))?.rawValue != known.entryTerm else { continue }
+            throw SafetyViolation(step: step, invariant: "committed entries are in the external log",
+                                  detail: "index \(index) of term \(known.entryTerm) is committed, but the external log holds "
+                                      + "\(view.term(at: LogIndex(index)).map { "term \($0)" } ?? "nothing") there (it ends at \(view.lastIndex))")
+        }
+        externalCheckedThrough = committedThrough
     }
 
     /// A read asked for now must come back at or after every commit any node has made so far.

@@ -21,6 +21,8 @@ struct SimulatedNode {
     /// a crash now loses them.
     var pendingReadys: [Ready] = []
     var restarts: UInt64 = 0
+    /// Its external log work as leader and before campaigning (with `SimulationOptions.externalLog`).
+    var mirror = SimulatedMirror()
 
     var isUp: Bool { core != nil }
 

@@ -24,7 +24,8 @@ public final class Simulation {
     var nextCommandID: UInt64 = 1
     var nextReadID: UInt64 = 1
     var checker = SafetyChecker()
-    public private(set) var summary = SimulationSummary()
+    var external = SimulatedExternalStore()
+    public internal(set) var summary = SimulationSummary()
     /// Receives a line for every event of the run, for diagnosing a failing seed (`SKIFF_TRACE=1`).
     public var trace: ((String) -> Void)?
 
@@ -46,6 +47,7 @@ public final class Simulation {
             stepNumber += 1
             try randomStep()
             try checker.checkLeaders(nodes, step: stepNumber)
+            if options.externalLog { try checkExternalLog() }
         }
         try heal()
         try requireLiveness()
@@ -59,6 +61,7 @@ public final class Simulation {
 
     private func randomStep() throws(SafetyViolation) {
         // Weights per thousand: mostly the normal work of a cluster, with faults now and then.
+        if options.externalLog, random.below(5) == 0 { return try externalStep() }
         let roll = random.below(1000)
         switch roll {
         case 0..<380: try deliverOne()
@@ -81,13 +84,13 @@ public final class Simulation {
         }
     }
 
-    private func randomUpNode() -> Int? {
+    func randomUpNode() -> Int? {
         let up = nodes.indices.filter { nodes[$0].isUp && !paused.contains(nodes[$0].id) }
         return up.isEmpty ? nil : up[Int(random.below(UInt64(up.count)))]
     }
 
     /// The running leader of the highest term (a paused process takes no requests).
-    private var leaderPosition: Int? {
+    var leaderPosition: Int? {
         nodes.indices.filter { nodes[$0].core?.isLeader == true && !paused.contains(nodes[$0].id) }.max { nodes[$0].core!.term < nodes[$1].core!.term }
     }
 
@@ -97,6 +100,10 @@ public final class Simulation {
         configuration.electionTicks = options.electionTicks
         configuration.inflightMessagesMax = 4
         configuration.appendBytesMax = options.appendBytesMax
+        if options.externalLog {
+            configuration.commitRequiresExternalLog = true
+            configuration.externalTailWaitTicks = options.electionTicks / 2
+        }
         let recovered = RecoveredState(hardState: disk.hardState, snapshot: disk.snapshot, entries: disk.entries,
                                        initialConfiguration: initialConfiguration)
         let nodeSeed = seed ^ (nodes[position].id.rawValue &* 0x9E37_79B9) ^ (nodes[position].restarts << 32)
@@ -104,6 +111,7 @@ public final class Simulation {
         nodes[position].stateMachine = disk.snapshotData
         nodes[position].appliedIndex = disk.snapshot?.index.rawValue ?? 0
         nodes[position].restarts += 1
+        nodes[position].mirror = SimulatedMirror()
     }
 
     private func tickAll() throws(SafetyViolation) {
@@ -153,7 +161,7 @@ public final class Simulation {
         try deliver(message)
     }
 
-    private func note(_ line: @autoclosure () -> String) {
+    func note(_ line: @autoclosure () -> String) {
         guard let trace else { return }
         trace("[\(stepNumber) t\(now)] \(line())")
     }
@@ -237,6 +245,7 @@ public final class Simulation {
 
     private func takeReady(_ ready: Ready, at position: Int) throws(SafetyViolation) {
         enqueue(ready.messages)
+        if let request = ready.externalTailRequest { nodes[position].mirror.replayRequests.append(request) }
         for entry in ready.committedEntries {
             try checker.checkApplied(entry, node: nodes[position].id, nodeTerm: nodes[position].core!.term, after: nodes[position].appliedIndex, step: stepNumber)
             nodes[position].appliedIndex = entry.index.rawValue
@@ -351,6 +360,7 @@ public final class Simulation {
         paused.removeAll()
         dropPercent = 0
         duplicatePercent = 0
+        external.isDown = false
         for position in nodes.indices where !nodes[position].isUp { try restart(position) }
     }
 
@@ -369,8 +379,19 @@ public final class Simulation {
                     worked = true
                 }
             }
+            if options.externalLog {
+                for position in nodes.indices where nodes[position].isUp {
+                    try driveMirror(position)
+                    while !nodes[position].mirror.replayRequests.isEmpty { try serveReplay(position) }
+                }
+                while !external.pending.isEmpty {
+                    try landExternalWrite()
+                    worked = true
+                }
+            }
             stepNumber += 1
             try checker.checkLeaders(nodes, step: stepNumber)
+            if options.externalLog { try checkExternalLog() }
             if !worked { return }
         }
     }

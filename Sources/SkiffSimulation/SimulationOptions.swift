@@ -22,6 +22,9 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     public var leaderChurn = false
     /// Payload bytes per append message; 8 sends one command per message.
     public var appendBytesMax = 64
+    /// Leaders mirror to a simulated external log and commit only what it holds; nodes replay its tail
+    /// before campaigning. Without external snapshots yet, such runs take no snapshots.
+    public var externalLog = false
     /// Ticks after healing within which a leader must be elected and a proposal committed everywhere.
     public var livenessTicksMax = 400
 
@@ -54,13 +57,19 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             options.crashes = true
             options.partitions = true
         }
+        // Drawn last, so that every other option of a seed stays what it was before this one existed.
+        if random.below(3) == 0 {
+            options.externalLog = true
+            options.snapshots = false
+        }
         return options
     }
 
     public var description: String {
         "voters=\(voters) nodes-max=\(nodesMax) steps=\(steps) drop=\(dropPercent)% dup=\(duplicatePercent)% "
             + "crashes=\(crashes) pauses=\(pauses) partitions=\(partitions) membership=\(membershipChanges) "
-            + "transfers=\(leadershipTransfers) snapshots=\(snapshots) append-bytes=\(appendBytesMax) churn=\(leaderChurn)"
+            + "transfers=\(leadershipTransfers) snapshots=\(snapshots) append-bytes=\(appendBytesMax) churn=\(leaderChurn) "
+            + "external=\(externalLog)"
     }
 }
 
@@ -85,6 +94,10 @@ public struct SimulationSummary: Sendable {
     public var snapshotsInstalled = 0
     public var readsConfirmed = 0
     public var messagesDelivered = 0
+    /// External log: batches that landed, leaders fenced off by it, and entries adopted from it by replays.
+    public var externalBatches = 0
+    public var externalFences = 0
+    public var externalAdopted = 0
 
     public init() {}
 }

@@ -44,6 +44,9 @@ import Testing
                 totals.snapshotsInstalled += summary.snapshotsInstalled
                 totals.readsConfirmed += summary.readsConfirmed
                 totals.messagesDelivered += summary.messagesDelivered
+                totals.externalBatches += summary.externalBatches
+                totals.externalFences += summary.externalFences
+                totals.externalAdopted += summary.externalAdopted
             } catch {
                 Issue.record("""
                     seed 0x\(String(seed, radix: 16)) (\(options)) failed: \(error)
@@ -54,12 +57,15 @@ import Testing
         }
         print("simulated \(seeds.count) seeds: \(totals.committed) entries applied, \(totals.messagesDelivered) messages, "
               + "\(totals.crashes) crashes, \(totals.partitions) partitions, \(totals.membershipChanges) membership changes, "
-              + "\(totals.transfers) transfers, \(totals.snapshotsInstalled) snapshots installed, \(totals.readsConfirmed) reads")
+              + "\(totals.transfers) transfers, \(totals.snapshotsInstalled) snapshots installed, \(totals.readsConfirmed) reads; "
+              + "external log: \(totals.externalBatches) batches, \(totals.externalFences) leaders fenced, "
+              + "\(totals.externalAdopted) entries adopted by replays")
         // The runs must have exercised what they claim to.
         #expect(totals.committed > seeds.count * 20)
         if seeds.count > 50 {
             #expect(totals.crashes > 0 && totals.partitions > 0 && totals.membershipChanges > 0)
             #expect(totals.snapshotsInstalled > 0 && totals.readsConfirmed > 0 && totals.transfers > 0)
+            #expect(totals.externalBatches > 0 && totals.externalFences > 0 && totals.externalAdopted > 0)
         }
     }
 }

@@ -1,0 +1,136 @@
+import SkiffExternal
+import SkiffRaft
+
+/// The external log in the simulation, driven the way the server drives it (`Node+ExternalLog`): a leader
+/// attaches and mirrors with up to four writes in flight, which land at later steps in any order; a node
+/// about to campaign seals its term and adopts the tail; the store goes down and comes back.
+extension Simulation {
+    /// One step of external-log work, chosen at random.
+    func externalStep() throws(SafetyViolation) {
+        switch random.below(100) {
+        case 0..<45: try landExternalWrite()
+        case 45..<75: try driveMirror(leaderPosition)
+        case 75..<97: try serveReplay(randomUpNode())
+        default:
+            external.isDown.toggle()
+            note("external store \(external.isDown ? "down" : "up")")
+        }
+    }
+
+    /// Attaches a leader that has not yet in its term (or must again), else starts batches up to four at once.
+    func driveMirror(_ position: Int?) throws(SafetyViolation) {
+        guard let position, let core = nodes[position].core, core.isLeader, !external.isDown else { return }
+        let term = core.term
+        if nodes[position].mirror.attachedTerm != term || nodes[position].mirror.mustReattach {
+            guard nodes[position].mirror.inFlight.isEmpty else { return }
+            try attach(position, term: term)
+            return
+        }
+        while nodes[position].mirror.inFlight.count < 4, nodes[position].mirror.sentThrough < core.lastIndex.rawValue {
+            let previous = nodes[position].mirror.sentThrough
+            guard let previousTerm = core.term(at: LogIndex(previous)) else { return }
+            let entries = core.entries(from: LogIndex(previous + 1), byteLimit: options.appendBytesMax)
+            let slot = nodes[position].mirror.nextSlot
+            nodes[position].mirror.nextSlot += 1
+            nodes[position].mirror.sentThrough = entries.last!.index.rawValue
+            nodes[position].mirror.inFlight.append((slot, entries.last!.index.rawValue, false))
+            external.pending.append((core.id, nodes[position].restarts, slot,
+                                     .batch(term: Term(term), previousIndex: LogIndex(previous), previousTerm: previousTerm, entries: entries)))
+        }
+    }
+
+    private func attach(_ position: Int, term: UInt64) throws(SafetyViolation) {
+        let view = try external(do: { () throws(ExternalLogError) in try external.read(keepsEntries: false) })
+        guard view.admits(Term(term)) else {
+            note("external: \(nodes[position].id) fenced at attach in term \(term)")
+            summary.externalFences += 1
+            nodes[position].core!.externalLogFenced(term: Term(term))
+            return
+        }
+        let sealed = try external(do: { () throws(ExternalLogError) in try external.seal(Term(term - 1), keepsEntries: false)! })
+        let core = nodes[position].core!
+        var agreed = min(sealed.lastIndex, core.lastIndex)
+        while agreed > .zero, let externalTerm = sealed.term(at: agreed), core.term(at: agreed) != externalTerm { agreed = agreed.previous }
+        guard sealed.term(at: agreed) == core.term(at: agreed), core.term(at: agreed) != nil else { return }
+        nodes[position].mirror.attachedTerm = term
+        nodes[position].mirror.mustReattach = false
+        nodes[position].mirror.nextSlot = sealed.nextSlot
+        nodes[position].mirror.sentThrough = agreed.rawValue
+        note("external: \(core.id) attached in term \(term) at slot \(sealed.nextSlot), holding \(agreed)")
+        nodes[position].core!.externalLogAppended(through: agreed, term: Term(term))
+        try checker.noteCommit(by: nodes[position].core!, step: stepNumber)
+    }
+
+    /// Lands one write in flight (of a node not paused): it takes its slot, finds it taken, or fails because
+    /// the store is down. The node hears the outcome only if it has not restarted since it started the write.
+    func landExternalWrite() throws(SafetyViolation) {
+        let candidates = external.pending.indices.filter { !paused.contains(external.pending[$0].node) }
+        guard !candidates.isEmpty else { return }
+        let pick = candidates[Int(random.below(UInt64(candidates.count)))]
+        let write = external.pending.remove(at: pick)
+        let landed = external.create(write.slot, write.record)
+        if landed == true { summary.externalBatches += 1 }
+        guard let position = nodes.firstIndex(where: { $0.id == write.node }), nodes[position].isUp,
+              nodes[position].restarts == write.incarnation else { return }
+        let term = write.record.term.rawValue
+        let mirrorPosition = nodes[position].mirror.inFlight.firstIndex { $0.slot == write.slot }!
+        switch landed {
+        case true?:
+            nodes[position].mirror.inFlight[mirrorPosition].landed = true
+        case false?:
+            nodes[position].mirror.inFlight.remove(at: mirrorPosition)
+            nodes[position].mirror.mustReattach = true
+            let taker = external.slots[write.slot]!
+            let deposes = if case .seal(let sealed) = taker { sealed.rawValue >= term } else { taker.term.rawValue > term }
+            if deposes {
+                note("external: \(write.node) deposed at slot \(write.slot)")
+                summary.externalFences += 1
+                nodes[position].mirror.attachedTerm = nil
+                nodes[position].core!.externalLogFenced(term: Term(term))
+            }
+        case nil:
+            nodes[position].mirror.inFlight.remove(at: mirrorPosition)
+            nodes[position].mirror.mustReattach = true
+        }
+        while let first = nodes[position].mirror.inFlight.first, first.landed {
+            nodes[position].mirror.inFlight.removeFirst()
+            guard !nodes[position].mirror.mustReattach, nodes[position].mirror.attachedTerm == term else { continue }
+            nodes[position].core!.externalLogAppended(through: LogIndex(first.last), term: Term(term))
+        }
+        try checker.noteCommit(by: nodes[position].core!, step: stepNumber)
+    }
+
+    /// Serves a node's oldest external tail request: seals its term and hands it the tail, as the server does.
+    func serveReplay(_ position: Int?) throws(SafetyViolation) {
+        guard let position, !nodes[position].mirror.replayRequests.isEmpty else { return }
+        let request = nodes[position].mirror.replayRequests.removeFirst()
+        guard !external.isDown else { return }  // the node campaigns when its wait runs out
+        let view = try external(do: { () throws(ExternalLogError) in try external.seal(request.term, keepsEntries: true)! })
+        let core = nodes[position].core!
+        var previous = min(view.lastIndex, core.lastIndex)
+        while previous > view.baseIndex, view.term(at: previous) != core.term(at: previous) { previous = previous.previous }
+        let tail: ExternalTail
+        if let previousTerm = view.term(at: previous), core.term(at: previous) == previousTerm {
+            tail = ExternalTail(leaderTerm: view.lastWriterTerm, previousIndex: previous, previousTerm: previousTerm,
+                                entries: view.entries.filter { $0.index > previous && $0.index <= view.writerLastIndex })
+        } else {
+            tail = ExternalTail(leaderTerm: .zero, previousIndex: .zero, previousTerm: .zero, entries: [])
+        }
+        let before = core.lastIndex
+        let last = nodes[position].core!.deliverExternalTail(tail)
+        summary.externalAdopted += Int(last.rawValue - min(last.rawValue, before.rawValue))
+        note("external: \(core.id) sealed term \(request.term) and adopted through \(last) (tail of term \(tail.leaderTerm))")
+    }
+
+    /// The committed log must be in the external log, as readers see it, whenever either changes.
+    func checkExternalLog() throws(SafetyViolation) {
+        let changed = try external(do: { () throws(ExternalLogError) in try external.catchUpReader() })
+        try checker.checkExternalLog(external.readerView, changed: changed, step: stepNumber)
+    }
+
+    private func external<T>(do body: () throws(ExternalLogError) -> T) throws(SafetyViolation) -> T {
+        do { return try body() } catch {
+            throw SafetyViolation(step: stepNumber, invariant: "a well-formed external log", detail: "\(error)")
+        }
+    }
+}
