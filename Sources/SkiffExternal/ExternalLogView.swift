@@ -46,6 +46,25 @@ public struct ExternalLogView: Sendable {
         return terms.term(at: index.rawValue).map { Term($0) }
     }
 
+    /// The last index, up to `last`, at which this view and a log whose terms `termOf` gives hold the same
+    /// term: by Log Matching they agree on everything before it too. Nil if they agree nowhere the view holds.
+    public func lastAgreement(with termOf: (LogIndex) -> Term?, upTo last: LogIndex) -> LogIndex? {
+        var index = min(lastIndex, last)
+        while index > baseIndex, let held = term(at: index), termOf(index) != held { index = index.previous }
+        guard let held = term(at: index), termOf(index) == held else { return nil }
+        return index
+    }
+
+    /// What a node whose log ends at `last` (terms from `termOf`) may adopt from this view as a late append
+    /// from the last writer: the entries after the last agreement, up to `writerLastIndex` (after that they
+    /// are an earlier leader's). Nil if nothing joins its log. Needs a view that keeps entries.
+    public func tail(for termOf: (LogIndex) -> Term?, lastIndex last: LogIndex) -> ExternalTail? {
+        precondition(keepsEntries, "a tail needs the entries")
+        guard let previous = lastAgreement(with: termOf, upTo: last) else { return nil }
+        return ExternalTail(leaderTerm: lastWriterTerm, previousIndex: previous, previousTerm: term(at: previous)!,
+                            entries: entries.filter { $0.index > previous && $0.index <= writerLastIndex })
+    }
+
     /// Whether a record of this term would count if it came next.
     public func admits(_ term: Term) -> Bool { term >= floor }
 

@@ -99,11 +99,7 @@ extension Node {
         case .success(let view):
             // Continue after the last position where the external log and this leader's log agree: by log
             // matching, everything up to there is already held.
-            var agreed = min(view.lastIndex, core.lastIndex)
-            while agreed > .zero, let externalTerm = view.term(at: agreed), core.term(at: agreed) != externalTerm {
-                agreed = agreed.previous
-            }
-            guard view.term(at: agreed) == core.term(at: agreed), core.term(at: agreed) != nil else {
+            guard let agreed = view.lastAgreement(with: core.term(at:), upTo: core.lastIndex) else {
                 failed(.unavailable("the external log ends at \(view.lastIndex), before this leader's log starts at "
                                     + "\(core.firstIndex); mirroring from a snapshot is not supported yet"), term: term)
                 return
@@ -179,19 +175,11 @@ extension Node {
     private func deliverTail(of view: ExternalLogView) {
         external!.replays += 1
         // The tail starts after the last position where both logs agree; the core adopts what extends its log.
-        var previous = min(view.lastIndex, core.lastIndex)
-        while previous > view.baseIndex, view.term(at: previous) != core.term(at: previous) { previous = previous.previous }
-        guard let previousTerm = view.term(at: previous), core.term(at: previous) == previousTerm else {
-            // Nothing joins this log (the external log starts after it): campaign without adopting anything.
-            core.deliverExternalTail(ExternalTail(leaderTerm: .zero, previousIndex: .zero, previousTerm: .zero, entries: []))
-            scheduleReady()
-            return
-        }
-        // Only what the last writer wrote or confirmed is its log; entries after that are an earlier leader's.
-        let entries = view.entries.filter { $0.index > previous && $0.index <= view.writerLastIndex }
+        // If nothing joins (the external log starts after this log), it campaigns without adopting anything.
+        let tail = view.tail(for: core.term(at:), lastIndex: core.lastIndex)
+            ?? ExternalTail(leaderTerm: .zero, previousIndex: .zero, previousTerm: .zero, entries: [])
         let before = core.lastIndex
-        let last = core.deliverExternalTail(ExternalTail(leaderTerm: view.lastWriterTerm, previousIndex: previous,
-                                                         previousTerm: previousTerm, entries: entries))
+        let last = core.deliverExternalTail(tail)
         let adopted = last.rawValue - min(before.rawValue, last.rawValue)
         external!.adoptedEntries += adopted
         logger.info("replayed the external log before campaigning", metadata: [

@@ -49,9 +49,7 @@ extension Simulation {
         }
         let sealed = try external(do: { () throws(ExternalLogError) in try external.seal(Term(term - 1), keepsEntries: false)! })
         let core = nodes[position].core!
-        var agreed = min(sealed.lastIndex, core.lastIndex)
-        while agreed > .zero, let externalTerm = sealed.term(at: agreed), core.term(at: agreed) != externalTerm { agreed = agreed.previous }
-        guard sealed.term(at: agreed) == core.term(at: agreed), core.term(at: agreed) != nil else { return }
+        guard let agreed = sealed.lastAgreement(with: core.term(at:), upTo: core.lastIndex) else { return }
         nodes[position].mirror.attachedTerm = term
         nodes[position].mirror.mustReattach = false
         nodes[position].mirror.nextSlot = sealed.nextSlot
@@ -107,15 +105,8 @@ extension Simulation {
         guard !external.isDown else { return }  // the node campaigns when its wait runs out
         let view = try external(do: { () throws(ExternalLogError) in try external.seal(request.term, keepsEntries: true)! })
         let core = nodes[position].core!
-        var previous = min(view.lastIndex, core.lastIndex)
-        while previous > view.baseIndex, view.term(at: previous) != core.term(at: previous) { previous = previous.previous }
-        let tail: ExternalTail
-        if let previousTerm = view.term(at: previous), core.term(at: previous) == previousTerm {
-            tail = ExternalTail(leaderTerm: view.lastWriterTerm, previousIndex: previous, previousTerm: previousTerm,
-                                entries: view.entries.filter { $0.index > previous && $0.index <= view.writerLastIndex })
-        } else {
-            tail = ExternalTail(leaderTerm: .zero, previousIndex: .zero, previousTerm: .zero, entries: [])
-        }
+        let tail = view.tail(for: core.term(at:), lastIndex: core.lastIndex)
+            ?? ExternalTail(leaderTerm: .zero, previousIndex: .zero, previousTerm: .zero, entries: [])
         let before = core.lastIndex
         let last = nodes[position].core!.deliverExternalTail(tail)
         summary.externalAdopted += Int(last.rawValue - min(last.rawValue, before.rawValue))

@@ -64,6 +64,20 @@ func batch(_ term: UInt64, after previous: (UInt64, UInt64), _ terms: [UInt64]) 
         #expect(view.writerLastIndex == LogIndex(4))
     }
 
+    /// A replaying node gets what follows its last agreement with the view, up to the last writer's last
+    /// index only: beyond that the entries are an earlier leader's, which the last writer may not hold.
+    @Test func aTailStartsAtTheLastAgreementAndStopsAtTheWritersLastIndex() throws {
+        let view = try view([batch(2, after: (0, 0), [1, 2, 2, 2]), .seal(term: Term(2)), batch(3, after: (1, 1), [2])])
+        let node: [UInt64: UInt64] = [1: 1, 2: 1]  // agrees at 1, conflicts at 2
+        let termOf = { (index: LogIndex) in index == .zero ? Term.zero : node[index.rawValue].map { Term($0) } }
+        #expect(view.lastAgreement(with: termOf, upTo: LogIndex(2)) == LogIndex(1))
+        let tail = try #require(view.tail(for: termOf, lastIndex: LogIndex(2)))
+        #expect(tail.leaderTerm == Term(3) && tail.previousIndex == LogIndex(1) && tail.previousTerm == Term(1))
+        #expect(tail.entries.map(\.index.rawValue) == [2])
+        let stranger = { (index: LogIndex) in index == .zero ? Term.zero : Term(9) }  // agrees only before index 1
+        #expect(view.tail(for: stranger, lastIndex: LogIndex(3))?.entries.map(\.index.rawValue) == [1, 2])
+    }
+
     @Test func aDeposedLeadersLaterRecordsDoNotCount() throws {
         var view = try view([batch(2, after: (0, 0), [2, 2]), .seal(term: Term(2))])
         #expect(try view.apply(batch(2, after: (2, 2), [2])) == false)  // written after the seal: skipped
