@@ -18,6 +18,13 @@ extension RaftCore {
         campaign(preVote: false, leadershipTransfer: false)
     }
 
+    /// Ends the wait without a tail, when the owner found none that joins this log or could not read the
+    /// store: the node campaigns now instead of when the wait runs out. Outside the wait it does nothing.
+    public mutating func campaignWithoutExternalTail() {
+        guard isAwaitingExternalTail else { return }
+        finishExternalTailWait()
+    }
+
     /// Whether this node is waiting for an external tail before it campaigns.
     public var isAwaitingExternalTail: Bool { externalTailTicksLeft != nil }
 

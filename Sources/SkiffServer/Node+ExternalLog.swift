@@ -155,7 +155,7 @@ extension Node {
     }
 
     /// Seals the term the core is in and delivers what the external log holds beyond its log, as the
-    /// dead leader's late append. If the store fails, nothing is delivered and the core campaigns after its wait.
+    /// dead leader's late append. If the store fails, the core campaigns at once without a tail.
     func replayExternalTail(_ request: ExternalTailRequest) {
         guard let mirror = external else { return }
         let reader = ExternalLog(store: mirror.store, keepsEntries: true)
@@ -166,7 +166,9 @@ extension Node {
                 case .success(let view): deliverTail(of: view)
                 case .failure(let error):
                     external!.lastError = error.description
-                    logger.warning("could not read the external log before campaigning", metadata: ["error": "\(error)"])
+                    logger.warning("could not read the external log; campaigning without it", metadata: ["error": "\(error)"])
+                    core.campaignWithoutExternalTail()
+                    scheduleReady()
                 }
             }
         }
@@ -175,9 +177,11 @@ extension Node {
     private func deliverTail(of view: ExternalLogView) {
         external!.replays += 1
         // The tail starts after the last position where both logs agree; the core adopts what extends its log.
-        // If nothing joins (the external log starts after this log), it campaigns without adopting anything.
-        let tail = view.tail(for: core.term(at:), lastIndex: core.lastIndex)
-            ?? ExternalTail(leaderTerm: .zero, previousIndex: .zero, previousTerm: .zero, entries: [])
+        guard let tail = view.tail(for: core.term(at:), lastIndex: core.lastIndex) else {
+            core.campaignWithoutExternalTail()  // nothing joins: the external log starts after this log
+            scheduleReady()
+            return
+        }
         let before = core.lastIndex
         let last = core.deliverExternalTail(tail)
         let adopted = last.rawValue - min(before.rawValue, last.rawValue)

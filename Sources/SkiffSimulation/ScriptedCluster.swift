@@ -101,6 +101,8 @@ public final class ScriptedCluster {
     }
 
     /// Saves `id`'s state machine as a snapshot at its applied index and compacts its log behind it.
+    public func campaignWithoutExternalTail(_ id: UInt64) { nodes[NodeID(id)]!.core!.campaignWithoutExternalTail() }
+
     public func externalLogAppended(_ id: UInt64, through index: LogIndex, term: Term) {
         nodes[NodeID(id)]!.core!.externalLogAppended(through: index, term: term)
     }

@@ -102,11 +102,16 @@ extension Simulation {
     func serveReplay(_ position: Int?) throws(SafetyViolation) {
         guard let position, !nodes[position].mirror.replayRequests.isEmpty else { return }
         let request = nodes[position].mirror.replayRequests.removeFirst()
-        guard !external.isDown else { return }  // the node campaigns when its wait runs out
+        guard !external.isDown else {
+            nodes[position].core!.campaignWithoutExternalTail()
+            return
+        }
         let view = try external(do: { () throws(ExternalLogError) in try external.seal(request.term, keepsEntries: true)! })
         let core = nodes[position].core!
-        let tail = view.tail(for: core.term(at:), lastIndex: core.lastIndex)
-            ?? ExternalTail(leaderTerm: .zero, previousIndex: .zero, previousTerm: .zero, entries: [])
+        guard let tail = view.tail(for: core.term(at:), lastIndex: core.lastIndex) else {
+            nodes[position].core!.campaignWithoutExternalTail()
+            return
+        }
         let before = core.lastIndex
         let last = nodes[position].core!.deliverExternalTail(tail)
         summary.externalAdopted += Int(last.rawValue - min(last.rawValue, before.rawValue))

@@ -75,6 +75,19 @@ import Testing
         #expect(cluster.leaders == [2])
     }
 
+    /// An owner with no tail to give (the store is down, or nothing joins) ends the wait at once.
+    @Test func campaignsAtOnceWhenTheOwnerHasNoTail() {
+        let cluster = Self.cluster()
+        cluster.campaignWithoutExternalTail(2)  // not waiting yet: nothing happens
+        #expect(cluster.core(2).role == .follower && cluster.core(2).term == 1)
+        Self.preVote(cluster)
+        #expect(cluster.core(2).isAwaitingExternalTail)
+        cluster.campaignWithoutExternalTail(2)
+        #expect(!cluster.core(2).isAwaitingExternalTail && cluster.core(2).term == 2)
+        cluster.stabilize()
+        #expect(cluster.leaders == [2])
+    }
+
     /// A tail that arrives when the node is not waiting (its pre-vote is still out) starts no campaign.
     @Test func aTailOutsideTheWaitIsIgnored() {
         let cluster = Self.cluster()
