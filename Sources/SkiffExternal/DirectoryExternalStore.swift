@@ -4,12 +4,15 @@ import SystemPackage
 
 /// An `ExternalStore` in a directory that every node can reach: on one machine, or on a shared filesystem.
 ///
-/// Layout: `log/` holds one file per slot, named by its number in 20 decimal digits; `tmp/` holds records
-/// being written. A slot is written by creating a unique file in `tmp/`, writing and fsyncing it, then
-/// `link(2)`ing it to its slot name, which fails with EEXIST if the slot is taken, and fsyncing `log/`.
-/// It relies on: exclusive create, `link` that is atomic and refuses an existing name, and fsync of files
-/// and directories that makes them durable. Filesystems that lack one of these (some FUSE filesystems, NFS
-/// mounted without `sync` or with a server that answers `link` twice on a retry) break the fencing.
+/// Layout: `log/` holds one file per slot and `checkpoint/` one per checkpoint, each named by its slot in 20
+/// decimal digits; `snap/` holds published snapshots, named `<index>-<term>.snap` as a node names its own;
+/// `tmp/` holds files being written. A slot or checkpoint is written by creating a unique file in `tmp/`,
+/// writing and fsyncing it, then `link(2)`ing it to its name, which fails with EEXIST if the name is taken,
+/// and fsyncing the directory. A snapshot is uploaded into `tmp/`, fsynced, and `rename(2)`d into `snap/`.
+/// It relies on: exclusive create, `link` that is atomic and refuses an existing name, atomic `rename`, and
+/// fsync of files and directories that makes them durable. Filesystems that lack one of these (some FUSE
+/// filesystems, NFS mounted without `sync` or with a server that answers `link` twice on a retry) break
+/// the fencing.
 ///
 /// Calls block on the filesystem, so they run on a queue of their own, several at once, never on the
 /// caller's thread.
@@ -21,6 +24,8 @@ public final class DirectoryExternalStore: ExternalStore {
 
     public var description: String { "dir:\(root)" }
     var logDirectory: String { root + "/log" }
+    var checkpointDirectory: String { root + "/checkpoint" }
+    var snapshotDirectory: String { root + "/snap" }
     var temporaryDirectory: String { root + "/tmp" }
 
     /// Opens the store at `root`, creating its directories if missing.
@@ -28,7 +33,8 @@ public final class DirectoryExternalStore: ExternalStore {
         self.root = root
         self.fileSystem = fileSystem
         do {
-            for directory in [root, logDirectory, temporaryDirectory] where !fileSystem.isDirectory(directory) {
+            for directory in [root, logDirectory, checkpointDirectory, snapshotDirectory, temporaryDirectory]
+            where !fileSystem.isDirectory(directory) {
                 do { try fileSystem.createDirectory(directory) } catch Errno.fileExists {}  // another node made it first
             }
         } catch {
@@ -36,56 +42,131 @@ public final class DirectoryExternalStore: ExternalStore {
         }
     }
 
-    /// The file name of a slot.
-    public static func name(of slot: UInt64) -> String {
-        let digits = String(slot)
-        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
-    }
+    /// The file name of a slot or checkpoint.
+    public static func name(of slot: UInt64) -> String { pad20(slot) }
 
     public func createSlot(_ slot: UInt64, bytes: [UInt8]) async throws(ExternalLogError) -> Bool {
-        try await run { [self] in
-            let temporary = "\(temporaryDirectory)/\(Self.name(of: slot)).\(writerTag)"
-            let file = try fileSystem.createFile(temporary)
-            defer { try? fileSystem.removeFile(temporary) }
-            do {
-                try file.write(bytes, at: 0)
-                try file.sync()
-                try file.close()
-            } catch {
-                try? file.close()
-                throw error
-            }
-            do {
-                try fileSystem.link(temporary, to: "\(logDirectory)/\(Self.name(of: slot))")
-            } catch Errno.fileExists {
-                return false
-            }
-            try fileSystem.syncDirectory(logDirectory)
-            return true
-        }
+        try await run { [self] in try createOnce(in: logDirectory, slot: slot, bytes: bytes) }
     }
 
     public func readSlot(_ slot: UInt64) async throws(ExternalLogError) -> [UInt8]? {
+        try await run { [self] in try readIfPresent("\(logDirectory)/\(Self.name(of: slot))", in: logDirectory) }
+    }
+
+    public func createCheckpoint(_ slot: UInt64, bytes: [UInt8]) async throws(ExternalLogError) -> Bool {
+        try await run { [self] in try createOnce(in: checkpointDirectory, slot: slot, bytes: bytes) }
+    }
+
+    public func newestCheckpointSlot() async throws(ExternalLogError) -> UInt64? {
+        try await run { [self] in try slots(in: checkpointDirectory).max() }
+    }
+
+    public func readCheckpoint(_ slot: UInt64) async throws(ExternalLogError) -> [UInt8]? {
+        try await run { [self] in try readIfPresent("\(checkpointDirectory)/\(Self.name(of: slot))", in: checkpointDirectory) }
+    }
+
+    public func trim(below slot: UInt64) async throws(ExternalLogError) {
         try await run { [self] in
-            let file: any StorageFile
-            do {
-                file = try fileSystem.openFile("\(logDirectory)/\(Self.name(of: slot))", writable: false)
-            } catch Errno.noSuchFileOrDirectory {
-                // An empty slot, unless the whole log is gone (a lost mount, say): that must not read as empty.
-                guard fileSystem.isDirectory(logDirectory) else { throw ExternalLogError.unavailable("\(logDirectory) is missing") }
-                return nil
+            for directory in [logDirectory, checkpointDirectory] {
+                for old in try slots(in: directory) where old < slot {
+                    do { try fileSystem.removeFile("\(directory)/\(Self.name(of: old))") } catch Errno.noSuchFileOrDirectory {}
+                }
+                try fileSystem.syncDirectory(directory)
             }
-            defer { try? file.close() }
-            return try file.read(count: Int(try file.size()), at: 0)
         }
     }
 
-    public func firstSlot() async throws(ExternalLogError) -> UInt64? {
+    public func writeSnapshotChunk(_ snapshot: ExternalSnapshotID, offset: UInt64, bytes: [UInt8]) async throws(ExternalLogError) {
         try await run { [self] in
-            try fileSystem.contentsOfDirectory(logDirectory).compactMap { name in
-                name.count == 20 ? UInt64(name) : nil
-            }.min()
+            let path = upload(snapshot)
+            let file = offset == 0 ? try fileSystem.createFile(path) : try fileSystem.openFile(path, writable: true)
+            defer { try? file.close() }
+            try file.write(bytes, at: Int64(offset))
         }
+    }
+
+    public func publishSnapshot(_ snapshot: ExternalSnapshotID) async throws(ExternalLogError) {
+        try await run { [self] in
+            let file = try fileSystem.openFile(upload(snapshot), writable: true)
+            defer { try? file.close() }
+            try file.sync()
+            try fileSystem.rename(upload(snapshot), to: "\(snapshotDirectory)/\(snapshot.fileName)")
+            try fileSystem.syncDirectory(snapshotDirectory)
+        }
+    }
+
+    public func abandonSnapshot(_ snapshot: ExternalSnapshotID) async {
+        _ = try? await run { [self] in try fileSystem.removeFile(upload(snapshot)) }
+    }
+
+    public func snapshots() async throws(ExternalLogError) -> [ExternalSnapshotID] {
+        try await run { [self] in
+            try present(snapshotDirectory).compactMap(ExternalSnapshotID.init(fileName:)).sorted(by: >)
+        }
+    }
+
+    public func readSnapshot(_ snapshot: ExternalSnapshotID, offset: UInt64, count: Int) async throws(ExternalLogError) -> [UInt8] {
+        try await run { [self] in
+            let file = try fileSystem.openFile("\(snapshotDirectory)/\(snapshot.fileName)", writable: false)
+            defer { try? file.close() }
+            let size = UInt64(try file.size())
+            guard offset < size else { return [] }
+            return try file.read(count: Int(min(UInt64(count), size - offset)), at: Int64(offset))
+        }
+    }
+
+    public func removeSnapshot(_ snapshot: ExternalSnapshotID) async throws(ExternalLogError) {
+        try await run { [self] in
+            do { try fileSystem.removeFile("\(snapshotDirectory)/\(snapshot.fileName)") } catch Errno.noSuchFileOrDirectory {}
+            try fileSystem.syncDirectory(snapshotDirectory)
+        }
+    }
+
+    private func upload(_ snapshot: ExternalSnapshotID) -> String { "\(temporaryDirectory)/\(snapshot.fileName).\(writerTag)" }
+
+    /// Links a synced temporary file to `directory/slot`; false if that name exists.
+    private func createOnce(in directory: String, slot: UInt64, bytes: [UInt8]) throws -> Bool {
+        let temporary = "\(temporaryDirectory)/\(Self.name(of: slot)).\(UInt64.random(in: 0...UInt64.max)).\(writerTag)"
+        let file = try fileSystem.createFile(temporary)
+        defer { try? fileSystem.removeFile(temporary) }
+        do {
+            try file.write(bytes, at: 0)
+            try file.sync()
+            try file.close()
+        } catch {
+            try? file.close()
+            throw error
+        }
+        do {
+            try fileSystem.link(temporary, to: "\(directory)/\(Self.name(of: slot))")
+        } catch Errno.fileExists {
+            return false
+        }
+        try fileSystem.syncDirectory(directory)
+        return true
+    }
+
+    private func readIfPresent(_ path: String, in directory: String) throws -> [UInt8]? {
+        let file: any StorageFile
+        do {
+            file = try fileSystem.openFile(path, writable: false)
+        } catch Errno.noSuchFileOrDirectory {
+            // Absent, unless the whole directory is gone (a lost mount, say): that must not read as empty.
+            _ = try present(directory)
+            return nil
+        }
+        defer { try? file.close() }
+        return try file.read(count: Int(try file.size()), at: 0)
+    }
+
+    private func slots(in directory: String) throws -> [UInt64] {
+        try present(directory).compactMap { name in name.count == 20 ? UInt64(name) : nil }
+    }
+
+    /// The names in one of the store's directories, which must exist.
+    private func present(_ directory: String) throws -> [String] {
+        guard fileSystem.isDirectory(directory) else { throw ExternalLogError.unavailable("\(directory) is missing") }
+        return try fileSystem.contentsOfDirectory(directory)
     }
 
     private func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws(ExternalLogError) -> T {

@@ -12,6 +12,8 @@ public actor ExternalLog {
     /// Every record read or written so far, applied; a reader that replays entries keeps them.
     public private(set) var view: ExternalLogView
     private var started = false
+    /// The checkpoint the view was built from, nil if from slot 0.
+    private var startedFrom: UInt64?
     private var busy = false
 
     public init(store: any ExternalStore, keepsEntries: Bool) {
@@ -30,14 +32,44 @@ public actor ExternalLog {
 
     private func readNewRecords() async throws(ExternalLogError) {
         if !started {
-            // Slots below the first one held were trimmed away; reading starts where the store starts.
-            let first = try await store.firstSlot() ?? 0
-            view = ExternalLogView(firstSlot: first, keepsEntries: view.keepsEntries)
+            try await start(from: store.newestCheckpointSlot())
             started = true
         }
-        while let bytes = try await store.readSlot(view.nextSlot) {
-            try view.apply(ExternalRecordCoding.decode(bytes, slot: view.nextSlot))
+        while true {
+            while let bytes = try await store.readSlot(view.nextSlot) {
+                try view.apply(ExternalRecordCoding.decode(bytes, slot: view.nextSlot))
+            }
+            // The first empty slot ends the log, unless a newer checkpoint appeared: then the slots read may have
+            // been trimmed (even re-created by a writer that did not know) while they were read, so read again
+            // from it. Slots are trimmed only after a checkpoint past them exists, so with none newer, every
+            // slot read was as written.
+            let newest = try await store.newestCheckpointSlot()
+            guard let newest, newest != startedFrom else { return }
+            try await start(from: newest)
         }
+    }
+
+    /// Resets the view to the checkpoint at `slot` (or the newest one, if that was trimmed meanwhile), or to
+    /// the start of the log if there is none.
+    private func start(from slot: UInt64?) async throws(ExternalLogError) {
+        var slot = slot
+        while let wanted = slot {
+            if let bytes = try await store.readCheckpoint(wanted) {
+                view = ExternalLogView(try ExternalCheckpointCoding.decode(bytes, slot: wanted), keepsEntries: view.keepsEntries)
+                startedFrom = wanted
+                return
+            }
+            slot = try await store.newestCheckpointSlot()
+            guard slot != wanted else { throw .unavailable("checkpoint \(wanted) is listed but cannot be read") }
+        }
+        view = ExternalLogView(keepsEntries: view.keepsEntries)
+        startedFrom = nil
+    }
+
+    /// Whether a record just created at `slot` landed below a checkpoint: the slot had been trimmed, so no
+    /// reader will ever see it, and it must not count.
+    private nonisolated func landedBelowCheckpoint(_ slot: UInt64) async throws(ExternalLogError) -> Bool {
+        try await (store.newestCheckpointSlot() ?? 0) > slot
     }
 
     private func enter() {
@@ -68,16 +100,19 @@ public actor ExternalLog {
     /// the first batch, one more for each next one. Several may be in flight at once; a reader counts a
     /// batch only once every slot before it is written, and only if it continues the log.
     ///
-    /// Returns false if an earlier term's record took the slot: then this batch, and any later one written
-    /// before the next `attach`, may not count, and the leader must attach again before it relies on any.
+    /// `commit` is the leader's commit index, recorded for a rebuild to know what is committed.
+    ///
+    /// Returns false if an earlier term's record took the slot, or the slot had been trimmed: then this batch,
+    /// and any later one written before the next `attach`, may not count, and the leader must attach again
+    /// before it relies on any.
     /// Throws `.deposed` if a seal of `term` or a later term's record took it.
-    public nonisolated func write(term: Term, previousIndex: LogIndex, previousTerm: Term, entries: [Entry],
+    public nonisolated func write(term: Term, previousIndex: LogIndex, previousTerm: Term, entries: [Entry], commit: LogIndex,
                                   slot: UInt64) async throws(ExternalLogError) -> Bool {
-        let record = ExternalRecord.batch(term: term, previousIndex: previousIndex, previousTerm: previousTerm, entries: entries)
-        if try await store.createSlot(slot, bytes: ExternalRecordCoding.encode(record, slot: slot)) { return true }
-        guard let bytes = try await store.readSlot(slot) else {
-            throw .unavailable("slot \(slot) was taken, then could not be read")
+        let record = ExternalRecord.batch(term: term, previousIndex: previousIndex, previousTerm: previousTerm, entries: entries, commit: commit)
+        if try await store.createSlot(slot, bytes: ExternalRecordCoding.encode(record, slot: slot)) {
+            return try await !landedBelowCheckpoint(slot)
         }
+        guard let bytes = try await store.readSlot(slot) else { return false }  // taken, then trimmed
         switch try ExternalRecordCoding.decode(bytes, slot: slot) {
         case .seal(let sealed) where sealed >= term: throw .deposed(floor: Term(sealed.rawValue + 1))
         case let other where other.term > term: throw .deposed(floor: other.term)
@@ -92,11 +127,27 @@ public actor ExternalLog {
         try await readNewRecords()
         while true {
             let slot = view.nextSlot
-            if try await store.createSlot(slot, bytes: ExternalRecordCoding.encode(.seal(term: term), slot: slot)) {
+            if try await store.createSlot(slot, bytes: ExternalRecordCoding.encode(.seal(term: term), slot: slot)),
+               try await !landedBelowCheckpoint(slot) {
                 try view.apply(.seal(term: term))
                 return
             }
-            try await readNewRecords()  // someone else took the slot: learn what they wrote, then try after it
+            try await readNewRecords()  // someone else took the slot, or it was trimmed: learn what is there, then try after it
+        }
+    }
+
+    /// Writes `checkpoint`, then removes what it makes unnecessary: the slots and checkpoints before it, and
+    /// the snapshots that are not among the newest two or end before its base. Refuses (`.unavailable`) if no
+    /// snapshot in the store reaches the base: the entries up to it would then exist nowhere in the store.
+    public nonisolated func trim(to checkpoint: ExternalCheckpoint) async throws(ExternalLogError) {
+        let snapshots = try await store.snapshots()
+        guard let newest = snapshots.first, newest.index >= checkpoint.baseIndex.rawValue else {
+            throw .unavailable("no snapshot in the store reaches index \(checkpoint.baseIndex), so the log cannot be trimmed there")
+        }
+        _ = try await store.createCheckpoint(checkpoint.slot, bytes: ExternalCheckpointCoding.encode(checkpoint))
+        try await store.trim(below: checkpoint.slot)
+        for (position, snapshot) in snapshots.enumerated() where position >= 2 || snapshot.index < checkpoint.baseIndex.rawValue {
+            try await store.removeSnapshot(snapshot)
         }
     }
 }

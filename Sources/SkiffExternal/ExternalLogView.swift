@@ -1,7 +1,8 @@
 import SkiffRaft
 import SkiffStorage
 
-/// The external log as a reader sees it after applying the records of slots `firstSlot..<nextSlot` in order.
+/// The external log as a reader sees it after applying the records of slots `0..<nextSlot` in order (or a
+/// checkpoint that stands for the first of them, then the rest).
 ///
 /// Rules (the ExternalLog article argues why they keep Raft's guarantees):
 /// - `floor` is the lowest term whose records count. A seal of term T raises it to T + 1; a counted batch of
@@ -23,6 +24,8 @@ public struct ExternalLogView: Sendable {
     public private(set) var writerLastIndex = LogIndex.zero
     /// Batches skipped because they did not continue the log.
     public private(set) var unjoinedBatches = 0
+    /// The highest commit index a counted batch carried, or the base: entries through it are committed.
+    public private(set) var committedIndex = LogIndex.zero
     /// The position before the first entry held.
     public private(set) var baseIndex = LogIndex.zero
     public private(set) var baseTerm = Term.zero
@@ -32,8 +35,21 @@ public struct ExternalLogView: Sendable {
     public private(set) var entries: [Entry] = []
     public let keepsEntries: Bool
 
-    public init(firstSlot: UInt64 = 0, keepsEntries: Bool) {
-        nextSlot = firstSlot
+    /// The view before slot 0.
+    public init(keepsEntries: Bool) {
+        nextSlot = 0
+        self.keepsEntries = keepsEntries
+    }
+
+    /// The view a checkpoint summarises, with no entries before its base.
+    public init(_ checkpoint: ExternalCheckpoint, keepsEntries: Bool) {
+        nextSlot = checkpoint.slot
+        floor = checkpoint.floor
+        lastWriterTerm = checkpoint.lastWriterTerm
+        writerLastIndex = checkpoint.baseIndex
+        baseIndex = checkpoint.baseIndex
+        baseTerm = checkpoint.baseTerm
+        committedIndex = checkpoint.baseIndex
         self.keepsEntries = keepsEntries
     }
 
@@ -78,7 +94,7 @@ public struct ExternalLogView: Sendable {
             nextSlot += 1
             floor = max(floor, Term(term.rawValue + 1))
             return true
-        case .batch(let term, let previousIndex, let previousTerm, let batch):
+        case .batch(let term, let previousIndex, let previousTerm, let batch, let commit):
             guard admits(term) else {
                 nextSlot += 1
                 return false
@@ -100,6 +116,7 @@ public struct ExternalLogView: Sendable {
             }
             nextSlot += 1
             floor = term
+            committedIndex = max(committedIndex, min(commit, lastIndex))
             lastWriterTerm = term
             writerLastIndex = batch.last?.index ?? previousIndex
             return true

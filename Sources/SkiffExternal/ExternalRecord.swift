@@ -6,15 +6,16 @@ import SkiffStorage
 /// The store keeps records in numbered slots, each written once. A record is either a batch of a leader's
 /// entries or a seal that fences off a term (see the ExternalLog article for the rules readers apply).
 public enum ExternalRecord: Hashable, Sendable {
-    /// Entries the leader of `term` appended, continuing its log after `previousIndex`/`previousTerm`.
-    case batch(term: Term, previousIndex: LogIndex, previousTerm: Term, entries: [Entry])
+    /// Entries the leader of `term` appended, continuing its log after `previousIndex`/`previousTerm`, and
+    /// its commit index when it wrote them (entries through it are known committed).
+    case batch(term: Term, previousIndex: LogIndex, previousTerm: Term, entries: [Entry], commit: LogIndex)
     /// From this slot on, records of `term` and every earlier term no longer count.
     case seal(term: Term)
 
     /// The term of the writer: the leader's term for a batch, the sealed term for a seal.
     public var term: Term {
         switch self {
-        case .batch(let term, _, _, _), .seal(let term): term
+        case .batch(let term, _, _, _, _), .seal(let term): term
         }
     }
 }
@@ -22,7 +23,7 @@ public enum ExternalRecord: Hashable, Sendable {
 /// The byte form of an `ExternalRecord`. Little-endian:
 ///
 ///     magic u32 "SKXL" | version u8 (1) | kind u8 (1 batch, 2 seal) | zero u16 | term u64
-///     batch only: previous index u64 | previous term u64 | count u32 |
+///     batch only: previous index u64 | previous term u64 | commit u64 | count u32 |
 ///                 count × (index u64 | term u64 | entry kind u8 | payload length u32 | payload)
 ///     crc32 u32 of everything before it, seeded with the slot number
 ///
@@ -36,12 +37,13 @@ public enum ExternalRecordCoding {
         writer.append(magic)
         writer.append(version)
         switch record {
-        case .batch(let term, let previousIndex, let previousTerm, let entries):
+        case .batch(let term, let previousIndex, let previousTerm, let entries, let commit):
             writer.append(UInt8(1))
             writer.append(UInt16(0))
             writer.append(term.rawValue)
             writer.append(previousIndex.rawValue)
             writer.append(previousTerm.rawValue)
+            writer.append(commit.rawValue)
             writer.append(UInt32(entries.count))
             for entry in entries {
                 writer.append(entry.index.rawValue)
@@ -87,7 +89,7 @@ public enum ExternalRecordCoding {
         switch kind {
         case 1:
             guard let previousIndex = reader.read(UInt64.self), let previousTerm = reader.read(UInt64.self),
-                  let count = reader.read(UInt32.self) else { throw corrupt("truncated batch header") }
+                  let commit = reader.read(UInt64.self), let count = reader.read(UInt32.self) else { throw corrupt("truncated batch header") }
             var entries: [Entry] = []
             entries.reserveCapacity(Int(min(count, 1 << 16)))
             for _ in 0..<count {
@@ -97,7 +99,8 @@ public enum ExternalRecordCoding {
                 guard let entryKind = Entry.Kind(rawValue: rawKind) else { throw corrupt("unknown entry kind \(rawKind)") }
                 entries.append(Entry(index: LogIndex(index), term: Term(entryTerm), kind: entryKind, payload: Array(payload)))
             }
-            record = .batch(term: Term(term), previousIndex: LogIndex(previousIndex), previousTerm: Term(previousTerm), entries: entries)
+            record = .batch(term: Term(term), previousIndex: LogIndex(previousIndex), previousTerm: Term(previousTerm), entries: entries,
+                            commit: LogIndex(commit))
         case 2:
             record = .seal(term: Term(term))
         default:

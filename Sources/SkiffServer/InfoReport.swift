@@ -39,6 +39,8 @@ enum InfoReport {
                           "snapshots_installed:\(metrics.snapshotsInstalled)"]
                 if let external = status.external {
                     lines += ["external_log:\(external.store)", "external_mirrored_index:\(external.mirroredIndex)",
+                              "external_snapshot_index:\(external.snapshotIndex.map(String.init) ?? "")",
+                              "external_trimmed_through:\(external.trimmedThrough)",
                               "external_replays:\(external.replays)", "external_adopted_entries:\(external.adoptedEntries)",
                               "external_error:\(external.lastError ?? "")"]
                 }

@@ -21,18 +21,31 @@ struct ExternalMirror {
     var nextSlot: UInt64 = 0
     /// The last index handed to a batch. (How far the external log holds the log is the core's to know.)
     var sentThrough: UInt64 = 0
-    /// Batches being written, in slot order, each with its last index and whether it landed.
-    var inFlight: [(slot: UInt64, last: UInt64, landed: Bool)] = []
+    /// Batches being written, in slot order, each with its last entry's index and term, and whether it landed.
+    var inFlight: [(slot: UInt64, last: UInt64, lastTerm: Term, landed: Bool)] = []
     /// After a failure, nothing is retried before this.
     var retryAt = NIODeadline.uptimeNanoseconds(0)
     var lastError: String?
     var replays: UInt64 = 0
     var adoptedEntries: UInt64 = 0
+    /// Where this leader could put a checkpoint: the slot after each of its batches that landed and counted,
+    /// with the index and term that batch ended at, oldest first (see `ExternalCheckpoint`).
+    var checkpointCandidates: [(slot: UInt64, base: LogIndex, baseTerm: Term)] = []
+    /// The newest snapshot known to be in the store, once looked up, and the base of the last trim.
+    var storedSnapshot: ExternalSnapshotID?
+    var knowsStoredSnapshot = false
+    var trimmedThrough = LogIndex.zero
+    /// An upload or a trim is under way, or failed recently: nothing new starts before `housekeepingAt`.
+    var housekeeping = false
+    var housekeepingAt = NIODeadline.uptimeNanoseconds(0)
 
     /// Payload bytes in one batch, at most (one entry always goes), and batches in flight at once.
     static let batchBytesMax = 4 << 20
     static let inFlightMax = 4
     static let retryDelay = TimeAmount.milliseconds(100)
+    static let housekeepingRetryDelay = TimeAmount.seconds(1)
+    /// Checkpoint candidates kept, at most: the oldest go first (trimming then waits for a newer one).
+    static let checkpointCandidatesMax = 1024
 
     init(store: any ExternalStore) {
         self.store = store
@@ -44,6 +57,8 @@ struct ExternalMirror {
 public struct ExternalStatus: Sendable {
     public var store: String
     public var mirroredIndex: UInt64
+    public var snapshotIndex: UInt64?
+    public var trimmedThrough: UInt64
     public var lastError: String?
     public var replays: UInt64
     public var adoptedEntries: UInt64
@@ -51,12 +66,14 @@ public struct ExternalStatus: Sendable {
 
 extension Node {
     var externalStatus: ExternalStatus? {
-        external.map { ExternalStatus(store: $0.store.description, mirroredIndex: core.externalLogIndex.rawValue, lastError: $0.lastError,
-                                      replays: $0.replays, adoptedEntries: $0.adoptedEntries) }
+        external.map { ExternalStatus(store: $0.store.description, mirroredIndex: core.externalLogIndex.rawValue,
+                                      snapshotIndex: $0.storedSnapshot?.index, trimmedThrough: $0.trimmedThrough.rawValue,
+                                      lastError: $0.lastError, replays: $0.replays, adoptedEntries: $0.adoptedEntries) }
     }
 
     /// Starts external writes while this node leads and the external log lags its log.
     func driveMirror() {
+        maintainExternalStore()
         guard let mirror = external, core.isLeader, !mirror.attaching, !stopped, NIODeadline.now() >= mirror.retryAt else { return }
         let term = core.term
         if mirror.attachedTerm != term || mirror.mustReattach {
@@ -78,15 +95,16 @@ extension Node {
                 return
             }
             let entries = core.entries(from: LogIndex(previous + 1), byteLimit: ExternalMirror.batchBytesMax)
+            let commit = core.commitIndex
             let slot = external!.nextSlot
             external!.nextSlot += 1
             external!.sentThrough = entries.last!.index.rawValue
-            external!.inFlight.append((slot, external!.sentThrough, false))
+            external!.inFlight.append((slot, external!.sentThrough, entries.last!.term, false))
             let log = mirror.log
             Task {
                 let result = await outcome { () async throws(ExternalLogError) in
                     try await log.write(term: Term(term), previousIndex: LogIndex(previous), previousTerm: previousTerm,
-                                        entries: entries, slot: slot)
+                                        entries: entries, commit: commit, slot: slot)
                 }
                 loop.execute { [self] in written(result, slot: slot, term: term) }
             }
@@ -104,6 +122,7 @@ extension Node {
                                     + "\(core.firstIndex); mirroring from a snapshot is not supported yet"), term: term)
                 return
             }
+            if external!.attachedTerm != term { external!.checkpointCandidates = [] }
             external!.attachedTerm = term
             external!.mustReattach = false
             external!.nextSlot = view.nextSlot
@@ -137,6 +156,9 @@ extension Node {
             guard !external!.mustReattach, external!.attachedTerm == term else { continue }
             external!.lastError = nil
             core.externalLogAppended(through: LogIndex(first.last), term: Term(term))
+            // After this batch the external log is this leader's log through its end, with the floor at its term.
+            external!.checkpointCandidates.append((first.slot + 1, LogIndex(first.last), first.lastTerm))
+            if external!.checkpointCandidates.count > ExternalMirror.checkpointCandidatesMax { external!.checkpointCandidates.removeFirst() }
         }
         scheduleReady()
     }
@@ -194,6 +216,6 @@ extension Node {
 }
 
 /// The outcome of an external log call, to carry back to the event loop.
-private func outcome<T>(_ body: () async throws(ExternalLogError) -> T) async -> Result<T, ExternalLogError> {
+func outcome<T>(_ body: () async throws(ExternalLogError) -> T) async -> Result<T, ExternalLogError> {
     do { return .success(try await body()) } catch { return .failure(error) }
 }

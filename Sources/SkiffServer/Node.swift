@@ -144,7 +144,7 @@ public final class Node: @unchecked Sendable {
             return transport.stop()
         }.get()
         while (try? await loop.submit({ [self] in
-            unadvanced.contains { !$0.durable } || snapshots.saving || external.map { !$0.inFlight.isEmpty || $0.attaching } == true
+            unadvanced.contains { !$0.durable } || snapshots.saving || external.map { !$0.inFlight.isEmpty || $0.attaching || $0.housekeeping } == true
         }).get()) == true {
             try? await Task.sleep(for: .milliseconds(5))
         }

@@ -31,6 +31,8 @@ public struct NodeConfiguration: Sendable {
     public var logLevel = Logger.Level.info
     /// Mirror the log to this external store, and replay a dead leader's tail from it before electing.
     public var externalLog: (any ExternalStore)?
+    /// If the data directory is empty, rebuild it from `externalLog` before starting.
+    public var restoreFromExternal = false
 
     public init() {}
 

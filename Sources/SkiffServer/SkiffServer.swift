@@ -1,4 +1,5 @@
 import Logging
+import SkiffExternal
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -35,6 +36,13 @@ public final class SkiffServer: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         do {
+            if configuration.restoreFromExternal, let store = configuration.externalLog {
+                if ExternalRestore.holdsNodeData(configuration.dataDirectory) {
+                    logger.notice("--restore-from-external: the data directory already holds this node's data; starting from it")
+                } else {
+                    try await ExternalRestore.rebuild(directory: configuration.dataDirectory, from: store, logger: logger)
+                }
+            }
             let node = try await Node.open(configuration: configuration, loop: loop, logger: logger)
             let peerAddress = try await node.start().get()
             let connections = ConnectionRegistry()

@@ -35,7 +35,8 @@ extension Simulation {
             nodes[position].mirror.sentThrough = entries.last!.index.rawValue
             nodes[position].mirror.inFlight.append((slot, entries.last!.index.rawValue, false))
             external.pending.append((core.id, nodes[position].restarts, slot,
-                                     .batch(term: Term(term), previousIndex: LogIndex(previous), previousTerm: previousTerm, entries: entries)))
+                                     .batch(term: Term(term), previousIndex: LogIndex(previous), previousTerm: previousTerm, entries: entries,
+                                            commit: core.commitIndex)))
         }
     }
 

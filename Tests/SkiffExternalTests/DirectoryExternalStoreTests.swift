@@ -26,7 +26,6 @@ final class StoreDirectory: Sendable {
             #expect(try await stores[3].readSlot(slot) == [UInt8(winners[0]), 1, 2, 3])
         }
         #expect(try await stores[0].readSlot(20) == nil)
-        #expect(try await stores[0].firstSlot() == 0)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path + "/tmp").isEmpty)
     }
 
@@ -37,22 +36,22 @@ final class StoreDirectory: Sendable {
         let attached = try await leader.attach(asLeaderOf: Term(2))
         #expect(attached.lastIndex == .zero && attached.nextSlot == 1)
         // Two batches in flight at once, the second landing first.
-        #expect(try await leader.write(term: Term(2), previousIndex: LogIndex(2), previousTerm: Term(2), entries: entries(from: 3, terms: [2]), slot: 2))
+        #expect(try await leader.write(term: Term(2), previousIndex: LogIndex(2), previousTerm: Term(2), entries: entries(from: 3, terms: [2]), commit: .zero, slot: 2))
         #expect(try await follower.catchUp().lastIndex == .zero)  // the first slot is still empty: nothing after it counts yet
-        #expect(try await leader.write(term: Term(2), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [2, 2]), slot: 1))
+        #expect(try await leader.write(term: Term(2), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [2, 2]), commit: .zero, slot: 1))
 
         let sealed = try await follower.seal(term: Term(2))
         #expect(sealed.entries.map(\.index.rawValue) == [1, 2, 3] && sealed.nextSlot == 4)
         await #expect(throws: ExternalLogError.deposed(floor: Term(3))) {
-            try await leader.write(term: Term(2), previousIndex: LogIndex(3), previousTerm: Term(2), entries: entries(from: 4, terms: [2]), slot: 3)
+            try await leader.write(term: Term(2), previousIndex: LogIndex(3), previousTerm: Term(2), entries: entries(from: 4, terms: [2]), commit: .zero, slot: 3)
         }
         // Written into a slot past the seal, it lands but does not count.
-        #expect(try await leader.write(term: Term(2), previousIndex: LogIndex(3), previousTerm: Term(2), entries: entries(from: 4, terms: [2]), slot: 4))
+        #expect(try await leader.write(term: Term(2), previousIndex: LogIndex(3), previousTerm: Term(2), entries: entries(from: 4, terms: [2]), commit: .zero, slot: 4))
         // The new leader continues from what the old one wrote before the seal.
         let successor = ExternalLog(store: try directory.store(), keepsEntries: false)
         let view = try await successor.attach(asLeaderOf: Term(3))
         #expect(view.lastIndex == LogIndex(3) && view.lastTerm == Term(2) && view.nextSlot == 6)
-        #expect(try await successor.write(term: Term(3), previousIndex: LogIndex(3), previousTerm: Term(2), entries: entries(from: 4, terms: [3]), slot: 6))
+        #expect(try await successor.write(term: Term(3), previousIndex: LogIndex(3), previousTerm: Term(2), entries: entries(from: 4, terms: [3]), commit: .zero, slot: 6))
         let reader = ExternalLog(store: try directory.store(), keepsEntries: true)
         #expect(try await reader.catchUp().entries.map(\.term.rawValue) == [2, 2, 2, 3])
     }
@@ -64,14 +63,14 @@ final class StoreDirectory: Sendable {
         let current = ExternalLog(store: try directory.store(), keepsEntries: false)
         let view = try await current.attach(asLeaderOf: Term(5))
         await #expect(throws: ExternalLogError.deposed(floor: Term(5))) {
-            try await late.write(term: Term(4), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [4]), slot: lateView.nextSlot)
+            try await late.write(term: Term(4), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [4]), commit: .zero, slot: lateView.nextSlot)
         }
         await #expect(throws: ExternalLogError.deposed(floor: Term(5))) { _ = try await late.attach(asLeaderOf: Term(4)) }
         // A record of an earlier term that takes a slot first costs the leader that slot, and its next batch,
         // written meanwhile, does not join the log: it must attach again.
-        #expect(try await late.write(term: Term(4), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [4]), slot: view.nextSlot))
-        #expect(try await current.write(term: Term(5), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [5]), slot: view.nextSlot) == false)
-        #expect(try await current.write(term: Term(5), previousIndex: LogIndex(1), previousTerm: Term(5), entries: entries(from: 2, terms: [5]), slot: view.nextSlot + 1))
+        #expect(try await late.write(term: Term(4), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [4]), commit: .zero, slot: view.nextSlot))
+        #expect(try await current.write(term: Term(5), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [5]), commit: .zero, slot: view.nextSlot) == false)
+        #expect(try await current.write(term: Term(5), previousIndex: LogIndex(1), previousTerm: Term(5), entries: entries(from: 2, terms: [5]), commit: .zero, slot: view.nextSlot + 1))
         let seen = try await ExternalLog(store: try directory.store(), keepsEntries: true).catchUp()
         #expect(seen.entries.isEmpty && seen.unjoinedBatches == 1)
         let again = try await current.attach(asLeaderOf: Term(5))
@@ -130,7 +129,7 @@ final class StoreDirectory: Sendable {
                         let slot = view.nextSlot + UInt64(offset)
                         group.addTask {
                             (offset, try await log.write(term: Term(term), previousIndex: LogIndex(index - 1), previousTerm: previousTerm,
-                                                         entries: entries(from: index, terms: [term]), slot: slot))
+                                                         entries: entries(from: index, terms: [term]), commit: .zero, slot: slot))
                         }
                     }
                     return try await group.reduce(into: [Bool](repeating: false, count: count)) { $0[$1.0] = $1.1 }

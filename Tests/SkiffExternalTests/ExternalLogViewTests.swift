@@ -12,7 +12,7 @@ func entries(from first: UInt64, terms: [UInt64]) -> [Entry] {
 
 func batch(_ term: UInt64, after previous: (UInt64, UInt64), _ terms: [UInt64]) -> ExternalRecord {
     .batch(term: Term(term), previousIndex: LogIndex(previous.0), previousTerm: Term(previous.1),
-           entries: entries(from: previous.0 + 1, terms: terms))
+           entries: entries(from: previous.0 + 1, terms: terms), commit: .zero)
 }
 
 /// The rules a reader applies to the records in slot order: fencing by term, seals, and chaining.
@@ -95,7 +95,7 @@ func batch(_ term: UInt64, after previous: (UInt64, UInt64), _ terms: [UInt64]) 
         #expect(throws: ExternalLogError.self) { try view.apply(batch(3, after: (2, 2), [4])) }  // above its writer's term
         #expect(throws: ExternalLogError.self) { try view.apply(batch(3, after: (2, 2), [1])) }  // below the previous term
         let skipping = ExternalRecord.batch(term: Term(3), previousIndex: LogIndex(2), previousTerm: Term(2),
-                                            entries: entries(from: 4, terms: [3]))
+                                            entries: entries(from: 4, terms: [3]), commit: .zero)
         #expect(throws: ExternalLogError.self) { try view.apply(skipping) }
         #expect(terms(view) == [2, 2])
     }

@@ -75,3 +75,64 @@ extension ExternalLogTests {
         try waitUntil(seconds: 10, "the error to clear") { try cluster.info(leader)["external_error"] == "" }
     }
 }
+
+extension ExternalLogTests {
+    /// Sends `SET key value` for every pair, pipelined, and returns the pairs acknowledged with OK.
+    static func setAll(_ pairs: [(String, String)], port: Int) throws -> [String: String] {
+        let client = try RESPClient(port: port)
+        for (key, value) in pairs { try client.send(raw: RESPClient.encode(["SET", key, value])) }
+        var acknowledged: [String: String] = [:]
+        for (key, value) in pairs where try client.readReply() == .simple("OK") { acknowledged[key] = value }
+        return acknowledged
+    }
+
+    /// The leader keeps its newest snapshot in the store and trims the external log behind it, but never past
+    /// what a stopped voter lacks. Then every node's data directory is wiped: started with
+    /// --restore-from-external, the nodes rebuild from the store alone and serve every acknowledged write.
+    @Test func theStoreKeepsSnapshotsTrimsBehindThemAndRebuildsAWipedCluster() throws {
+        let external = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: external) }
+        let cluster = try SkiffCluster(nodes: 3, extraArguments: ["--external-log", "dir:\(external)", "--snapshot-entries", "50"])
+        try cluster.startAll()
+        let leader = try cluster.waitForLeader()
+        func field(_ name: String, _ key: String) throws -> UInt64 { UInt64(try cluster.info(name)[key] ?? "") ?? 0 }
+
+        var acknowledged = try Self.setAll((0..<300).map { ("a\($0)", "v\($0)") }, port: cluster.port(leader))
+        #expect(acknowledged.count == 300)
+        try waitUntil(seconds: 20, "the leader to upload a snapshot and trim behind it") {
+            try field(leader, "external_trimmed_through") >= 200 && field(leader, "external_snapshot_index") >= 200
+        }
+        // The slots behind the newest checkpoint are gone.
+        let checkpoint = try FileManager.default.contentsOfDirectory(atPath: external + "/checkpoint").compactMap { UInt64($0) }.max() ?? 0
+        let slots = try FileManager.default.contentsOfDirectory(atPath: external + "/log").compactMap { UInt64($0) }
+        #expect(checkpoint > 0 && slots.allSatisfy { $0 >= checkpoint })
+
+        let lagging = cluster.names.first { $0 != leader }!
+        cluster.pause(lagging)
+        let held = try field(leader, "raft_commit_index")
+        acknowledged.merge(try Self.setAll((0..<200).map { ("b\($0)", "w\($0)") }, port: cluster.port(leader))) { $1 }
+        try waitUntil(seconds: 20, "a snapshot past what the stopped voter holds to reach the store") {
+            try field(leader, "external_snapshot_index") > held + 100
+        }
+        #expect(try field(leader, "external_trimmed_through") <= held)
+        cluster.resume(lagging)
+        try waitUntil(seconds: 20, "the trim to move on once the voter caught up") { try field(leader, "external_trimmed_through") > held }
+        #expect(acknowledged.count == 500)
+
+        for name in cluster.names {
+            cluster.kill(name)
+            try FileManager.default.removeItem(atPath: cluster.dataDirectory(name))
+        }
+        for name in cluster.names { try cluster.start(name, adding: ["--restore-from-external"]) }
+        let successor = try cluster.waitForLeader()
+        let keys = acknowledged.keys.sorted()
+        for name in cluster.names {
+            let reader = try RESPClient(port: cluster.port(name))
+            try waitUntil(seconds: 20, "\(name) to serve every acknowledged write after the rebuild") {
+                try reader.call(["MGET"] + keys) == .array(keys.map { .bulk(Array(acknowledged[$0]!.utf8)) })
+            }
+        }
+        #expect(cluster.log(successor).contains("rebuilt the data directory from the external store"))
+        #expect(try RESPClient(port: cluster.port(successor)).call("SET", "after", "rebuild") == .simple("OK"))
+    }
+}

@@ -30,20 +30,22 @@ final class SkiffCluster {
 
     var names: [String] { members.map(\.name) }
     func port(_ name: String) -> Int { members.first { $0.name == name }!.clientPort }
+    func dataDirectory(_ name: String) -> String { "\(directory)/\(name)" }
     func logPath(_ name: String) -> String { "\(directory)/\(name).log" }
     func log(_ name: String) -> String { (try? String(contentsOfFile: logPath(name), encoding: .utf8)) ?? "" }
 
     func startAll() throws { for name in names { try start(name) } }
 
-    func start(_ name: String) throws {
+    /// Starts `name` with the cluster's arguments and `adding` after them.
+    func start(_ name: String, adding: [String] = []) throws {
         let position = members.firstIndex { $0.name == name }!
         let member = members[position]
         let cluster = members.count > 1 ? ["--initial-cluster", members.map { "\($0.name)=127.0.0.1:\($0.peerPort)" }.joined(separator: ",")] : []
         let process = Process()
         process.executableURL = try executable("skiff")
-        process.arguments = ["serve", "--id", name, "--data-dir", "\(directory)/\(name)", "--client-addr", "127.0.0.1:\(member.clientPort)",
+        process.arguments = ["serve", "--id", name, "--data-dir", dataDirectory(name), "--client-addr", "127.0.0.1:\(member.clientPort)",
                              "--peer-addr", "127.0.0.1:\(member.peerPort)", "--heartbeat-interval", "50", "--election-timeout", "500"]
-            + cluster + extraArguments
+            + cluster + extraArguments + adding
         if !FileManager.default.fileExists(atPath: logPath(name)) { FileManager.default.createFile(atPath: logPath(name), contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath(name)))
         log.seekToEndOfFile()

@@ -15,16 +15,16 @@ import Testing
         let leader = ExternalLog(store: store, keepsEntries: false)
         let view = try await leader.attach(asLeaderOf: Term(2))
         #expect(try await leader.write(term: Term(2), previousIndex: .zero, previousTerm: .zero,
-                                       entries: [Self.entry(1, term: 2), Self.entry(2, term: 2)], slot: view.nextSlot))
+                                       entries: [Self.entry(1, term: 2), Self.entry(2, term: 2)], commit: .zero, slot: view.nextSlot))
         _ = try await ExternalLog(store: store, keepsEntries: false).seal(term: Term(2))
         #expect(try await leader.write(term: Term(2), previousIndex: LogIndex(2), previousTerm: Term(2),
-                                       entries: [Self.entry(3, term: 2)], slot: view.nextSlot + 2))
+                                       entries: [Self.entry(3, term: 2)], commit: LogIndex(2), slot: view.nextSlot + 2))
         let successor = ExternalLog(store: store, keepsEntries: false)
         let next = try await successor.attach(asLeaderOf: Term(3))
         #expect(try await successor.write(term: Term(3), previousIndex: LogIndex(5), previousTerm: Term(3),
-                                          entries: [Self.entry(6, term: 3)], slot: next.nextSlot))  // unjoined
+                                          entries: [Self.entry(6, term: 3)], commit: LogIndex(2), slot: next.nextSlot))  // unjoined
         #expect(try await successor.write(term: Term(3), previousIndex: LogIndex(2), previousTerm: Term(2),
-                                          entries: [Self.entry(3, term: 3)], slot: next.nextSlot + 2))  // after a gap
+                                          entries: [Self.entry(3, term: 3)], commit: LogIndex(2), slot: next.nextSlot + 2))  // after a gap
 
         let (status, output, _) = try runTool("skiff-wal", ["external", directory.path, "--entries"])
         #expect(status == 0)
@@ -35,7 +35,8 @@ import Testing
         #expect(lines.contains("slot 3  batch term 2 after 2/2: 3...3 (1 entry)  fenced"))
         #expect(lines.contains("slot 5  batch term 3 after 5/3: 6...6 (1 entry)  unjoined"))
         #expect(lines.contains("slot 7  batch term 3 after 2/2: 3...3 (1 entry)  (after a gap at slot 6: not read by nodes yet)"))
-        #expect(lines.last == "log: last 2/2, written by the leader of term 2; records of terms below 3 no longer count; next slot 6")
+        #expect(lines.suffix(2) == ["log: last 2/2, written by the leader of term 2; records of terms below 3 no longer count; "
+                                    + "committed through at least 0; next slot 6", "snapshots: none"])
 
         var damaged = try Array(Data(contentsOf: URL(fileURLWithPath: directory.path + "/log/00000000000000000001")))
         damaged[damaged.count / 2] ^= 0xFF
@@ -45,5 +46,32 @@ import Testing
         #expect(corruptOutput.contains("slot 1  CORRUPT"))
         let (missingStatus, _, missingError) = try runTool("skiff-wal", ["external", directory.path + "/nothing"])
         #expect(missingStatus == 2 && missingError.contains("not an external log directory"))
+    }
+
+    /// After a trim the tool starts where nodes start, at the newest checkpoint, and lists the snapshots kept.
+    @Test func startsAtTheCheckpointAndListsSnapshots() async throws {
+        let directory = TemporaryDirectory()
+        let store = try DirectoryExternalStore(root: directory.path)
+        let leader = ExternalLog(store: store, keepsEntries: false)
+        let view = try await leader.attach(asLeaderOf: Term(2))
+        for index: UInt64 in 1...4 {
+            #expect(try await leader.write(term: Term(2), previousIndex: LogIndex(index - 1), previousTerm: Term(index == 1 ? 0 : 2),
+                                           entries: [Self.entry(index, term: 2)], commit: LogIndex(index - 1), slot: view.nextSlot + index - 1))
+        }
+        let snapshot = ExternalSnapshotID(index: 3, term: 2)
+        try await store.writeSnapshotChunk(snapshot, offset: 0, bytes: Array("not checked here".utf8))
+        try await store.publishSnapshot(snapshot)
+        // The slot after the batch that ended at 2 (slot 2 of the store: the seal took slot 0).
+        try await leader.trim(to: ExternalCheckpoint(slot: view.nextSlot + 2, floor: Term(2), lastWriterTerm: Term(2),
+                                                     baseIndex: LogIndex(2), baseTerm: Term(2)))
+        let (status, output, _) = try runTool("skiff-wal", ["external", directory.path])
+        #expect(status == 0)
+        #expect(output.split(separator: "\n").map(String.init) == [
+            "checkpoint at slot 3: log trimmed through 2/2, written by the leader of term 2; records of terms below 2 no longer count",
+            "slot 3  batch term 2 after 2/2: 3...3 (1 entry)  counts",
+            "slot 4  batch term 2 after 3/2: 4...4 (1 entry)  counts",
+            "log: last 4/2, written by the leader of term 2; records of terms below 2 no longer count; committed through at least 3; next slot 5",
+            "snapshots: 3/2",
+        ])
     }
 }

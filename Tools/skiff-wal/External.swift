@@ -21,13 +21,29 @@ struct External: ParsableCommand {
         let log = directory + "/log"
         let names = try failing {
             guard FileManager.default.fileExists(atPath: log) else { throw ValidationError("\(log) does not exist: not an external log directory") }
-            return try FileManager.default.contentsOfDirectory(atPath: log).filter { $0.count == 20 && UInt64($0) != nil }.sorted()
+            return try slotNames(in: log)
         }
-        var view: ExternalLogView?
         var problems = 0
+        var view = ExternalLogView(keepsEntries: false)
+        if let newest = try slotNames(in: directory + "/checkpoint").last {
+            let slot = UInt64(newest)!
+            let bytes = try failing { try Array(Data(contentsOf: URL(fileURLWithPath: "\(directory)/checkpoint/\(newest)"))) }
+            do {
+                let checkpoint = try ExternalCheckpointCoding.decode(bytes, slot: slot)
+                view = ExternalLogView(checkpoint, keepsEntries: false)
+                print("checkpoint at slot \(slot): log trimmed through \(checkpoint.baseIndex)/\(checkpoint.baseTerm), written by the "
+                      + "leader of term \(checkpoint.lastWriterTerm); records of terms below \(checkpoint.floor) no longer count")
+            } catch {
+                print("checkpoint at slot \(slot)  CORRUPT  \(error)")
+                throw ExitCode(1)
+            }
+        }
         for name in names {
             let slot = UInt64(name)!
-            if view == nil { view = ExternalLogView(firstSlot: slot, keepsEntries: false) }
+            guard slot >= view.nextSlot else {
+                print("\(pad(slot))  before the checkpoint: ignored, removed by the next trim")
+                continue
+            }
             let bytes = try failing { try Array(Data(contentsOf: URL(fileURLWithPath: "\(log)/\(name)"))) }
             let record: ExternalRecord
             do { record = try ExternalRecordCoding.decode(bytes, slot: slot) } catch {
@@ -35,32 +51,44 @@ struct External: ParsableCommand {
                 problems += 1
                 continue
             }
-            guard slot == view!.nextSlot else {
-                print("\(pad(slot))  \(describe(record))  (after a gap at slot \(view!.nextSlot): not read by nodes yet)")
+            guard slot == view.nextSlot else {
+                print("\(pad(slot))  \(describe(record))  (after a gap at slot \(view.nextSlot): not read by nodes yet)")
                 continue
             }
-            let admitted = view!.admits(record.term)
+            let admitted = view.admits(record.term)
             let counted: Bool
-            do { counted = try view!.apply(record) } catch {
+            do { counted = try view.apply(record) } catch {
                 print("\(pad(slot))  \(describe(record))  MALFORMED: \(error)")
                 problems += 1
                 break
             }
             let status = if case .seal = record { "" } else if counted { "  counts" } else if admitted { "  unjoined" } else { "  fenced" }
             print("\(pad(slot))  \(describe(record))\(status)")
-            if self.entries, counted, case .batch(_, _, _, let batch) = record {
+            if self.entries, counted, case .batch(_, _, _, let batch, _) = record {
                 for entry in batch {
                     print("            \(entry.index) term \(entry.term) \(PayloadDecoders.decode(entry) ?? escaped(entry.payload[...], limit: payloadBytes))")
                 }
             }
         }
-        if let view {
+        if view.nextSlot > 0 || view.lastIndex > .zero {
             print("log: last \(view.lastIndex)/\(view.lastTerm), written by the leader of term \(view.lastWriterTerm); "
-                  + "records of terms below \(view.floor) no longer count; next slot \(view.nextSlot)")
+                  + "records of terms below \(view.floor) no longer count; committed through at least \(view.committedIndex); next slot \(view.nextSlot)")
         } else {
             print("log: empty")
         }
+        let snapshots = try slotNames(in: directory + "/snap", suffix: ".snap")
+        print("snapshots: " + (snapshots.isEmpty ? "none" : snapshots.reversed().compactMap(ExternalSnapshotID.init(fileName:)).map { "\($0)" }.joined(separator: ", ")))
         if problems > 0 { throw ExitCode(1) }
+    }
+
+    /// The slot-numbered names in `directory` (or, with a suffix, the names ending in it), in order; none if it is missing.
+    private func slotNames(in directory: String, suffix: String? = nil) throws -> [String] {
+        guard FileManager.default.fileExists(atPath: directory) else { return [] }
+        return try failing {
+            try FileManager.default.contentsOfDirectory(atPath: directory).filter { name in
+                suffix.map(name.hasSuffix) ?? (name.count == 20 && UInt64(name) != nil)
+            }.sorted()
+        }
     }
 
     private func pad(_ slot: UInt64) -> String { "slot " + String(slot) }
@@ -68,7 +96,7 @@ struct External: ParsableCommand {
     private func describe(_ record: ExternalRecord) -> String {
         switch record {
         case .seal(let term): "seal term \(term)"
-        case .batch(let term, let previousIndex, let previousTerm, let entries):
+        case .batch(let term, let previousIndex, let previousTerm, let entries, _):
             "batch term \(term) after \(previousIndex)/\(previousTerm): "
                 + (entries.isEmpty ? "no entries" : "\(entries.first!.index)...\(entries.last!.index) (\(entries.count) \(entries.count == 1 ? "entry" : "entries"))")
         }

@@ -1,0 +1,63 @@
+import Logging
+import NIOCore
+import SkiffExternal
+import SkiffRaft
+
+extension Node {
+    /// While this node leads and is attached: puts its newest snapshot in the external store, and trims the
+    /// external log behind the newest snapshot there, never past an entry that is uncommitted or that some
+    /// voter lacks. One round at a time; a failed round is retried a second later.
+    func maintainExternalStore() {
+        guard let mirror = external, core.isLeader, mirror.attachedTerm == core.term, !mirror.housekeeping, !stopped,
+              !snapshots.saving, NIODeadline.now() >= mirror.housekeepingAt else { return }
+        let localIndex = snapshots.lastIndex
+        let upload = mirror.storedSnapshot.map { localIndex > $0.index } ?? (!mirror.knowsStoredSnapshot || localIndex > 0)
+        let bound = core.clusterConfiguration.voters.reduce(core.commitIndex) { min($0, core.matchIndex(of: $1) ?? .zero) }
+        let reachable = max(localIndex, mirror.storedSnapshot?.index ?? 0)
+        let candidate = mirror.checkpointCandidates.last { $0.base <= bound && $0.base.rawValue <= reachable }
+        let trim = candidate.map { $0.base > mirror.trimmedThrough } ?? false
+        guard upload || trim else { return }
+
+        let local = upload && localIndex > 0 ? (try? storage.snapshots.list())?.first : nil
+        let checkpoint = trim ? candidate.map { ExternalCheckpoint(slot: $0.slot, floor: Term(core.term), lastWriterTerm: Term(core.term),
+                                                                    baseIndex: $0.base, baseTerm: $0.baseTerm) } : nil
+        let (store, log) = (mirror.store, mirror.log)
+        external!.housekeeping = true
+        Task {
+            let result = await outcome { () async throws(ExternalLogError) -> (stored: ExternalSnapshotID?, trimmed: LogIndex?) in
+                var stored = try await store.snapshots().first
+                if let local, local.index.rawValue > stored?.index ?? 0 {
+                    let id = ExternalSnapshotID(index: local.index.rawValue, term: local.term.rawValue)
+                    try await ExternalSnapshotTransfer.upload(file: local.path, as: id, to: store)
+                    stored = id
+                }
+                guard let checkpoint, checkpoint.baseIndex.rawValue <= stored?.index ?? 0 else { return (stored, nil) }
+                try await log.trim(to: checkpoint)
+                return (stored, checkpoint.baseIndex)
+            }
+            loop.execute { [self] in housekept(result) }
+        }
+    }
+
+    private func housekept(_ result: Result<(stored: ExternalSnapshotID?, trimmed: LogIndex?), ExternalLogError>) {
+        external!.housekeeping = false
+        switch result {
+        case .success(let outcome):
+            if outcome.stored != external!.storedSnapshot, let stored = outcome.stored {
+                logger.info("the external store holds a snapshot", metadata: ["index": "\(stored.index)", "term": "\(stored.term)"])
+            }
+            external!.storedSnapshot = outcome.stored
+            external!.knowsStoredSnapshot = true
+            if let trimmed = outcome.trimmed {
+                external!.trimmedThrough = trimmed
+                external!.checkpointCandidates.removeAll { $0.base <= trimmed }
+                logger.info("trimmed the external log", metadata: ["through": "\(trimmed)"])
+            }
+        case .failure(let error):
+            external!.lastError = error.description
+            external!.housekeepingAt = .now() + ExternalMirror.housekeepingRetryDelay
+            logger.warning("could not upload a snapshot to, or trim, the external log", metadata: ["error": "\(error)"])
+        }
+        scheduleReady()
+    }
+}
