@@ -136,15 +136,39 @@ struct SafetyChecker {
     /// only what it holds, and it never loses an entry that was committed). Checked in full whenever the
     /// external log or the committed log changed.
     private var externalCheckedThrough: UInt64 = 0
-    mutating func checkExternalLog(_ view: ExternalLogView, changed: Bool, step: Int) throws(SafetyViolation) {
+    mutating func checkExternalLog(_ view: ExternalLogView, snapshotIndex: UInt64, changed: Bool, step: Int) throws(SafetyViolation) {
         guard changed || committedThrough > externalCheckedThrough, committedThrough > 0 else { return }
-        for index in 1...committedThrough {
+        let base = view.baseIndex.rawValue
+        if base > 0 {
+            // Entries up to the base were trimmed: they must be committed, and in a snapshot in the store.
+            guard base <= committedThrough, committed[base].map({ $0.entryTerm == view.baseTerm.rawValue }) ?? true,
+                  base <= snapshotIndex else {
+                throw SafetyViolation(step: step, invariant: "the external log is trimmed only behind committed, stored entries",
+                                      detail: "it starts after \(view.baseIndex)/\(view.baseTerm); committed through \(committedThrough), "
+                                          + "the stored snapshot reaches \(snapshotIndex)")
+            }
+        }
+        for index in (base + 1)..<max(base + 1, committedThrough + 1) {
             guard let known = committed[index], view.term(at: LogIndex(index))?.rawValue != known.entryTerm else { continue }
             throw SafetyViolation(step: step, invariant: "committed entries are in the external log",
                                   detail: "index \(index) of term \(known.entryTerm) is committed, but the external log holds "
                                       + "\(view.term(at: LogIndex(index)).map { "term \($0)" } ?? "nothing") there (it ends at \(view.lastIndex))")
         }
         externalCheckedThrough = committedThrough
+    }
+
+    /// A reader that started at a checkpoint must reach the state of one that read every slot ever written,
+    /// less the entries up to the checkpoint's base.
+    func checkCheckpoint(_ view: ExternalLogView, against whole: ExternalLogView, step: Int) throws(SafetyViolation) {
+        let same = view.nextSlot == whole.nextSlot && view.floor == whole.floor && view.lastWriterTerm == whole.lastWriterTerm
+            && view.writerLastIndex == whole.writerLastIndex && view.lastIndex == whole.lastIndex
+            && (view.baseIndex.rawValue...view.lastIndex.rawValue).allSatisfy { view.term(at: LogIndex($0)) == whole.term(at: LogIndex($0)) }
+        guard !same else { return }
+        throw SafetyViolation(step: step, invariant: "a checkpoint stands for the slots it replaces",
+                              detail: "from the checkpoint: slot \(view.nextSlot), floor \(view.floor), writer \(view.lastWriterTerm) "
+                                  + "through \(view.writerLastIndex), last \(view.lastIndex)/\(view.lastTerm); from every slot: slot "
+                                  + "\(whole.nextSlot), floor \(whole.floor), writer \(whole.lastWriterTerm) through \(whole.writerLastIndex), "
+                                  + "last \(whole.lastIndex)/\(whole.lastTerm)")
     }
 
     /// A read asked for now must come back at or after every commit any node has made so far.

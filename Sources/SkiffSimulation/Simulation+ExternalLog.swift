@@ -9,8 +9,9 @@ extension Simulation {
     func externalStep() throws(SafetyViolation) {
         switch random.below(100) {
         case 0..<45: try landExternalWrite()
-        case 45..<75: try driveMirror(leaderPosition)
-        case 75..<97: try serveReplay(randomUpNode())
+        case 45..<72: try driveMirror(leaderPosition)
+        case 72..<80: keepExternalStoreShort(leaderPosition)
+        case 80..<97: try serveReplay(randomUpNode())
         default:
             external.isDown.toggle()
             note("external store \(external.isDown ? "down" : "up")")
@@ -33,7 +34,7 @@ extension Simulation {
             let slot = nodes[position].mirror.nextSlot
             nodes[position].mirror.nextSlot += 1
             nodes[position].mirror.sentThrough = entries.last!.index.rawValue
-            nodes[position].mirror.inFlight.append((slot, entries.last!.index.rawValue, false))
+            nodes[position].mirror.inFlight.append((slot, entries.last!.index.rawValue, entries.last!.term, false))
             external.pending.append((core.id, nodes[position].restarts, slot,
                                      .batch(term: Term(term), previousIndex: LogIndex(previous), previousTerm: previousTerm, entries: entries,
                                             commit: core.commitIndex)))
@@ -51,6 +52,7 @@ extension Simulation {
         let sealed = try external(do: { () throws(ExternalLogError) in try external.seal(Term(term - 1), keepsEntries: false)! })
         let core = nodes[position].core!
         guard let agreed = sealed.lastAgreement(with: core.term(at:), upTo: core.lastIndex) else { return }
+        if nodes[position].mirror.attachedTerm != term { nodes[position].mirror.checkpointCandidates = [] }
         nodes[position].mirror.attachedTerm = term
         nodes[position].mirror.mustReattach = false
         nodes[position].mirror.nextSlot = sealed.nextSlot
@@ -95,8 +97,28 @@ extension Simulation {
             nodes[position].mirror.inFlight.removeFirst()
             guard !nodes[position].mirror.mustReattach, nodes[position].mirror.attachedTerm == term else { continue }
             nodes[position].core!.externalLogAppended(through: LogIndex(first.last), term: Term(term))
+            nodes[position].mirror.checkpointCandidates.append((first.slot + 1, LogIndex(first.last), first.lastTerm))
         }
         try checker.noteCommit(by: nodes[position].core!, step: stepNumber)
+    }
+
+    /// What `Node.maintainExternalStore` does, in one step: the attached leader uploads its newest snapshot,
+    /// then trims behind the newest candidate whose base is committed, held by every voter and covered by the
+    /// stored snapshot.
+    func keepExternalStoreShort(_ position: Int?) {
+        guard let position, let core = nodes[position].core, core.isLeader, !external.isDown,
+              nodes[position].mirror.attachedTerm == core.term else { return }
+        external.snapshotIndex = max(external.snapshotIndex, nodes[position].disk.snapshot?.index.rawValue ?? 0)
+        let bound = core.clusterConfiguration.voters.reduce(core.commitIndex) { min($0, core.matchIndex(of: $1) ?? .zero) }
+        guard let candidate = nodes[position].mirror.checkpointCandidates.last(where: {
+            $0.base <= bound && $0.base.rawValue <= external.snapshotIndex
+        }), candidate.base > nodes[position].mirror.trimmedThrough else { return }
+        external.trim(to: ExternalCheckpoint(slot: candidate.slot, floor: Term(core.term), lastWriterTerm: Term(core.term),
+                                             baseIndex: candidate.base, baseTerm: candidate.baseTerm))
+        nodes[position].mirror.trimmedThrough = candidate.base
+        nodes[position].mirror.checkpointCandidates.removeAll { $0.base <= candidate.base }
+        summary.externalTrims += 1
+        note("external: \(core.id) trimmed through \(candidate.base) at slot \(candidate.slot)")
     }
 
     /// Serves a node's oldest external tail request: seals its term and hands it the tail, as the server does.
@@ -119,10 +141,14 @@ extension Simulation {
         note("external: \(core.id) sealed term \(request.term) and adopted through \(last) (tail of term \(tail.leaderTerm))")
     }
 
-    /// The committed log must be in the external log, as readers see it, whenever either changes.
+    /// The committed log must be in the external log, as readers see it, whenever either changes; and a
+    /// reader that starts at the newest checkpoint must see what a reader of every slot sees.
     func checkExternalLog() throws(SafetyViolation) {
         let changed = try external(do: { () throws(ExternalLogError) in try external.catchUpReader() })
-        try checker.checkExternalLog(external.readerView, changed: changed, step: stepNumber)
+        try checker.checkExternalLog(external.readerView, snapshotIndex: external.snapshotIndex, changed: changed, step: stepNumber)
+        guard changed, external.readerStart != nil else { return }
+        let whole = try external(do: { () throws(ExternalLogError) in try external.readWhole() })
+        try checker.checkCheckpoint(external.readerView, against: whole, step: stepNumber)
     }
 
     private func external<T>(do body: () throws(ExternalLogError) -> T) throws(SafetyViolation) -> T {

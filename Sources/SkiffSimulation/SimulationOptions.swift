@@ -23,7 +23,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     /// Payload bytes per append message; 8 sends one command per message.
     public var appendBytesMax = 64
     /// Leaders mirror to a simulated external log and commit only what it holds; nodes replay its tail
-    /// before campaigning. Without external snapshots yet, such runs take no snapshots.
+    /// before campaigning; with snapshots, the leader trims the external log behind them.
     public var externalLog = false
     /// Ticks after healing within which a leader must be elected and a proposal committed everywhere.
     public var livenessTicksMax = 400
@@ -58,10 +58,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
             options.partitions = true
         }
         // Drawn last, so that every other option of a seed stays what it was before this one existed.
-        if random.below(3) == 0 {
-            options.externalLog = true
-            options.snapshots = false
-        }
+        if random.below(3) == 0 { options.externalLog = true }
         return options
     }
 
@@ -98,6 +95,7 @@ public struct SimulationSummary: Sendable {
     public var externalBatches = 0
     public var externalFences = 0
     public var externalAdopted = 0
+    public var externalTrims = 0
 
     public init() {}
 }

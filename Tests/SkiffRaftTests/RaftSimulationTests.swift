@@ -47,6 +47,7 @@ import Testing
                 totals.externalBatches += summary.externalBatches
                 totals.externalFences += summary.externalFences
                 totals.externalAdopted += summary.externalAdopted
+                totals.externalTrims += summary.externalTrims
             } catch {
                 Issue.record("""
                     seed 0x\(String(seed, radix: 16)) (\(options)) failed: \(error)
@@ -59,13 +60,13 @@ import Testing
               + "\(totals.crashes) crashes, \(totals.partitions) partitions, \(totals.membershipChanges) membership changes, "
               + "\(totals.transfers) transfers, \(totals.snapshotsInstalled) snapshots installed, \(totals.readsConfirmed) reads; "
               + "external log: \(totals.externalBatches) batches, \(totals.externalFences) leaders fenced, "
-              + "\(totals.externalAdopted) entries adopted by replays")
+              + "\(totals.externalAdopted) entries adopted by replays, \(totals.externalTrims) trims")
         // The runs must have exercised what they claim to.
         #expect(totals.committed > seeds.count * 20)
         if seeds.count > 50 {
             #expect(totals.crashes > 0 && totals.partitions > 0 && totals.membershipChanges > 0)
             #expect(totals.snapshotsInstalled > 0 && totals.readsConfirmed > 0 && totals.transfers > 0)
-            #expect(totals.externalBatches > 0 && totals.externalFences > 0 && totals.externalAdopted > 0)
+            #expect(totals.externalBatches > 0 && totals.externalFences > 0 && totals.externalAdopted > 0 && totals.externalTrims > 0)
         }
     }
 }
