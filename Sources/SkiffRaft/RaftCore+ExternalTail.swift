@@ -54,6 +54,12 @@ extension RaftCore {
     /// On a leader, the last index of its log that the owner reported the external log holds; else zero.
     public var externalLogIndex: LogIndex { LogIndex(role == .leader ? externalMatch : 0) }
 
+    /// Whether this node leads and its term is on disk (its first entry of the term is, and the hard state
+    /// goes with or before it). The owner attaches to the external log only then: a leader that won without
+    /// waiting for anyone (a lone voter) could otherwise write there as leader of a term that a crash makes
+    /// it forget, and lead that term a second time with another log.
+    public var leadsInADurableTerm: Bool { role == .leader && log.term(at: log.stable) == term }
+
     /// Tells a leader of `term` that the external log holds its log through `index`. With
     /// `commitRequiresExternalLog`, entries commit only up to there. A report of another term is ignored.
     public mutating func externalLogAppended(through index: LogIndex, term reportedTerm: Term) {

@@ -77,7 +77,8 @@ extension Node {
         guard let mirror = external, core.isLeader, !mirror.attaching, !stopped, NIODeadline.now() >= mirror.retryAt else { return }
         let term = core.term
         if mirror.attachedTerm != term || mirror.mustReattach {
-            guard mirror.inFlight.isEmpty else { return }  // the writes out finish first
+            // The writes out finish first, and the term must be on disk (the core's no-op entry persisted).
+            guard mirror.inFlight.isEmpty, core.leadsInADurableTerm else { return }
             external!.attaching = true
             let log = mirror.log
             Task {
@@ -144,7 +145,7 @@ extension Node {
         case .success(false):
             external!.inFlight.remove(at: position)
             external!.mustReattach = true
-            logger.notice("an earlier term's record took an external log slot; attaching again", metadata: ["slot": "\(slot)"])
+            logger.notice("an external log slot was taken by an earlier term or trimmed; attaching again", metadata: ["slot": "\(slot)"])
         case .failure(let error):
             external!.inFlight.remove(at: position)
             external!.mustReattach = true

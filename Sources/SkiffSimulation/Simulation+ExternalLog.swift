@@ -23,7 +23,7 @@ extension Simulation {
         guard let position, let core = nodes[position].core, core.isLeader, !external.isDown else { return }
         let term = core.term
         if nodes[position].mirror.attachedTerm != term || nodes[position].mirror.mustReattach {
-            guard nodes[position].mirror.inFlight.isEmpty else { return }
+            guard nodes[position].mirror.inFlight.isEmpty, core.leadsInADurableTerm else { return }
             try attach(position, term: term)
             return
         }

@@ -140,6 +140,18 @@ import Testing
         #expect(cluster.core(1).commitIndex == index && cluster.core(3).commitIndex == index)
     }
 
+    /// A lone voter wins the moment it campaigns, before its new term is on disk; it must not write to the
+    /// external log as that term's leader until it is (seed 0x7203dde: after a crash it led the same term
+    /// again with another log, and the external log held the first one's).
+    @Test func aLoneVoterLeadsInADurableTermOnlyOnceItsFirstEntryIsPersisted() {
+        let cluster = ScriptedCluster(voters: [1]) { $0.commitRequiresExternalLog = true }
+        cluster.campaign(1)
+        #expect(cluster.core(1).isLeader && !cluster.core(1).leadsInADurableTerm)
+        cluster.process(1)
+        #expect(cluster.core(1).leadsInADurableTerm)
+        #expect(!Self.cluster().core(2).leadsInADurableTerm)  // a follower never does
+    }
+
     @Test func aFencedLeaderStepsDownAndAnotherIsElected() {
         let cluster = Self.cluster()
         let term = cluster.core(1).term
