@@ -35,7 +35,7 @@ struct ExternalMirror {
     var storedSnapshot: ExternalSnapshotID?
     var knowsStoredSnapshot = false
     var trimmedThrough = LogIndex.zero
-    /// An upload or a trim is under way, or failed recently: nothing new starts before `housekeepingAt`.
+    /// An upload or a trim is under way; the next one is considered no earlier than `housekeepingAt`.
     var housekeeping = false
     var housekeepingAt = NIODeadline.uptimeNanoseconds(0)
 
@@ -44,6 +44,7 @@ struct ExternalMirror {
     static let inFlightMax = 4
     static let retryDelay = TimeAmount.milliseconds(100)
     static let housekeepingRetryDelay = TimeAmount.seconds(1)
+    static let housekeepingCheckInterval = TimeAmount.milliseconds(100)
     /// Checkpoint candidates kept, at most: the oldest go first (trimming then waits for a newer one).
     static let checkpointCandidatesMax = 1024
 

@@ -8,8 +8,11 @@ extension Node {
     /// external log behind the newest snapshot there, never past an entry that is uncommitted or that some
     /// voter lacks. One round at a time; a failed round is retried a second later.
     func maintainExternalStore() {
+        let now = NIODeadline.now()
         guard let mirror = external, core.isLeader, mirror.attachedTerm == core.term, !mirror.housekeeping, !stopped,
-              !snapshots.saving, NIODeadline.now() >= mirror.housekeepingAt else { return }
+              !snapshots.saving, now >= mirror.housekeepingAt else { return }
+        // Looked at no more often than this: it scans the candidates, and runs from the Ready loop.
+        external!.housekeepingAt = now + ExternalMirror.housekeepingCheckInterval
         let localIndex = snapshots.lastIndex
         let upload = mirror.storedSnapshot.map { localIndex > $0.index } ?? (!mirror.knowsStoredSnapshot || localIndex > 0)
         let bound = core.clusterConfiguration.voters.reduce(core.commitIndex) { min($0, core.matchIndex(of: $1) ?? .zero) }
