@@ -64,8 +64,8 @@ public enum ExternalRestore {
     private static func fetchSnapshot(reaching base: LogIndex, from store: any ExternalStore, into directory: String,
                                       fileSystem: any FileSystem, logger: Logger) async throws -> ExternalSnapshotID? {
         var failures: [String] = []
+        try fileSystem.createDirectory(directory)
         for snapshot in try await store.snapshots() where snapshot.index >= base.rawValue {
-            try fileSystem.createDirectory(directory)
             let temporary = "\(directory)/\(snapshot.fileName).restore"
             do {
                 try await ExternalSnapshotTransfer.download(snapshot, from: store, to: temporary, fileSystem: fileSystem)

@@ -14,22 +14,22 @@ extension Node {
         // Looked at no more often than this: it scans the candidates, and runs from the Ready loop.
         external!.housekeepingAt = now + ExternalMirror.housekeepingCheckInterval
         let localIndex = snapshots.lastIndex
-        let upload = mirror.storedSnapshot.map { localIndex > $0.index } ?? (!mirror.knowsStoredSnapshot || localIndex > 0)
+        let upload = !mirror.knowsStoredSnapshot || localIndex > mirror.storedSnapshot?.index ?? 0
         let bound = core.clusterConfiguration.voters.reduce(core.commitIndex) { min($0, core.matchIndex(of: $1) ?? .zero) }
         let reachable = max(localIndex, mirror.storedSnapshot?.index ?? 0)
         let candidate = mirror.checkpointCandidates.last { $0.base <= bound && $0.base.rawValue <= reachable }
         let trim = candidate.map { $0.base > mirror.trimmedThrough } ?? false
         guard upload || trim else { return }
 
-        let local = upload && localIndex > 0 ? (try? storage.snapshots.list())?.first : nil
         let checkpoint = trim ? candidate.map { ExternalCheckpoint(slot: $0.slot, floor: Term(core.term), lastWriterTerm: Term(core.term),
                                                                     baseIndex: $0.base, baseTerm: $0.baseTerm) } : nil
-        let (store, log) = (mirror.store, mirror.log)
+        let (store, log, storage) = (mirror.store, mirror.log, storage)
         external!.housekeeping = true
         Task {
             let result = await outcome { () async throws(ExternalLogError) -> (stored: ExternalSnapshotID?, trimmed: LogIndex?) in
                 var stored = try await store.snapshots().first
-                if let local, local.index.rawValue > stored?.index ?? 0 {
+                // Listed here, off the event loop; a snapshot file pruned meanwhile fails the round, which is retried.
+                if upload, let local = (try? storage.snapshots.list())?.first, local.index.rawValue > stored?.index ?? 0 {
                     let id = ExternalSnapshotID(index: local.index.rawValue, term: local.term.rawValue)
                     try await ExternalSnapshotTransfer.upload(file: local.path, as: id, to: store)
                     stored = id

@@ -137,55 +137,54 @@ import Testing
     }
 }
 
-/// Rebuilding a data directory from the store.
-extension ExternalTrimTests {
-    /// Writes a real snapshot file (whose "state" is `body`) at `index`/`term` and publishes it in the store.
-    static func publishSnapshotFile(index: UInt64, term: UInt64, body: [UInt8], to store: DirectoryExternalStore, scratch: String) async throws {
-        let snapshots = SnapshotStore(directory: scratch)
-        try PosixFileSystem().createDirectory(scratch)
-        let writer = try snapshots.writer(for: SnapshotMetadata(index: LogIndex(index), term: Term(term)))
+/// A store from `twoLeaders` holding a real snapshot file at 5/3 (whose "state" is `body`), trimmed after the
+/// term 3 batch that ended at `base`, and a data directory to rebuild into; all removed when done with.
+final class RestoreFixture {
+    let directory = StoreDirectory()
+    let store: DirectoryExternalStore
+    var target: String { directory.path + "-node" }
+    private var scratch: String { directory.path + "-scratch" }
+
+    init(body: [UInt8], trimmedThrough base: UInt64) async throws {
+        let (leader, attached, store) = try await ExternalTrimTests.twoLeaders(in: directory)
+        self.store = store
+        let writer = try SnapshotStore(directory: scratch).writer(for: SnapshotMetadata(index: LogIndex(5), term: Term(3)))
         try writer.write(body)
-        let path = try writer.finish()
-        try await ExternalSnapshotTransfer.upload(file: path, as: ExternalSnapshotID(index: index, term: term), to: store)
+        try await ExternalSnapshotTransfer.upload(file: try writer.finish(), as: ExternalSnapshotID(index: 5, term: 3), to: store)
+        try await leader.trim(to: ExternalCheckpoint(slot: attached.nextSlot + base - 3, floor: Term(3), lastWriterTerm: Term(3),
+                                                     baseIndex: LogIndex(base), baseTerm: Term(3)))
     }
 
+    deinit { for path in [scratch, target] { try? FileManager.default.removeItem(atPath: path) } }
+}
+
+/// Rebuilding a data directory from the store.
+extension ExternalTrimTests {
     @Test func aNodeIsRebuiltFromTheNewestSnapshotAndTheLogAfterIt() async throws {
-        let directory = StoreDirectory()
-        let (leader, attached, store) = try await Self.twoLeaders(in: directory)
-        let scratch = directory.path + "-scratch"
-        let target = directory.path + "-node"
-        defer { for path in [scratch, target] { try? FileManager.default.removeItem(atPath: path) } }
-        try await Self.publishSnapshotFile(index: 5, term: 3, body: Array("state at 5".utf8), to: store, scratch: scratch)
-        try await leader.trim(to: ExternalCheckpoint(slot: attached.nextSlot + 1, floor: Term(3), lastWriterTerm: Term(3),
-                                                     baseIndex: LogIndex(4), baseTerm: Term(3)))
+        let fixture = try await RestoreFixture(body: Array("state at 5".utf8), trimmedThrough: 4)
         let logger = Logger(label: "test")
-        let report = try await ExternalRestore.rebuild(directory: target, from: store, logger: logger)
+        let report = try await ExternalRestore.rebuild(directory: fixture.target, from: fixture.store, logger: logger)
         #expect(report.snapshot == ExternalSnapshotID(index: 5, term: 3) && report.entries == 1 && report.lastIndex == LogIndex(6))
         #expect(report.committedIndex == LogIndex(5) && report.term == Term(3))
 
-        let (storage, recovery) = try await NodeStorage.open(directory: target, logger: logger)
+        let (storage, recovery) = try await NodeStorage.open(directory: fixture.target, logger: logger)
         #expect(recovery.snapshot?.index == LogIndex(5) && recovery.snapshot?.term == Term(3))
         #expect(storage.wal.hardState == HardState(term: Term(3), vote: .none, commit: LogIndex(5)))
         #expect(try storage.wal.entries(in: LogIndex(6)...LogIndex(6)) == entries(from: 6, terms: [3]))
         await storage.close()
-        await #expect(throws: RestoreError.self) { try await ExternalRestore.rebuild(directory: target, from: store, logger: logger) }
+        await #expect(throws: RestoreError.self) { try await ExternalRestore.rebuild(directory: fixture.target, from: fixture.store, logger: logger) }
     }
 
     @Test func aRebuildRefusesWhenNoSnapshotReachesTheTrimmedLog() async throws {
-        let directory = StoreDirectory()
-        let (leader, attached, store) = try await Self.twoLeaders(in: directory)
-        let scratch = directory.path + "-scratch"
-        let target = directory.path + "-node"
-        defer { for path in [scratch, target] { try? FileManager.default.removeItem(atPath: path) } }
-        try await Self.publishSnapshotFile(index: 5, term: 3, body: [1], to: store, scratch: scratch)
-        try await leader.trim(to: ExternalCheckpoint(slot: attached.nextSlot + 2, floor: Term(3), lastWriterTerm: Term(3),
-                                                     baseIndex: LogIndex(5), baseTerm: Term(3)))
+        let fixture = try await RestoreFixture(body: [1], trimmedThrough: 5)
         // The snapshot file is damaged in the store: the log after it exists, the state before it does not.
-        let path = directory.path + "/snap/" + ExternalSnapshotID(index: 5, term: 3).fileName
+        let path = fixture.directory.path + "/snap/" + ExternalSnapshotID(index: 5, term: 3).fileName
         var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
         bytes[bytes.count - 40] ^= 0xFF
         try Data(bytes).write(to: URL(fileURLWithPath: path))
-        await #expect(throws: RestoreError.self) { try await ExternalRestore.rebuild(directory: target, from: store, logger: Logger(label: "test")) }
-        #expect(!ExternalRestore.holdsNodeData(target))
+        await #expect(throws: RestoreError.self) {
+            try await ExternalRestore.rebuild(directory: fixture.target, from: fixture.store, logger: Logger(label: "test"))
+        }
+        #expect(!ExternalRestore.holdsNodeData(fixture.target))
     }
 }
