@@ -20,6 +20,12 @@ public struct RaftConfiguration: Sendable {
     /// A leader commits an entry only once the owner reports it held by the external log as well (see
     /// `RaftCore.externalLogAppended(through:term:)`): the external log mirrors everything committed.
     public var commitRequiresExternalLog = false
+    /// Witness mode: the external log is this voter (listed in the cluster configuration like any other).
+    /// The core sends it no appends: its match index is what `externalLogAppended(through:term:)` reports.
+    /// Its votes and heartbeat answers come from the owner, who asks the store, as messages from it. Before
+    /// campaigning a node adopts the external log's whole tail, whatever its own term (see
+    /// `RaftCore.deliverExternalTail(_:)`). Needs `commitRequiresExternalLog` and `externalTailWaitTicks`.
+    public var witness: NodeID?
 
     public init(id: NodeID) { self.id = id }
 
@@ -30,6 +36,12 @@ public struct RaftConfiguration: Sendable {
         }
         guard inflightMessagesMax >= 1, appendBytesMax >= 1, externalTailWaitTicks >= 0 else {
             throw .invalidConfigurationChange("limits must be positive")
+        }
+        if let witness {
+            guard witness != id, witness != .none else { throw .invalidConfigurationChange("the witness must be another, real id") }
+            guard commitRequiresExternalLog, externalTailWaitTicks > 0 else {
+                throw .invalidConfigurationChange("a witness needs commitRequiresExternalLog and externalTailWaitTicks")
+            }
         }
     }
 }

@@ -28,22 +28,28 @@ extension RaftCore {
     /// Whether this node is waiting for an external tail before it campaigns.
     public var isAwaitingExternalTail: Bool { externalTailTicksLeft != nil }
 
-    /// Delivers the external log's tail. Entries are adopted exactly as a late append from that leader would
-    /// be, with two restrictions: only if this node's term is not above `leaderTerm`, and never replacing an
-    /// entry this node already has (adoption stops at the first disagreement). Then the node campaigns.
-    /// Returns the index of the last entry adopted (the last index if none).
+    /// Delivers the external log's tail. By default entries are adopted exactly as a late append from that
+    /// leader would be, with two restrictions: only if this node's term is not above `leaderTerm`, and never
+    /// replacing an entry this node already has (adoption stops at the first disagreement).
+    ///
+    /// In witness mode the tail is the witness's log after the last agreement, and it is adopted whatever
+    /// this node's term, replacing a conflicting suffix: the witness is in every commit quorum, so its log
+    /// holds every committed entry, and a conflicting entry here is one that never committed (see the
+    /// RaftCore article). Then the node campaigns. Returns the index of the last entry adopted (the last
+    /// index if none).
     @discardableResult
     public mutating func deliverExternalTail(_ tail: ExternalTail) -> LogIndex {
         // A tail that arrives after the wait ended (or was cancelled by a leader's message) is ignored, and
         // must not start a campaign that no won pre-vote backs.
         guard isAwaitingExternalTail else { return LogIndex(log.lastIndex) }
         defer { finishExternalTailWait() }
-        guard tail.leaderTerm.rawValue >= term,
+        let witnessMode = configuration.witness != nil
+        guard witnessMode || tail.leaderTerm.rawValue >= term,
               tail.entries.allSatisfy({ $0.term <= tail.leaderTerm }),
               tail.entries.enumerated().allSatisfy({ $1.index.rawValue == tail.previousIndex.rawValue + 1 + UInt64($0) })
         else { return LogIndex(log.lastIndex) }
         guard let (_, firstWritten) = log.append(after: tail.previousIndex.rawValue, previousTerm: tail.previousTerm.rawValue,
-                                                 tail.entries, mayTruncate: false) else { return LogIndex(log.lastIndex) }
+                                                 tail.entries, mayTruncate: witnessMode) else { return LogIndex(log.lastIndex) }
         if let firstWritten { noteEntriesWritten(tail.entries, from: firstWritten) }
         return LogIndex(log.lastIndex)
     }
@@ -66,6 +72,10 @@ extension RaftCore {
         guard role == .leader, reportedTerm.rawValue == term else { return }
         precondition(index.rawValue <= log.lastIndex, "the external log cannot hold more than the leader's log")
         externalMatch = max(externalMatch, index.rawValue)
+        if let witness = configuration.witness, progress[witness] != nil {
+            progress[witness]!.acknowledge(index.rawValue)
+            progress[witness]!.recentActive = true
+        }
         maybeCommit()
     }
 

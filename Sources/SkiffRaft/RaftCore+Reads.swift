@@ -47,6 +47,7 @@ extension RaftCore {
     public mutating func transferLeadership(to target: NodeID) -> RaftRefusal? {
         guard role == .leader else { return .notLeader(leader: leader == .none ? nil : leader) }
         guard target != id else { return nil }
+        guard target != configuration.witness else { return .notAVoter(target) }  // the store cannot lead
         guard clusterConfiguration.voters.contains(target), progress[target] != nil else { return .notAVoter(target) }
         transferTarget = target
         transferElapsed = 0

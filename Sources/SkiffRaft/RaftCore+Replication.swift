@@ -15,6 +15,7 @@ extension RaftCore {
     /// Sends the next append (or the snapshot, if the follower needs entries already compacted) unless the
     /// follower's pipeline is full or a probe is unanswered.
     mutating func sendAppend(to node: NodeID) {
+        guard node != configuration.witness else { return }  // the owner mirrors to it (`externalLogAppended`)
         guard var tracker = progress[node], !tracker.isPaused else { return }
         let previousIndex = tracker.next - 1
         guard let previousTerm = log.term(at: previousIndex) else {
