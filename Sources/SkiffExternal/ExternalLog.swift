@@ -1,8 +1,9 @@
 import SkiffRaft
 
-/// A node's handle on the external log: reads it, seals terms, and writes as a leader, with fencing.
+/// A node's handle on the external log: reads it, seals terms, asks for the witness's vote, and writes as
+/// a leader, with fencing.
 ///
-/// Guarantees: a seal is written only at the first slot this handle found free after reading every earlier
+/// Guarantees: a seal or a vote is written only at the first slot this handle found free after reading every earlier
 /// one. A leader's batch that lands in its slot counts once the slots before it are written, unless its
 /// writer was deposed, and a write that finds its slot taken by a later term says so (`.deposed`). One call
 /// at a time, except `write`: the owner waits for each before the next (a second call while one is
@@ -120,17 +121,28 @@ public actor ExternalLog {
         }
     }
 
-    /// Writes a seal of `term` at the first free slot, applying whatever other writers put before it.
+    /// Asks the witness for its vote: writes a vote record at the first free slot. Returns whether it
+    /// counted there (granted), by the rule every reader applies (`ExternalLogView.apply(_:)`).
+    public func vote(term: Term, candidate: NodeID, lastIndex: LogIndex, lastTerm: Term) async throws(ExternalLogError) -> Bool {
+        try await appendAtFirstFreeSlot(.vote(term: term, candidate: candidate, lastIndex: lastIndex, lastTerm: lastTerm))
+    }
+
     private func writeSeal(_ term: Term) async throws(ExternalLogError) {
+        try await appendAtFirstFreeSlot(.seal(term: term))
+    }
+
+    /// Writes `record` at the first free slot, applying whatever other writers put before it. Returns
+    /// whether it counted.
+    @discardableResult
+    private func appendAtFirstFreeSlot(_ record: ExternalRecord) async throws(ExternalLogError) -> Bool {
         enter()
         defer { busy = false }
         try await readNewRecords()
         while true {
             let slot = view.nextSlot
-            if try await store.createSlot(slot, bytes: ExternalRecordCoding.encode(.seal(term: term), slot: slot)),
+            if try await store.createSlot(slot, bytes: ExternalRecordCoding.encode(record, slot: slot)),
                try await !landedBelowCheckpoint(slot) {
-                try view.apply(.seal(term: term))
-                return
+                return try view.apply(record)
             }
             try await readNewRecords()  // someone else took the slot, or it was trimmed: learn what is there, then try after it
         }

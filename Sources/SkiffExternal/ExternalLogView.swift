@@ -7,6 +7,10 @@ import SkiffStorage
 /// Rules (the ExternalLog article argues why they keep Raft's guarantees):
 /// - `floor` is the lowest term whose records count. A seal of term T raises it to T + 1; a counted batch of
 ///   term T raises it to T, so that nothing written by an earlier term's leader counts after it.
+/// - A vote of term T counts (the witness grants it) only if T is above `witnessTerm` and the candidate's
+///   log is at least as up-to-date as this view's: Raft's vote rule, with this view as the voter's log. A
+///   counted vote raises the floor to T, as a voter that votes in T accepts no append of an earlier term.
+///   A vote that does not count changes nothing (as a lost vote request would).
 /// - A batch below the floor is skipped (its writer was deposed). So is a batch whose previous index and term
 ///   are not in the log: it continued a batch of its writer that never landed (a leader writes several
 ///   slots at once). Otherwise it is applied as a Raft follower applies an append: entries already held
@@ -24,6 +28,9 @@ public struct ExternalLogView: Sendable {
     public private(set) var writerLastIndex = LogIndex.zero
     /// Batches skipped because they did not continue the log.
     public private(set) var unjoinedBatches = 0
+    /// The term of the last vote that counted, and whom it went to.
+    public private(set) var voteTerm = Term.zero
+    public private(set) var votedFor = NodeID.none
     /// The highest commit index a counted batch carried, or the base: entries through it are committed.
     public private(set) var committedIndex = LogIndex.zero
     /// The position before the first entry held.
@@ -84,6 +91,27 @@ public struct ExternalLogView: Sendable {
     /// Whether a record of this term would count if it came next.
     public func admits(_ term: Term) -> Bool { term >= floor }
 
+    /// The witness's current term, as a voter's: the highest term it voted in, saw a leader of, or sealed.
+    /// It votes only in a later one.
+    public var witnessTerm: Term {
+        max(voteTerm, lastWriterTerm, floor == .zero ? .zero : Term(floor.rawValue - 1))
+    }
+
+    /// Whether a log ending at `lastIndex`/`lastTerm` is at least as up-to-date as this view (Raft §5.4.1).
+    public func isBehind(lastIndex: LogIndex, lastTerm: Term) -> Bool {
+        (lastTerm, lastIndex) < (self.lastTerm, self.lastIndex)
+    }
+
+    /// What a node whose log ends at `last` (terms from `termOf`) adopts in witness mode: every entry after
+    /// the last agreement, as the witness holds them. Nil if nothing joins its log. Needs a view that keeps
+    /// entries.
+    public func witnessTail(for termOf: (LogIndex) -> Term?, lastIndex last: LogIndex) -> ExternalTail? {
+        precondition(keepsEntries, "a tail needs the entries")
+        guard let previous = lastAgreement(with: termOf, upTo: last) else { return nil }
+        return ExternalTail(leaderTerm: max(lastWriterTerm, lastTerm), previousIndex: previous, previousTerm: term(at: previous)!,
+                            entries: entries.filter { $0.index > previous })
+    }
+
     /// Applies the record of slot `nextSlot`. Returns whether it counted. Throws only for a batch that is
     /// malformed in itself (entries out of sequence, or of terms its writer could not have written).
     @discardableResult
@@ -93,6 +121,13 @@ public struct ExternalLogView: Sendable {
         case .seal(let term):
             nextSlot += 1
             floor = max(floor, Term(term.rawValue + 1))
+            return true
+        case .vote(let term, let candidate, let candidateLastIndex, let candidateLastTerm):
+            nextSlot += 1
+            guard term > witnessTerm, !isBehind(lastIndex: candidateLastIndex, lastTerm: candidateLastTerm) else { return false }
+            voteTerm = term
+            votedFor = candidate
+            floor = max(floor, term)
             return true
         case .batch(let term, let previousIndex, let previousTerm, let batch, let commit):
             guard admits(term) else {

@@ -3,28 +3,34 @@ import SkiffStorage
 
 /// One record of the external log: what one slot of the store holds.
 ///
-/// The store keeps records in numbered slots, each written once. A record is either a batch of a leader's
-/// entries or a seal that fences off a term (see the ExternalLog article for the rules readers apply).
+/// The store keeps records in numbered slots, each written once. A record is a batch of a leader's entries,
+/// a seal that fences off a term, or, in witness mode, a candidate's claim on the witness's vote (see the
+/// ExternalLog article for the rules readers apply).
 public enum ExternalRecord: Hashable, Sendable {
     /// Entries the leader of `term` appended, continuing its log after `previousIndex`/`previousTerm`, and
     /// its commit index when it wrote them (entries through it are known committed).
     case batch(term: Term, previousIndex: LogIndex, previousTerm: Term, entries: [Entry], commit: LogIndex)
     /// From this slot on, records of `term` and every earlier term no longer count.
     case seal(term: Term)
+    /// `candidate` asks the witness for its vote in `term`, with its log ending at `lastIndex`/`lastTerm`.
+    /// Whether the vote is granted follows from the records before it (`ExternalLogView.apply(_:)`).
+    case vote(term: Term, candidate: NodeID, lastIndex: LogIndex, lastTerm: Term)
 
-    /// The term of the writer: the leader's term for a batch, the sealed term for a seal.
+    /// The term of the writer: the leader's term for a batch, the sealed term for a seal, the campaign's
+    /// term for a vote.
     public var term: Term {
         switch self {
-        case .batch(let term, _, _, _, _), .seal(let term): term
+        case .batch(let term, _, _, _, _), .seal(let term), .vote(let term, _, _, _): term
         }
     }
 }
 
 /// The byte form of an `ExternalRecord`. Little-endian:
 ///
-///     magic u32 "SKXL" | version u8 (1) | kind u8 (1 batch, 2 seal) | zero u16 | term u64
+///     magic u32 "SKXL" | version u8 (1) | kind u8 (1 batch, 2 seal, 3 vote) | zero u16 | term u64
 ///     batch only: previous index u64 | previous term u64 | commit u64 | count u32 |
 ///                 count × (index u64 | term u64 | entry kind u8 | payload length u32 | payload)
+///     vote only:  candidate u64 | last index u64 | last term u64
 ///     crc32 u32 of everything before it, seeded with the slot number
 ///
 /// The slot number in the checksum means a record copied into another slot never verifies there.
@@ -36,11 +42,16 @@ public enum ExternalRecordCoding {
         var writer = ByteWriter(capacity: 64)
         writer.append(magic)
         writer.append(version)
+        let kind: UInt8 = switch record {
+        case .batch: 1
+        case .seal: 2
+        case .vote: 3
+        }
+        writer.append(kind)
+        writer.append(UInt16(0))
+        writer.append(record.term.rawValue)
         switch record {
-        case .batch(let term, let previousIndex, let previousTerm, let entries, let commit):
-            writer.append(UInt8(1))
-            writer.append(UInt16(0))
-            writer.append(term.rawValue)
+        case .batch(_, let previousIndex, let previousTerm, let entries, let commit):
             writer.append(previousIndex.rawValue)
             writer.append(previousTerm.rawValue)
             writer.append(commit.rawValue)
@@ -52,10 +63,12 @@ public enum ExternalRecordCoding {
                 writer.append(UInt32(entry.payload.count))
                 writer.append(bytes: entry.payload)
             }
-        case .seal(let term):
-            writer.append(UInt8(2))
-            writer.append(UInt16(0))
-            writer.append(term.rawValue)
+        case .seal:
+            break
+        case .vote(_, let candidate, let lastIndex, let lastTerm):
+            writer.append(candidate.rawValue)
+            writer.append(lastIndex.rawValue)
+            writer.append(lastTerm.rawValue)
         }
         writer.append(Checksum.crc32(writer.bytes, continuing: seed(slot: slot)))
         return writer.bytes
@@ -103,6 +116,10 @@ public enum ExternalRecordCoding {
                             commit: LogIndex(commit))
         case 2:
             record = .seal(term: Term(term))
+        case 3:
+            guard let candidate = reader.read(UInt64.self), let lastIndex = reader.read(UInt64.self),
+                  let lastTerm = reader.read(UInt64.self) else { throw corrupt("truncated vote") }
+            record = .vote(term: Term(term), candidate: NodeID(candidate), lastIndex: LogIndex(lastIndex), lastTerm: Term(lastTerm))
         default:
             throw corrupt("unknown record kind \(kind)")
         }

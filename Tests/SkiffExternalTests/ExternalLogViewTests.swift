@@ -26,7 +26,8 @@ func batch(_ term: UInt64, after previous: (UInt64, UInt64), _ terms: [UInt64]) 
     func terms(_ view: ExternalLogView) -> [UInt64] { view.entries.map(\.term.rawValue) }
 
     @Test func recordsRoundTripAndAMovedOrDamagedRecordIsRefused() throws {
-        let records: [ExternalRecord] = [batch(3, after: (4, 2), [2, 3, 3]), .seal(term: Term(7)), batch(1, after: (0, 0), [])]
+        let records: [ExternalRecord] = [batch(3, after: (4, 2), [2, 3, 3]), .seal(term: Term(7)), batch(1, after: (0, 0), []),
+                                         .vote(term: Term(9), candidate: NodeID(4), lastIndex: LogIndex(12), lastTerm: Term(8))]
         for (slot, record) in records.enumerated() {
             let bytes = ExternalRecordCoding.encode(record, slot: UInt64(slot))
             #expect(try ExternalRecordCoding.decode(bytes, slot: UInt64(slot)) == record)
@@ -106,5 +107,54 @@ func batch(_ term: UInt64, after previous: (UInt64, UInt64), _ terms: [UInt64]) 
         try view.apply(batch(3, after: (1, 1), [3]))
         #expect(view.entries.isEmpty)
         #expect(view.term(at: LogIndex(1)) == Term(1) && view.term(at: LogIndex(2)) == Term(3) && view.term(at: LogIndex(3)) == nil)
+    }
+
+    /// Raft's vote rule with the view as the voter's log: one vote per term, only for a log at least as
+    /// up-to-date, only in a term the witness has not reached; a granted vote fences earlier terms, and a
+    /// refused one changes nothing.
+    @Test func aVoteCountsOncePerTermForAnUpToDateLogAndFencesEarlierTerms() throws {
+        func vote(_ term: UInt64, for node: UInt64, last: (UInt64, UInt64)) -> ExternalRecord {
+            .vote(term: Term(term), candidate: NodeID(node), lastIndex: LogIndex(last.0), lastTerm: Term(last.1))
+        }
+        var view = try view([batch(2, after: (0, 0), [2, 2, 2])])
+        #expect(view.witnessTerm == Term(2))
+        #expect(try view.apply(vote(2, for: 1, last: (9, 2))) == false)  // the witness already follows a leader of 2
+        #expect(try view.apply(vote(3, for: 1, last: (2, 2))) == false)  // behind: 2/2 < 3/2
+        #expect(try view.apply(vote(3, for: 1, last: (5, 1))) == false)  // behind: a lower last term
+        #expect(view.floor == Term(2) && view.witnessTerm == Term(2))  // refusals change nothing
+        #expect(try view.apply(vote(3, for: 1, last: (3, 2))))
+        #expect(view.voteTerm == Term(3) && view.votedFor == NodeID(1) && view.floor == Term(3))
+        #expect(try view.apply(vote(3, for: 2, last: (9, 3))) == false)  // one vote a term
+        #expect(try view.apply(batch(2, after: (3, 2), [2])) == false)  // the old leader is fenced
+        #expect(try view.apply(batch(3, after: (3, 2), [3])))  // the new one writes
+        #expect(try view.apply(.seal(term: Term(3))))
+        #expect(view.witnessTerm == Term(3))
+        #expect(try view.apply(vote(4, for: 2, last: (4, 3))))
+        #expect(terms(view) == [2, 2, 2, 3])
+    }
+
+    /// The witness's answers, as `WitnessRules` computes them from a view.
+    @Test func theWitnessAnswersPreVotesAndHeartbeatsByItsView() throws {
+        let view = try view([batch(3, after: (0, 0), [1, 3, 3])])
+        let own: [UInt64: UInt64] = [1: 1, 2: 2]  // agrees at 1 only
+        let termOf = { (index: LogIndex) in index == .zero ? Term.zero : own[index.rawValue].map { Term($0) } }
+        func preVote(_ term: UInt64, last: (UInt64, UInt64)) -> Message {
+            Message(from: NodeID(1), to: NodeID(99), term: Term(term),
+                    kind: .requestVote(lastIndex: LogIndex(last.0), lastTerm: Term(last.1), preVote: true, leadershipTransfer: false))
+        }
+        let granted = WitnessRules.answerPreVote(preVote(4, last: (2, 2)), view: view, candidateTerms: termOf)
+        #expect(granted == Message(from: NodeID(99), to: NodeID(1), term: Term(4), kind: .voteResponse(granted: true, preVote: true)))
+        let early = WitnessRules.answerPreVote(preVote(2, last: (2, 2)), view: view, candidateTerms: termOf)
+        #expect(early.kind == .voteResponse(granted: false, preVote: true) && early.term == Term(3))  // catch up to term 3
+        // A log that ends before a trimmed view's base: nothing joins it, so the candidate could never catch up.
+        var trimmed = ExternalLogView(ExternalCheckpoint(slot: 5, floor: Term(3), lastWriterTerm: Term(3), baseIndex: LogIndex(2), baseTerm: Term(3)),
+                                      keepsEntries: false)
+        try trimmed.apply(batch(3, after: (2, 3), [3]))
+        let refused = WitnessRules.answerPreVote(preVote(4, last: (1, 1)), view: trimmed, candidateTerms: termOf)
+        #expect(refused.kind == .voteResponse(granted: false, preVote: true) && refused.term == Term(3))
+
+        let heartbeat = { (term: UInt64) in Message(from: NodeID(1), to: NodeID(99), term: Term(term), kind: .heartbeat(commit: .zero, context: 5)) }
+        #expect(WitnessRules.answerHeartbeat(heartbeat(3), view: view)?.kind == .heartbeatResponse(context: 5))
+        #expect(WitnessRules.answerHeartbeat(heartbeat(2), view: view) == nil)
     }
 }

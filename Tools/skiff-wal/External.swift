@@ -62,7 +62,11 @@ struct External: ParsableCommand {
                 problems += 1
                 break
             }
-            let status = if case .seal = record { "" } else if counted { "  counts" } else if admitted { "  unjoined" } else { "  fenced" }
+            let status = switch record {
+            case .seal: ""
+            case .vote: counted ? "  granted" : "  refused"
+            case .batch: counted ? "  counts" : admitted ? "  unjoined" : "  fenced"
+            }
             print("\(pad(slot))  \(describe(record))\(status)")
             if self.entries, counted, case .batch(_, _, _, let batch, _) = record {
                 for entry in batch {
@@ -96,6 +100,8 @@ struct External: ParsableCommand {
     private func describe(_ record: ExternalRecord) -> String {
         switch record {
         case .seal(let term): "seal term \(term)"
+        case .vote(let term, let candidate, let lastIndex, let lastTerm):
+            "vote term \(term) for \(candidate), whose log ends at \(lastIndex)/\(lastTerm)"
         case .batch(let term, let previousIndex, let previousTerm, let entries, _):
             "batch term \(term) after \(previousIndex)/\(previousTerm): "
                 + (entries.isEmpty ? "no entries" : "\(entries.first!.index)...\(entries.last!.index) (\(entries.count) \(entries.count == 1 ? "entry" : "entries"))")
