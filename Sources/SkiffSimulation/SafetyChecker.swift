@@ -161,7 +161,7 @@ struct SafetyChecker {
     /// less the entries up to the checkpoint's base.
     func checkCheckpoint(_ view: ExternalLogView, against whole: ExternalLogView, step: Int) throws(SafetyViolation) {
         let same = view.nextSlot == whole.nextSlot && view.floor == whole.floor && view.lastWriterTerm == whole.lastWriterTerm
-            && view.writerLastIndex == whole.writerLastIndex && view.lastIndex == whole.lastIndex
+            && view.writerLastIndex == whole.writerLastIndex && view.lastIndex == whole.lastIndex && view.witnessTerm == whole.witnessTerm
             && (view.baseIndex.rawValue...view.lastIndex.rawValue).allSatisfy { view.term(at: LogIndex($0)) == whole.term(at: LogIndex($0)) }
         guard !same else { return }
         throw SafetyViolation(step: step, invariant: "a checkpoint stands for the slots it replaces",

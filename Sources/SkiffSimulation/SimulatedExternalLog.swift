@@ -51,10 +51,18 @@ struct SimulatedExternalStore {
     mutating func seal(_ term: Term, keepsEntries: Bool) throws(ExternalLogError) -> ExternalLogView? {
         guard !isDown else { return nil }
         var view = try read(keepsEntries: keepsEntries)
-        slots[view.nextSlot] = .seal(term: term)
-        history[view.nextSlot] = .seal(term: term)
-        try view.apply(.seal(term: term))
+        try append(.seal(term: term), to: &view)
         return view
+    }
+
+    /// Writes `record` at the first free slot of `view`, which must be up to date, and applies it there.
+    /// Returns whether it counted.
+    @discardableResult
+    mutating func append(_ record: ExternalRecord, to view: inout ExternalLogView) throws(ExternalLogError) -> Bool {
+        precondition(slots[view.nextSlot] == nil, "the view must reach the first free slot")
+        slots[view.nextSlot] = record
+        history[view.nextSlot] = record
+        return try view.apply(record)
     }
 
     /// Writes `checkpoint` and removes the slots and checkpoints below it, as `ExternalLog.trim` does.

@@ -121,7 +121,8 @@ extension Simulation {
         note("external: \(core.id) trimmed through \(candidate.base) at slot \(candidate.slot)")
     }
 
-    /// Serves a node's oldest external tail request: seals its term and hands it the tail, as the server does.
+    /// Serves a node's oldest external tail request as the server does: seals its term and hands it the
+    /// dead leader's tail; in witness mode, reads (a vote record will fence) and hands it the witness's log.
     func serveReplay(_ position: Int?) throws(SafetyViolation) {
         guard let position, !nodes[position].mirror.replayRequests.isEmpty else { return }
         let request = nodes[position].mirror.replayRequests.removeFirst()
@@ -129,16 +130,49 @@ extension Simulation {
             nodes[position].core!.campaignWithoutExternalTail()
             return
         }
-        let view = try external(do: { () throws(ExternalLogError) in try external.seal(request.term, keepsEntries: true)! })
         let core = nodes[position].core!
-        guard let tail = view.tail(for: core.term(at:), lastIndex: core.lastIndex) else {
+        let tail: ExternalTail?
+        if options.witness {
+            let view = try external(do: { () throws(ExternalLogError) in try external.read(keepsEntries: true) })
+            tail = view.witnessTail(for: core.term(at:), lastIndex: core.lastIndex)
+        } else {
+            let view = try external(do: { () throws(ExternalLogError) in try external.seal(request.term, keepsEntries: true)! })
+            tail = view.tail(for: core.term(at:), lastIndex: core.lastIndex)
+        }
+        guard let tail else {
             nodes[position].core!.campaignWithoutExternalTail()
             return
         }
         let before = core.lastIndex
         let last = nodes[position].core!.deliverExternalTail(tail)
         summary.externalAdopted += Int(last.rawValue - min(last.rawValue, before.rawValue))
-        note("external: \(core.id) sealed term \(request.term) and adopted through \(last) (tail of term \(tail.leaderTerm))")
+        note("external: \(core.id) replayed in term \(request.term) and adopted through \(last) (tail of term \(tail.leaderTerm) after \(tail.previousIndex))")
+    }
+
+    /// Answers a message addressed to the witness, as the server does (`WitnessRules`), when it arrives: the
+    /// store is read (and a vote record written) then, and the answer travels back like any message. No
+    /// answer while the store is down, or to a node that crashed meanwhile.
+    func answerAsWitness(_ message: Message) throws(SafetyViolation) {
+        guard !external.isDown, let position = nodes.firstIndex(where: { $0.id == message.from }), let core = nodes[position].core else { return }
+        var view = try external(do: { () throws(ExternalLogError) in try external.read(keepsEntries: false) })
+        switch message.kind {
+        case .requestVote(_, _, true, _):
+            enqueueAnswer(WitnessRules.answerPreVote(message, view: view, candidateTerms: core.term(at:)))
+        case .requestVote:
+            let granted = try external(do: { () throws(ExternalLogError) in try external.append(WitnessRules.voteRecord(for: message), to: &view) })
+            note("external: vote of term \(message.term) for \(message.from) \(granted ? "granted" : "refused") at slot \(view.nextSlot - 1)")
+            if granted { summary.witnessVotes += 1 }
+            enqueueAnswer(WitnessRules.answerVote(message, granted: granted))
+        case .heartbeat:
+            if let answer = WitnessRules.answerHeartbeat(message, view: view) {
+                enqueueAnswer(answer)
+            } else {
+                note("external: \(message.from) fenced by the witness in term \(message.term)")
+                nodes[position].core!.externalLogFenced(term: message.term)
+            }
+        default:
+            throw SafetyViolation(step: stepNumber, invariant: "the core sends the witness only votes and heartbeats", detail: "\(message)")
+        }
     }
 
     /// The committed log must be in the external log, as readers see it, whenever either changes; and a

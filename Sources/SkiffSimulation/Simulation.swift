@@ -25,18 +25,22 @@ public final class Simulation {
     var nextReadID: UInt64 = 1
     var checker = SafetyChecker()
     var external = SimulatedExternalStore()
+    /// The witness's node id in witness mode (never a simulated node's).
+    static let witness = NodeID(99)
     public internal(set) var summary = SimulationSummary()
     /// Receives a line for every event of the run, for diagnosing a failing seed (`SKIFF_TRACE=1`).
     public var trace: ((String) -> Void)?
 
     public init(seed: UInt64, options: SimulationOptions) {
         precondition((1...7).contains(options.voters) && options.nodesMax >= options.voters && options.nodesMax <= 7)
+        precondition(!options.witness || (options.externalLog && !options.membershipChanges), "a witness needs the external log and fixed membership")
         self.seed = seed
         self.options = options
         random = SplitMix64(seed: seed)
         dropPercent = options.dropPercent
         duplicatePercent = options.duplicatePercent
-        initialConfiguration = ClusterConfiguration(voters: Set((1...options.voters).map { NodeID(UInt64($0)) }))
+        let voters = Set((1...options.voters).map { NodeID(UInt64($0)) })
+        initialConfiguration = ClusterConfiguration(voters: options.witness ? voters.union([Self.witness]) : voters)
         nodes = (1...options.nodesMax).map { SimulatedNode(id: NodeID(UInt64($0))) }
         for position in nodes.indices { start(position) }
     }
@@ -103,6 +107,7 @@ public final class Simulation {
         if options.externalLog {
             configuration.commitRequiresExternalLog = true
             configuration.externalTailWaitTicks = options.electionTicks / 2
+            if options.witness { configuration.witness = Self.witness }
         }
         let recovered = RecoveredState(hardState: disk.hardState, snapshot: disk.snapshot, entries: disk.entries,
                                        initialConfiguration: initialConfiguration)
@@ -181,6 +186,7 @@ public final class Simulation {
     }
 
     private func deliver(_ message: Message) throws(SafetyViolation) {
+        if message.to == Self.witness { return try answerAsWitness(message) }
         guard let position = nodes.firstIndex(where: { $0.id == message.to }), nodes[position].isUp else {
             reportSnapshotStream(message, delivered: false)
             return
@@ -196,6 +202,8 @@ public final class Simulation {
         try checker.noteCommit(by: nodes[position].core!, step: stepNumber)
         summary.messagesDelivered += 1
     }
+
+    func enqueueAnswer(_ message: Message) { enqueue([message]) }
 
     /// Most messages arrive within a tick; some linger for several, so stale messages from old terms and old
     /// leaders keep turning up.

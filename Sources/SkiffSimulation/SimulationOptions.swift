@@ -25,6 +25,9 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
     /// Leaders mirror to a simulated external log and commit only what it holds; nodes replay its tail
     /// before campaigning; with snapshots, the leader trims the external log behind them.
     public var externalLog = false
+    /// Witness mode (with `externalLog`): the external log is one more voter, answering votes and heartbeats
+    /// by the records in it, so two nodes (or four) keep going with one down.
+    public var witness = false
     /// Ticks after healing within which a leader must be elected and a proposal committed everywhere.
     public var livenessTicksMax = 400
 
@@ -59,6 +62,12 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         }
         // Drawn last, so that every other option of a seed stays what it was before this one existed.
         if random.below(3) == 0 { options.externalLog = true }
+        if options.externalLog, random.below(2) == 0 {
+            options.witness = true
+            options.voters = random.below(4) == 0 ? 4 : 2
+            options.nodesMax = options.voters
+            options.membershipChanges = false
+        }
         return options
     }
 
@@ -66,7 +75,7 @@ public struct SimulationOptions: Sendable, CustomStringConvertible {
         "voters=\(voters) nodes-max=\(nodesMax) steps=\(steps) drop=\(dropPercent)% dup=\(duplicatePercent)% "
             + "crashes=\(crashes) pauses=\(pauses) partitions=\(partitions) membership=\(membershipChanges) "
             + "transfers=\(leadershipTransfers) snapshots=\(snapshots) append-bytes=\(appendBytesMax) churn=\(leaderChurn) "
-            + "external=\(externalLog)"
+            + "external=\(externalLog) witness=\(witness)"
     }
 }
 
@@ -96,6 +105,8 @@ public struct SimulationSummary: Sendable {
     public var externalFences = 0
     public var externalAdopted = 0
     public var externalTrims = 0
+    /// Votes the witness granted (witness mode).
+    public var witnessVotes = 0
 
     public init() {}
 }
