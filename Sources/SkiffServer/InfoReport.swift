@@ -42,6 +42,8 @@ enum InfoReport {
                               "external_snapshot_index:\(external.snapshotIndex.map(String.init) ?? "")",
                               "external_trimmed_through:\(external.trimmedThrough)",
                               "external_replays:\(external.replays)", "external_adopted_entries:\(external.adoptedEntries)",
+                              "external_witness:\(external.witnessVotes == nil ? "off" : "on")",
+                              "external_witness_votes_granted:\(external.witnessVotes ?? 0)",
                               "external_error:\(external.lastError ?? "")"]
                 }
             default:

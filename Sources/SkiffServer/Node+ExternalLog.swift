@@ -63,13 +63,16 @@ public struct ExternalStatus: Sendable {
     public var lastError: String?
     public var replays: UInt64
     public var adoptedEntries: UInt64
+    /// Votes the witness granted to this node's campaigns; nil unless in witness mode.
+    public var witnessVotes: UInt64?
 }
 
 extension Node {
     var externalStatus: ExternalStatus? {
         external.map { ExternalStatus(store: $0.store.description, mirroredIndex: core.externalLogIndex.rawValue,
                                       snapshotIndex: $0.storedSnapshot?.index, trimmedThrough: $0.trimmedThrough.rawValue,
-                                      lastError: $0.lastError, replays: $0.replays, adoptedEntries: $0.adoptedEntries) }
+                                      lastError: $0.lastError, replays: $0.replays, adoptedEntries: $0.adoptedEntries,
+                                      witnessVotes: witness?.votesGranted) }
     }
 
     /// Starts external writes while this node leads and the external log lags its log.
@@ -179,12 +182,17 @@ extension Node {
     }
 
     /// Seals the term the core is in and delivers what the external log holds beyond its log, as the
-    /// dead leader's late append. If the store fails, the core campaigns at once without a tail.
+    /// dead leader's late append. In witness mode it only reads (the vote record the campaign writes is what
+    /// fences) and delivers the witness's log after the last agreement. If the store fails, the core
+    /// campaigns at once without a tail.
     func replayExternalTail(_ request: ExternalTailRequest) {
         guard let mirror = external else { return }
         let reader = ExternalLog(store: mirror.store, keepsEntries: true)
+        let witnessMode = witness != nil
         Task {
-            let result = await outcome { () async throws(ExternalLogError) in try await reader.seal(term: request.term) }
+            let result = await outcome { () async throws(ExternalLogError) in
+                witnessMode ? try await reader.catchUp() : try await reader.seal(term: request.term)
+            }
             loop.execute { [self] in
                 switch result {
                 case .success(let view): deliverTail(of: view)
@@ -201,7 +209,9 @@ extension Node {
     private func deliverTail(of view: ExternalLogView) {
         external!.replays += 1
         // The tail starts after the last position where both logs agree; the core adopts what extends its log.
-        guard let tail = view.tail(for: core.term(at:), lastIndex: core.lastIndex) else {
+        let tail = witness == nil ? view.tail(for: core.term(at:), lastIndex: core.lastIndex)
+            : view.witnessTail(for: core.term(at:), lastIndex: core.lastIndex)
+        guard let tail else {
             core.campaignWithoutExternalTail()  // nothing joins: the external log starts after this log
             scheduleReady()
             return

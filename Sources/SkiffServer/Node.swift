@@ -44,6 +44,8 @@ public final class Node: @unchecked Sendable {
     var snapshots: SnapshotState
     /// The external log, if the node was given one.
     var external: ExternalMirror?
+    /// In witness mode, the node's side of the witness: it answers for the store.
+    var witness: WitnessPeer?
     public internal(set) var metrics = NodeMetrics()
     let serverMetrics = ServerMetrics()
 
@@ -61,6 +63,7 @@ public final class Node: @unchecked Sendable {
         snapshots = SnapshotState(lastIndex: snapshotIndex)
         storeIndex = snapshotIndex
         external = configuration.externalLog.map { ExternalMirror(store: $0) }
+        witness = configuration.externalWitness ? configuration.externalLog.map { WitnessPeer(store: $0) } : nil
     }
 
     /// Opens storage, restores the key space from the newest snapshot and the log after it, and builds the
@@ -83,7 +86,8 @@ public final class Node: @unchecked Sendable {
         let first = max(storage.wal.firstIndex.rawValue, snapshotIndex + 1)
         let last = storage.wal.lastIndex.rawValue
         let entries = last >= first ? try storage.wal.entries(in: LogIndex(first)...LogIndex(last)) : []
-        let voters = Set(configuration.members.map { ClusterMember.id(of: $0.name) })
+        var voters = Set(configuration.members.map { ClusterMember.id(of: $0.name) })
+        if configuration.externalWitness { voters.insert(ClusterMember.witnessID) }
         let recovered = RecoveredState(hardState: storage.wal.hardState, snapshot: snapshot, entries: entries,
                                        initialConfiguration: ClusterConfiguration(voters: voters))
         var raft = RaftConfiguration(id: configuration.nodeID)
@@ -92,8 +96,11 @@ public final class Node: @unchecked Sendable {
         if configuration.externalLog != nil {
             raft.commitRequiresExternalLog = true
             raft.externalTailWaitTicks = configuration.electionTicks
+            if configuration.externalWitness { raft.witness = ClusterMember.witnessID }
         }
         let core = RaftCore(configuration: raft, recovered: recovered, random: SplitMix64(seed: UInt64.random(in: 1...UInt64.max)))
+        try WitnessModeRecord.check(directory: configuration.dataDirectory, enabled: configuration.externalWitness,
+                                    inConfiguration: core.clusterConfiguration.voters.contains(ClusterMember.witnessID))
         logger.info("recovered", metadata: [
             "snapshot": "\(snapshotIndex)", "log": "\(first)...\(last)", "hard-state": "\(storage.wal.hardState)",
             "cut-tail": "\(recovery.wal.cutTail.map { "\($0)" } ?? "none")",
@@ -104,7 +111,8 @@ public final class Node: @unchecked Sendable {
         }
         var transportOptions = PeerTransport.Options()
         transportOptions.frameBytesMax = max(64 << 20, configuration.limits.bulkBytesMax * 4)
-        let names = Dictionary(uniqueKeysWithValues: configuration.members.map { (ClusterMember.id(of: $0.name), $0.name) })
+        var names = Dictionary(uniqueKeysWithValues: configuration.members.map { (ClusterMember.id(of: $0.name), $0.name) })
+        if configuration.externalWitness { names[ClusterMember.witnessID] = "external-witness" }
         let transport = PeerTransport(localID: configuration.nodeID, clusterID: configuration.clusterID, peers: peers, names: names, loop: loop,
                                       options: transportOptions, logger: logger)
         return Node(configuration: configuration, loop: loop, storage: storage, core: core, store: store, transport: transport,
@@ -144,7 +152,8 @@ public final class Node: @unchecked Sendable {
             return transport.stop()
         }.get()
         while (try? await loop.submit({ [self] in
-            unadvanced.contains { !$0.durable } || snapshots.saving || external.map { !$0.inFlight.isEmpty || $0.attaching || $0.housekeeping } == true
+            unadvanced.contains { !$0.durable } || snapshots.saving || witness?.busy == true
+                || external.map { !$0.inFlight.isEmpty || $0.attaching || $0.housekeeping } == true
         }).get()) == true {
             try? await Task.sleep(for: .milliseconds(5))
         }
@@ -281,6 +290,10 @@ public final class Node: @unchecked Sendable {
         for message in messages {
             if case .snapshot(let snapshot) = message.kind {
                 streamSnapshot(snapshot, message: message)
+                continue
+            }
+            if message.to == ClusterMember.witnessID, witness != nil {
+                sendToWitness(message)
                 continue
             }
             if !transport.send(.raft(message), to: message.to) { core.reportUnreachable(message.to) }

@@ -33,6 +33,9 @@ public struct NodeConfiguration: Sendable {
     public var externalLog: (any ExternalStore)?
     /// If the data directory is empty, rebuild it from `externalLog` before starting.
     public var restoreFromExternal = false
+    /// Witness mode: the external log is one more voter (`ClusterMember.witnessID`), so that a cluster of
+    /// two nodes (or any even number) keeps a majority with one node down.
+    public var externalWitness = false
 
     public init() {}
 
@@ -63,6 +66,16 @@ public struct NodeConfiguration: Sendable {
             }
             guard Set(initialCluster.map { ClusterMember.id(of: $0.name) }).count == initialCluster.count else {
                 throw ConfigurationError("two names in --initial-cluster hash to the same node id; rename one")
+            }
+        }
+        if externalWitness {
+            guard externalLog != nil else { throw ConfigurationError("--external-witness on needs --external-log") }
+            guard members.count % 2 == 0 else {
+                throw ConfigurationError("--external-witness is for clusters of an even number of nodes (two, usually); "
+                                         + "with \(members.count) the store would make the voters even, and a mirror (--external-witness off) is what fits")
+            }
+            guard !members.contains(where: { ClusterMember.id(of: $0.name) == ClusterMember.witnessID }) else {
+                throw ConfigurationError("a node name hashes to the witness's id; rename it")
             }
         }
         guard limits.bulkBytesMax >= 1024, limits.bulkBytesMax <= 256 << 20 else {
@@ -117,6 +130,9 @@ public struct ClusterMember: Hashable, Sendable {
         guard !members.isEmpty else { throw ConfigurationError("--initial-cluster is empty") }
         return members
     }
+
+    /// The Raft id the external store votes under in witness mode (a name no node can have: it has a space).
+    public static let witnessID = id(of: "external witness")
 
     /// The Raft id of a node name: the same on every node, never 0.
     public static func id(of name: String) -> NodeID { NodeID(max(1, hash(name) >> 1)) }

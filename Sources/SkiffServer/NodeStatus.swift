@@ -58,7 +58,8 @@ extension Node {
         let members = configuration.members.sorted().map { member in
             NodeStatus.Member(name: name(member), isVoter: configuration.voters.contains(member), isLeader: member == core.leader,
                               match: member == id && core.isLeader ? core.persistedIndex.rawValue : followers[member]?.match.rawValue,
-                              replication: followers[member]?.state)
+                              // The witness gets no appends: the mirror writes its log.
+                              replication: followers[member].map { member == ClusterMember.witnessID ? "mirror" : $0.state })
         }
         let role = switch core.role {
         case .leader: "leader"
