@@ -20,7 +20,8 @@ public struct RaftConfiguration: Sendable {
     /// A leader commits an entry only once the owner reports it held by the external log as well (see
     /// `RaftCore.externalLogAppended(through:term:)`): the external log mirrors everything committed.
     public var commitRequiresExternalLog = false
-    /// Witness mode: the external log is this voter (listed in the cluster configuration like any other).
+    /// Witness mode, for two nodes: the external log is this third voter (listed in the cluster
+    /// configuration like any other).
     /// The core sends it no appends: its match index is what `externalLogAppended(through:term:)` reports.
     /// Its votes and heartbeat answers come from the owner, who asks the store, as messages from it. Before
     /// campaigning a node adopts the external log's whole tail, whatever its own term (see

@@ -33,9 +33,8 @@ extension RaftCore {
     /// replacing an entry this node already has (adoption stops at the first disagreement).
     ///
     /// In witness mode the tail is the witness's log after the last agreement, and it is adopted whatever
-    /// this node's term, replacing a conflicting suffix: the witness is in every commit quorum, so its log
-    /// holds every committed entry, and a conflicting entry here is one that never committed (see the
-    /// RaftCore article). Then the node campaigns. Returns the index of the last entry adopted (the last
+    /// this node's term, replacing a conflicting suffix. That is safe only with two nodes and the witness
+    /// (the ExternalLog article of SkiffExternal argues it). Then the node campaigns. Returns the index of the last entry adopted (the last
     /// index if none).
     @discardableResult
     public mutating func deliverExternalTail(_ tail: ExternalTail) -> LogIndex {

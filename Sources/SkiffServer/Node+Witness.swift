@@ -13,6 +13,7 @@ struct WitnessPeer {
     var busy = false
     var waiting: [Message] = []
     var votesGranted: UInt64 = 0
+    static let waitingMax = 64
 
     init(store: any ExternalStore) {
         log = ExternalLog(store: store, keepsEntries: false)
@@ -22,6 +23,8 @@ struct WitnessPeer {
 extension Node {
     func sendToWitness(_ message: Message) {
         witness!.waiting.append(message)
+        // While a store call hangs, the oldest requests are dropped, as a congested link drops messages.
+        if witness!.waiting.count > WitnessPeer.waitingMax { witness!.waiting.removeFirst() }
         serveWitness()
     }
 

@@ -33,8 +33,9 @@ public struct NodeConfiguration: Sendable {
     public var externalLog: (any ExternalStore)?
     /// If the data directory is empty, rebuild it from `externalLog` before starting.
     public var restoreFromExternal = false
-    /// Witness mode: the external log is one more voter (`ClusterMember.witnessID`), so that a cluster of
-    /// two nodes (or any even number) keeps a majority with one node down.
+    /// Witness mode: the external log is a third voter (`ClusterMember.witnessID`), so that a cluster of two
+    /// nodes keeps a majority with one node down. Two nodes only: the safety argument needs every quorum
+    /// to hold the witness or both nodes (see the ExternalLog article).
     public var externalWitness = false
 
     public init() {}
@@ -70,9 +71,9 @@ public struct NodeConfiguration: Sendable {
         }
         if externalWitness {
             guard externalLog != nil else { throw ConfigurationError("--external-witness on needs --external-log") }
-            guard members.count % 2 == 0 else {
-                throw ConfigurationError("--external-witness is for clusters of an even number of nodes (two, usually); "
-                                         + "with \(members.count) the store would make the voters even, and a mirror (--external-witness off) is what fits")
+            guard members.count == 2 else {
+                throw ConfigurationError("--external-witness is for clusters of exactly two nodes, not \(members.count); "
+                                         + "with more, use the store as a mirror only (--external-witness off)")
             }
             guard !members.contains(where: { ClusterMember.id(of: $0.name) == ClusterMember.witnessID }) else {
                 throw ConfigurationError("a node name hashes to the witness's id; rename it")

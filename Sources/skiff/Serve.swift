@@ -27,7 +27,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (off unless given).") var metricsAddr: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
     @Option(help: "Mirror the log to an external store that all nodes reach, dir:PATH; a dead leader's tail is replayed from it before a new election (off unless given).") var externalLog: String?
-    @Option(help: "on: the external store votes as a third voter, so a two-node cluster keeps serving with one node down (needs --external-log and an even number of nodes); off: it is a mirror only.") var externalWitness = "off"
+    @Option(help: "on: the external store votes as a third voter, so a two-node cluster keeps serving with one node down (needs --external-log and exactly two nodes); off: it is a mirror only.") var externalWitness = "off"
     @Flag(help: "If the data directory is empty, rebuild it from --external-log first (its newest snapshot, then its log). Command line only.") var restoreFromExternal = false
     @Option(help: "A config file of `name = value` lines (the same names as these options).") var config: String?
 

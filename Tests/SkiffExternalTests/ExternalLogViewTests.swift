@@ -150,8 +150,9 @@ func batch(_ term: UInt64, after previous: (UInt64, UInt64), _ terms: [UInt64]) 
         var trimmed = ExternalLogView(ExternalCheckpoint(slot: 5, floor: Term(3), lastWriterTerm: Term(3), baseIndex: LogIndex(2), baseTerm: Term(3)),
                                       keepsEntries: false)
         try trimmed.apply(batch(3, after: (2, 3), [3]))
-        let refused = WitnessRules.answerPreVote(preVote(4, last: (1, 1)), view: trimmed, candidateTerms: termOf)
-        #expect(refused.kind == .voteResponse(granted: false, preVote: true) && refused.term == Term(3))
+        let refused = WitnessRules.answerPreVote(preVote(5, last: (1, 1)), view: trimmed, candidateTerms: termOf)
+        #expect(refused.kind == .voteResponse(granted: false, preVote: true) && refused.term == Term(4))  // its own term
+        #expect(trimmed.witnessTerm == Term(3))
 
         let heartbeat = { (term: UInt64) in Message(from: NodeID(1), to: NodeID(99), term: Term(term), kind: .heartbeat(commit: .zero, context: 5)) }
         #expect(WitnessRules.answerHeartbeat(heartbeat(3), view: view)?.kind == .heartbeatResponse(context: 5))
