@@ -82,10 +82,21 @@ public struct ExternalLogView: Sendable {
     /// from the last writer: the entries after the last agreement, up to `writerLastIndex` (after that they
     /// are an earlier leader's). Nil if nothing joins its log. Needs a view that keeps entries.
     public func tail(for termOf: (LogIndex) -> Term?, lastIndex last: LogIndex) -> ExternalTail? {
+        tail(for: termOf, lastIndex: last, through: writerLastIndex)
+    }
+
+    /// What a node whose log ends at `last` (terms from `termOf`) adopts in witness mode: every entry after
+    /// the last agreement, as the witness holds them. Nil if nothing joins its log. Needs a view that keeps
+    /// entries.
+    public func witnessTail(for termOf: (LogIndex) -> Term?, lastIndex last: LogIndex) -> ExternalTail? {
+        tail(for: termOf, lastIndex: last, through: lastIndex)
+    }
+
+    private func tail(for termOf: (LogIndex) -> Term?, lastIndex last: LogIndex, through end: LogIndex) -> ExternalTail? {
         precondition(keepsEntries, "a tail needs the entries")
         guard let previous = lastAgreement(with: termOf, upTo: last) else { return nil }
-        return ExternalTail(leaderTerm: lastWriterTerm, previousIndex: previous, previousTerm: term(at: previous)!,
-                            entries: entries.filter { $0.index > previous && $0.index <= writerLastIndex })
+        return ExternalTail(leaderTerm: max(lastWriterTerm, lastTerm), previousIndex: previous, previousTerm: term(at: previous)!,
+                            entries: entries.filter { $0.index > previous && $0.index <= end })
     }
 
     /// Whether a record of this term would count if it came next.
@@ -100,16 +111,6 @@ public struct ExternalLogView: Sendable {
     /// Whether a log ending at `lastIndex`/`lastTerm` is at least as up-to-date as this view (Raft §5.4.1).
     public func isBehind(lastIndex: LogIndex, lastTerm: Term) -> Bool {
         (lastTerm, lastIndex) < (self.lastTerm, self.lastIndex)
-    }
-
-    /// What a node whose log ends at `last` (terms from `termOf`) adopts in witness mode: every entry after
-    /// the last agreement, as the witness holds them. Nil if nothing joins its log. Needs a view that keeps
-    /// entries.
-    public func witnessTail(for termOf: (LogIndex) -> Term?, lastIndex last: LogIndex) -> ExternalTail? {
-        precondition(keepsEntries, "a tail needs the entries")
-        guard let previous = lastAgreement(with: termOf, upTo: last) else { return nil }
-        return ExternalTail(leaderTerm: max(lastWriterTerm, lastTerm), previousIndex: previous, previousTerm: term(at: previous)!,
-                            entries: entries.filter { $0.index > previous })
     }
 
     /// Applies the record of slot `nextSlot`. Returns whether it counted. Throws only for a batch that is

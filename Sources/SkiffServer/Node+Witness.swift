@@ -42,7 +42,7 @@ extension Node {
                     if case .success(let granted) = result {
                         if granted { witness!.votesGranted += 1 }
                         logger.info("asked the witness for its vote", metadata: ["term": "\(first.term)", "granted": "\(granted)"])
-                        answerFromWitness(WitnessRules.answerVote(first, granted: granted))
+                        stepWitnessAnswer(WitnessRules.answerVote(first, granted: granted))
                     }
                     witnessCallEnded(result.map { _ in () })
                 }
@@ -66,10 +66,10 @@ extension Node {
     private func answerFromWitness(_ request: Message, view: ExternalLogView) {
         switch request.kind {
         case .requestVote:
-            answerFromWitness(WitnessRules.answerPreVote(request, view: view, candidateTerms: core.term(at:)))
+            stepWitnessAnswer(WitnessRules.answerPreVote(request, view: view, candidateTerms: core.term(at:)))
         case .heartbeat:
             if let answer = WitnessRules.answerHeartbeat(request, view: view) {
-                answerFromWitness(answer)
+                stepWitnessAnswer(answer)
             } else if core.isLeader && core.term == request.term.rawValue {
                 logger.warning("the witness moved past this leader's term; stepping down",
                                metadata: ["term": "\(request.term)", "witness-term": "\(view.witnessTerm)"])
@@ -80,7 +80,7 @@ extension Node {
         }
     }
 
-    private func answerFromWitness(_ answer: Message) {
+    private func stepWitnessAnswer(_ answer: Message) {
         do { try core.step(answer) } catch {
             logger.warning("dropped an invalid witness answer", metadata: ["error": "\(error)"])
         }

@@ -73,6 +73,7 @@ import Testing
         let ready = try #require(taken)
         #expect(ready.readStates == [ReadState(requestID: 1, index: core.commitIndex)])
         core.advance(ready)
+        #expect(core.isLeader)  // the witness's answers keep it in office
 
         for _ in 0..<25 {  // the witness stops answering
             core.tick()
