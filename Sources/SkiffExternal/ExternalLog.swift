@@ -109,7 +109,19 @@ public actor ExternalLog {
     /// Throws `.deposed` if a seal of `term` or a later term's record took it.
     public nonisolated func write(term: Term, previousIndex: LogIndex, previousTerm: Term, entries: [Entry], commit: LogIndex,
                                   slot: UInt64) async throws(ExternalLogError) -> Bool {
-        let record = ExternalRecord.batch(term: term, previousIndex: previousIndex, previousTerm: previousTerm, entries: entries, commit: commit)
+        try await place(.batch(term: term, previousIndex: previousIndex, previousTerm: previousTerm, entries: entries, commit: commit), at: slot)
+    }
+
+    /// Writes, as the leader of `term`, that the log continues from its snapshot at `index`/`snapshotTerm`,
+    /// into `slot` as `write` does a batch (batches after it may be in flight). Only for a log that ends
+    /// before `index`, once a snapshot reaching `index` is in the store: a reader restoring from the store
+    /// needs it.
+    public nonisolated func writeSnapshot(term: Term, index: LogIndex, snapshotTerm: Term, slot: UInt64) async throws(ExternalLogError) -> Bool {
+        try await place(.snapshot(term: term, index: index, snapshotTerm: snapshotTerm), at: slot)
+    }
+
+    private nonisolated func place(_ record: ExternalRecord, at slot: UInt64) async throws(ExternalLogError) -> Bool {
+        let term = record.term
         if try await store.createSlot(slot, bytes: ExternalRecordCoding.encode(record, slot: slot)) {
             return try await !landedBelowCheckpoint(slot)
         }

@@ -16,6 +16,10 @@ import SkiffStorage
 ///   slots at once). Otherwise it is applied as a Raft follower applies an append: entries already held
 ///   with the same term stay, the log is cut at the first entry that differs, and the rest is appended.
 ///   So an entry is removed only by one that conflicts with it, and a committed entry never is.
+/// - A snapshot record is applied as a Raft follower applies InstallSnapshot, under the same floor rule: a
+///   log that holds the snapshot's last entry stays; any other log is replaced by the snapshot, which becomes
+///   the base. Its writer writes one only for a log that ends before the snapshot, whose entries are
+///   committed, so nothing removed was needed. One that would move the base back does not count.
 ///
 /// Guarantee: the entries are a prefix of some leader's log, and those through `writerLastIndex` are a
 /// prefix of the log of the leader of `lastWriterTerm`.
@@ -26,7 +30,7 @@ public struct ExternalLogView: Sendable {
     /// through it, the entries are a prefix of that leader's log.
     public private(set) var lastWriterTerm = Term.zero
     public private(set) var writerLastIndex = LogIndex.zero
-    /// Batches skipped because they did not continue the log.
+    /// Batches (and snapshot records) skipped because they did not continue the log.
     public private(set) var unjoinedBatches = 0
     /// The term of the last vote that counted, and whom it went to.
     public private(set) var voteTerm = Term.zero
@@ -129,6 +133,31 @@ public struct ExternalLogView: Sendable {
             voteTerm = term
             votedFor = candidate
             floor = max(floor, term)
+            return true
+        case .snapshot(let term, let index, let snapshotTerm):
+            guard admits(term) else {
+                nextSlot += 1
+                return false
+            }
+            guard index > .zero, snapshotTerm > .zero, snapshotTerm <= term else {
+                throw .brokenChain(slot: slot, reason: "snapshot at \(index) of term \(snapshotTerm) in a record of term \(term)")
+            }
+            guard index >= baseIndex else {
+                nextSlot += 1
+                unjoinedBatches += 1
+                return false
+            }
+            if self.term(at: index) != snapshotTerm {
+                terms = TermRuns()
+                entries = []
+                baseIndex = index
+                baseTerm = snapshotTerm
+            }
+            nextSlot += 1
+            floor = term
+            committedIndex = max(committedIndex, index)
+            lastWriterTerm = term
+            writerLastIndex = index
             return true
         case .batch(let term, let previousIndex, let previousTerm, let batch, let commit):
             guard admits(term) else {

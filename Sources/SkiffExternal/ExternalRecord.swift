@@ -4,33 +4,38 @@ import SkiffStorage
 /// One record of the external log: what one slot of the store holds.
 ///
 /// The store keeps records in numbered slots, each written once. A record is a batch of a leader's entries,
-/// a seal that fences off a term, or, in witness mode, a candidate's claim on the witness's vote (see the
-/// ExternalLog article for the rules readers apply).
+/// a leader's snapshot that replaces a log too far behind to continue, a seal that fences off a term, or, in
+/// witness mode, a candidate's claim on the witness's vote (see the ExternalLog article for the rules readers
+/// apply).
 public enum ExternalRecord: Hashable, Sendable {
     /// Entries the leader of `term` appended, continuing its log after `previousIndex`/`previousTerm`, and
     /// its commit index when it wrote them (entries through it are known committed).
     case batch(term: Term, previousIndex: LogIndex, previousTerm: Term, entries: [Entry], commit: LogIndex)
+    /// The leader of `term` continues the log from its snapshot at `index`/`snapshotTerm`, which is committed
+    /// and already in the store: Raft's InstallSnapshot, for a log that ends before the leader's compacted one.
+    case snapshot(term: Term, index: LogIndex, snapshotTerm: Term)
     /// From this slot on, records of `term` and every earlier term no longer count.
     case seal(term: Term)
     /// `candidate` asks the witness for its vote in `term`, with its log ending at `lastIndex`/`lastTerm`.
     /// Whether the vote is granted follows from the records before it (`ExternalLogView.apply(_:)`).
     case vote(term: Term, candidate: NodeID, lastIndex: LogIndex, lastTerm: Term)
 
-    /// The term of the writer: the leader's term for a batch, the sealed term for a seal, the campaign's
-    /// term for a vote.
+    /// The term of the writer: the leader's term for a batch or a snapshot, the sealed term for a seal, the
+    /// campaign's term for a vote.
     public var term: Term {
         switch self {
-        case .batch(let term, _, _, _, _), .seal(let term), .vote(let term, _, _, _): term
+        case .batch(let term, _, _, _, _), .snapshot(let term, _, _), .seal(let term), .vote(let term, _, _, _): term
         }
     }
 }
 
 /// The byte form of an `ExternalRecord`. Little-endian:
 ///
-///     magic u32 "SKXL" | version u8 (1) | kind u8 (1 batch, 2 seal, 3 vote) | zero u16 | term u64
-///     batch only: previous index u64 | previous term u64 | commit u64 | count u32 |
-///                 count × (index u64 | term u64 | entry kind u8 | payload length u32 | payload)
-///     vote only:  candidate u64 | last index u64 | last term u64
+///     magic u32 "SKXL" | version u8 (1) | kind u8 (1 batch, 2 seal, 3 vote, 4 snapshot) | zero u16 | term u64
+///     batch only:    previous index u64 | previous term u64 | commit u64 | count u32 |
+///                    count × (index u64 | term u64 | entry kind u8 | payload length u32 | payload)
+///     vote only:     candidate u64 | last index u64 | last term u64
+///     snapshot only: index u64 | snapshot term u64
 ///     crc32 u32 of everything before it, seeded with the slot number
 ///
 /// The slot number in the checksum means a record copied into another slot never verifies there.
@@ -46,6 +51,7 @@ public enum ExternalRecordCoding {
         case .batch: 1
         case .seal: 2
         case .vote: 3
+        case .snapshot: 4
         }
         writer.append(kind)
         writer.append(UInt16(0))
@@ -69,6 +75,9 @@ public enum ExternalRecordCoding {
             writer.append(candidate.rawValue)
             writer.append(lastIndex.rawValue)
             writer.append(lastTerm.rawValue)
+        case .snapshot(_, let index, let snapshotTerm):
+            writer.append(index.rawValue)
+            writer.append(snapshotTerm.rawValue)
         }
         writer.append(Checksum.crc32(writer.bytes, continuing: seed(slot: slot)))
         return writer.bytes
@@ -120,6 +129,9 @@ public enum ExternalRecordCoding {
             guard let candidate = reader.read(UInt64.self), let lastIndex = reader.read(UInt64.self),
                   let lastTerm = reader.read(UInt64.self) else { throw corrupt("truncated vote") }
             record = .vote(term: Term(term), candidate: NodeID(candidate), lastIndex: LogIndex(lastIndex), lastTerm: Term(lastTerm))
+        case 4:
+            guard let index = reader.read(UInt64.self), let snapshotTerm = reader.read(UInt64.self) else { throw corrupt("truncated snapshot") }
+            record = .snapshot(term: Term(term), index: LogIndex(index), snapshotTerm: Term(snapshotTerm))
         default:
             throw corrupt("unknown record kind \(kind)")
         }

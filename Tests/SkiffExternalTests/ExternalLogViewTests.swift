@@ -27,7 +27,8 @@ func batch(_ term: UInt64, after previous: (UInt64, UInt64), _ terms: [UInt64]) 
 
     @Test func recordsRoundTripAndAMovedOrDamagedRecordIsRefused() throws {
         let records: [ExternalRecord] = [batch(3, after: (4, 2), [2, 3, 3]), .seal(term: Term(7)), batch(1, after: (0, 0), []),
-                                         .vote(term: Term(9), candidate: NodeID(4), lastIndex: LogIndex(12), lastTerm: Term(8))]
+                                         .vote(term: Term(9), candidate: NodeID(4), lastIndex: LogIndex(12), lastTerm: Term(8)),
+                                         .snapshot(term: Term(6), index: LogIndex(40), snapshotTerm: Term(5))]
         for (slot, record) in records.enumerated() {
             let bytes = ExternalRecordCoding.encode(record, slot: UInt64(slot))
             #expect(try ExternalRecordCoding.decode(bytes, slot: UInt64(slot)) == record)

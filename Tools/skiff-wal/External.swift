@@ -65,7 +65,7 @@ struct External: ParsableCommand {
             let status = switch record {
             case .seal: ""
             case .vote: counted ? "  granted" : "  refused"
-            case .batch: counted ? "  counts" : admitted ? "  unjoined" : "  fenced"
+            case .batch, .snapshot: counted ? "  counts" : admitted ? "  unjoined" : "  fenced"
             }
             print("\(pad(slot))  \(describe(record))\(status)")
             if self.entries, counted, case .batch(_, _, _, let batch, _) = record {
@@ -102,6 +102,8 @@ struct External: ParsableCommand {
         case .seal(let term): "seal term \(term)"
         case .vote(let term, let candidate, let lastIndex, let lastTerm):
             "vote term \(term) for \(candidate), whose log ends at \(lastIndex)/\(lastTerm)"
+        case .snapshot(let term, let index, let snapshotTerm):
+            "snapshot term \(term): the log continues from the stored snapshot at \(index)/\(snapshotTerm)"
         case .batch(let term, let previousIndex, let previousTerm, let entries, _):
             "batch term \(term) after \(previousIndex)/\(previousTerm): "
                 + (entries.isEmpty ? "no entries" : "\(entries.first!.index)...\(entries.last!.index) (\(entries.count) \(entries.count == 1 ? "entry" : "entries"))")
