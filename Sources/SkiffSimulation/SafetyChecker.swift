@@ -136,6 +136,15 @@ struct SafetyChecker {
     /// only what it holds, and it never loses an entry that was committed). Checked in full whenever the
     /// external log or the committed log changed.
     private var externalCheckedThrough: UInt64 = 0
+    /// What was committed when the store was last replaced by an empty one: the new store holds those entries
+    /// only once a leader has brought it up to date, which it must before it commits anything more.
+    private var committedAtReplacement: UInt64 = 0
+
+    mutating func externalStoreReplaced() {
+        committedAtReplacement = committedThrough
+        externalCheckedThrough = 0
+    }
+
     mutating func checkExternalLog(_ view: ExternalLogView, snapshotIndex: UInt64, changed: Bool, step: Int) throws(SafetyViolation) {
         guard changed || committedThrough > externalCheckedThrough, committedThrough > 0 else { return }
         let base = view.baseIndex.rawValue
@@ -148,6 +157,7 @@ struct SafetyChecker {
                                           + "the stored snapshot reaches \(snapshotIndex)")
             }
         }
+        guard committedThrough > committedAtReplacement else { return }
         for index in (base + 1)..<max(base + 1, committedThrough + 1) {
             guard let known = committed[index], view.term(at: LogIndex(index))?.rawValue != known.entryTerm else { continue }
             throw SafetyViolation(step: step, invariant: "committed entries are in the external log",

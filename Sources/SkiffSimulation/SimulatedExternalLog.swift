@@ -91,6 +91,8 @@ struct SimulatedMirror {
     var mustReattach = false
     var nextSlot: UInt64 = 0
     var sentThrough: UInt64 = 0
+    /// The external log ends before this leader's snapshot: it continues from there once the store holds one.
+    var continuesFromSnapshot = false
     var inFlight: [(slot: UInt64, last: UInt64, lastTerm: Term, landed: Bool)] = []
     /// Where a checkpoint could go: the slot after each batch of this leader that landed and counted.
     var checkpointCandidates: [(slot: UInt64, base: LogIndex, baseTerm: Term)] = []

@@ -3,19 +3,34 @@ import SkiffRaft
 
 /// The external log in the simulation, driven the way the server drives it (`Node+ExternalLog`): a leader
 /// attaches and mirrors with up to four writes in flight, which land at later steps in any order; a node
-/// about to campaign seals its term and adopts the tail; the store goes down and comes back.
+/// about to campaign seals its term and adopts the tail; the store goes down and comes back, and now and
+/// then (in mirror mode) is replaced by an empty one.
 extension Simulation {
     /// One step of external-log work, chosen at random.
     func externalStep() throws(SafetyViolation) {
-        switch random.below(100) {
-        case 0..<45: try landExternalWrite()
-        case 45..<72: try driveMirror(leaderPosition)
-        case 72..<80: keepExternalStoreShort(leaderPosition)
-        case 80..<97: try serveReplay(randomUpNode())
+        switch random.below(1000) {
+        case 0..<450: try landExternalWrite()
+        case 450..<720: try driveMirror(leaderPosition)
+        case 720..<800: keepExternalStoreShort(leaderPosition)
+        case 800..<970: try serveReplay(randomUpNode())
+        case 970..<972: if !options.witness { try replaceExternalStore() }
         default:
             external.isDown.toggle()
             note("external store \(external.isDown ? "down" : "up")")
         }
+    }
+
+    /// The operator stops every node, replaces the store with an empty one, and starts them again: leaders
+    /// then find an external log that ends before their snapshots. Never in witness mode, where the store
+    /// is a voter, and a voter that forgets its votes breaks Raft's guarantees.
+    private func replaceExternalStore() throws(SafetyViolation) {
+        let running = nodes.indices.filter { nodes[$0].isUp }
+        for position in running { kill(position) }
+        external = SimulatedExternalStore()
+        checker.externalStoreReplaced()
+        summary.externalReplacements += 1
+        note("external store replaced by an empty one")
+        for position in running { try restart(position) }
     }
 
     /// Attaches a leader that has not yet in its term (or must again), else starts batches up to four at once.
@@ -27,18 +42,31 @@ extension Simulation {
             try attach(position, term: term)
             return
         }
+        if nodes[position].mirror.continuesFromSnapshot {
+            let point = core.snapshotPoint
+            guard nodes[position].mirror.inFlight.isEmpty, external.snapshotIndex >= point.index.rawValue else { return }
+            nodes[position].mirror.continuesFromSnapshot = false
+            startWrite(position, .snapshot(term: Term(term), index: point.index, snapshotTerm: point.term), through: point.index, lastTerm: point.term)
+        }
         while nodes[position].mirror.inFlight.count < 4, nodes[position].mirror.sentThrough < core.lastIndex.rawValue {
             let previous = nodes[position].mirror.sentThrough
-            guard let previousTerm = core.term(at: LogIndex(previous)) else { return }
+            guard let previousTerm = core.term(at: LogIndex(previous)) else {
+                nodes[position].mirror.continuesFromSnapshot = true  // committed before the store was replaced, then compacted
+                return
+            }
             let entries = core.entries(from: LogIndex(previous + 1), byteLimit: options.appendBytesMax)
-            let slot = nodes[position].mirror.nextSlot
-            nodes[position].mirror.nextSlot += 1
-            nodes[position].mirror.sentThrough = entries.last!.index.rawValue
-            nodes[position].mirror.inFlight.append((slot, entries.last!.index.rawValue, entries.last!.term, false))
-            external.pending.append((core.id, nodes[position].restarts, slot,
-                                     .batch(term: Term(term), previousIndex: LogIndex(previous), previousTerm: previousTerm, entries: entries,
-                                            commit: core.commitIndex)))
+            startWrite(position, .batch(term: Term(term), previousIndex: LogIndex(previous), previousTerm: previousTerm, entries: entries,
+                                        commit: core.commitIndex), through: entries.last!.index, lastTerm: entries.last!.term)
         }
+    }
+
+    /// Puts `record` in flight to the leader's next slot; it brings the external log through `last`.
+    private func startWrite(_ position: Int, _ record: ExternalRecord, through last: LogIndex, lastTerm: Term) {
+        let slot = nodes[position].mirror.nextSlot
+        nodes[position].mirror.nextSlot += 1
+        nodes[position].mirror.sentThrough = last.rawValue
+        nodes[position].mirror.inFlight.append((slot, last.rawValue, lastTerm, false))
+        external.pending.append((nodes[position].id, nodes[position].restarts, slot, record))
     }
 
     private func attach(_ position: Int, term: UInt64) throws(SafetyViolation) {
@@ -51,12 +79,24 @@ extension Simulation {
         }
         let sealed = try external(do: { () throws(ExternalLogError) in try external.seal(Term(term - 1), keepsEntries: false)! })
         let core = nodes[position].core!
-        guard let agreed = sealed.lastAgreement(with: core.term(at:), upTo: core.lastIndex) else { return }
+        let agreed = sealed.lastAgreement(with: core.term(at:), upTo: core.lastIndex)
+        // The server refuses a store that disagrees with its committed log; here no store ever may.
+        guard agreed != nil || sealed.lastIndex < core.snapshotPoint.index else {
+            throw SafetyViolation(step: stepNumber, invariant: "the external log agrees with every leader's committed log",
+                                  detail: "\(core.id) of term \(term), with a snapshot at \(core.snapshotPoint.index), finds it ending at "
+                                      + "\(sealed.lastIndex)/\(sealed.lastTerm) with no entry in common")
+        }
         if nodes[position].mirror.attachedTerm != term { nodes[position].mirror.checkpointCandidates = [] }
         nodes[position].mirror.attachedTerm = term
         nodes[position].mirror.mustReattach = false
         nodes[position].mirror.nextSlot = sealed.nextSlot
-        nodes[position].mirror.sentThrough = agreed.rawValue
+        nodes[position].mirror.continuesFromSnapshot = agreed == nil
+        nodes[position].mirror.sentThrough = (agreed ?? core.snapshotPoint.index).rawValue
+        guard let agreed else {
+            note("external: \(core.id) attached in term \(term) at slot \(sealed.nextSlot); it ends at \(sealed.lastIndex), "
+                 + "before the snapshot at \(core.snapshotPoint.index)")
+            return
+        }
         note("external: \(core.id) attached in term \(term) at slot \(sealed.nextSlot), holding \(agreed)")
         nodes[position].core!.externalLogAppended(through: agreed, term: Term(term))
         try checker.noteCommit(by: nodes[position].core!, step: stepNumber)
@@ -70,7 +110,9 @@ extension Simulation {
         let pick = candidates[Int(random.below(UInt64(candidates.count)))]
         let write = external.pending.remove(at: pick)
         let landed = external.create(write.slot, write.record)
-        if landed == true { summary.externalBatches += 1 }
+        if landed == true {
+            if case .snapshot = write.record { summary.externalSnapshotRecords += 1 } else { summary.externalBatches += 1 }
+        }
         guard let position = nodes.firstIndex(where: { $0.id == write.node }), nodes[position].isUp,
               nodes[position].restarts == write.incarnation else { return }
         let term = write.record.term.rawValue

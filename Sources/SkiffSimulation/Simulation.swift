@@ -303,6 +303,11 @@ public final class Simulation {
 
     private func crash(_ position: Int?) {
         guard let position, nodes.filter(\.isUp).count > 1 else { return }
+        kill(position)
+    }
+
+    /// Crashes the node at `position`: it loses everything it had not persisted.
+    func kill(_ position: Int) {
         note("crash \(status(position))")
         paused.remove(nodes[position].id)
         nodes[position].core = nil
@@ -317,7 +322,7 @@ public final class Simulation {
         try restart(position)
     }
 
-    private func restart(_ position: Int) throws(SafetyViolation) {
+    func restart(_ position: Int) throws(SafetyViolation) {
         let committedBefore = nodes[position].disk.hardState.commit
         start(position)
         note("restart \(status(position))")
@@ -389,6 +394,7 @@ public final class Simulation {
             }
             if options.externalLog {
                 for position in nodes.indices where nodes[position].isUp {
+                    keepExternalStoreShort(position)  // a leader may wait for its snapshot to be stored
                     try driveMirror(position)
                     while !nodes[position].mirror.replayRequests.isEmpty { try serveReplay(position) }
                 }

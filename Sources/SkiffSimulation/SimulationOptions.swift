@@ -107,6 +107,10 @@ public struct SimulationSummary: Sendable {
     public var externalTrims = 0
     /// Votes the witness granted (witness mode).
     public var witnessVotes = 0
+    /// Times the store was replaced by an empty one, and snapshot records that landed (a leader continuing
+    /// an external log that ended before its snapshot).
+    public var externalReplacements = 0
+    public var externalSnapshotRecords = 0
 
     public init() {}
 }

@@ -49,6 +49,8 @@ import Testing
                 totals.externalAdopted += summary.externalAdopted
                 totals.externalTrims += summary.externalTrims
                 totals.witnessVotes += summary.witnessVotes
+                totals.externalReplacements += summary.externalReplacements
+                totals.externalSnapshotRecords += summary.externalSnapshotRecords
             } catch {
                 Issue.record("""
                     seed 0x\(String(seed, radix: 16)) (\(options)) failed: \(error)
@@ -61,14 +63,15 @@ import Testing
               + "\(totals.crashes) crashes, \(totals.partitions) partitions, \(totals.membershipChanges) membership changes, "
               + "\(totals.transfers) transfers, \(totals.snapshotsInstalled) snapshots installed, \(totals.readsConfirmed) reads; "
               + "external log: \(totals.externalBatches) batches, \(totals.externalFences) leaders fenced, "
-              + "\(totals.externalAdopted) entries adopted by replays, \(totals.externalTrims) trims, \(totals.witnessVotes) witness votes")
+              + "\(totals.externalAdopted) entries adopted by replays, \(totals.externalTrims) trims, \(totals.witnessVotes) witness votes, "
+              + "\(totals.externalReplacements) stores replaced, \(totals.externalSnapshotRecords) snapshot records")
         // The runs must have exercised what they claim to.
         #expect(totals.committed > seeds.count * 20)
         if seeds.count > 50 {
             #expect(totals.crashes > 0 && totals.partitions > 0 && totals.membershipChanges > 0)
             #expect(totals.snapshotsInstalled > 0 && totals.readsConfirmed > 0 && totals.transfers > 0)
             #expect(totals.externalBatches > 0 && totals.externalFences > 0 && totals.externalAdopted > 0 && totals.externalTrims > 0)
-            #expect(totals.witnessVotes > 0)
+            #expect(totals.witnessVotes > 0 && totals.externalSnapshotRecords > 0)
         }
     }
 }
