@@ -21,6 +21,9 @@ struct ExternalMirror {
     var nextSlot: UInt64 = 0
     /// The last index handed to a batch. (How far the external log holds the log is the core's to know.)
     var sentThrough: UInt64 = 0
+    /// The external log ends before this leader's compacted log: once the writes out have landed and a
+    /// snapshot reaching the leader's is in the store, the next slot says the log continues from there.
+    var continuesFromSnapshot = false
     /// Batches being written, in slot order, each with its last entry's index and term, and whether it landed.
     var inFlight: [(slot: UInt64, last: UInt64, lastTerm: Term, landed: Bool)] = []
     /// After a failure, nothing is retried before this.
@@ -91,28 +94,42 @@ extension Node {
             }
             return
         }
+        if mirror.continuesFromSnapshot {
+            let point = core.snapshotPoint
+            // Housekeeping uploads the leader's snapshot; a reader restoring from the store needs it.
+            guard mirror.inFlight.isEmpty, let stored = mirror.storedSnapshot, stored.index >= point.index.rawValue else { return }
+            external!.continuesFromSnapshot = false
+            startWrite(through: point.index, lastTerm: point.term, term: term) { log, slot throws(ExternalLogError) in
+                try await log.writeSnapshot(term: Term(term), index: point.index, snapshotTerm: point.term, slot: slot)
+            }
+        }
         while external!.inFlight.count < ExternalMirror.inFlightMax, external!.sentThrough < core.lastIndex.rawValue {
             let previous = external!.sentThrough
             guard let previousTerm = core.term(at: LogIndex(previous)) else {
-                // A snapshot compacted entries committed in an earlier term before this leader could mirror them.
-                failed(.unavailable("entries after \(previous) were compacted before they reached the external log; "
-                                    + "mirroring from a snapshot is not supported yet"), term: term)
+                // Entries committed before the store was new (or missing) were compacted before they reached it.
+                external!.continuesFromSnapshot = true
                 return
             }
             let entries = core.entries(from: LogIndex(previous + 1), byteLimit: ExternalMirror.batchBytesMax)
             let commit = core.commitIndex
-            let slot = external!.nextSlot
-            external!.nextSlot += 1
-            external!.sentThrough = entries.last!.index.rawValue
-            external!.inFlight.append((slot, external!.sentThrough, entries.last!.term, false))
-            let log = mirror.log
-            Task {
-                let result = await outcome { () async throws(ExternalLogError) in
-                    try await log.write(term: Term(term), previousIndex: LogIndex(previous), previousTerm: previousTerm,
-                                        entries: entries, commit: commit, slot: slot)
-                }
-                loop.execute { [self] in written(result, slot: slot, term: term) }
+            startWrite(through: entries.last!.index, lastTerm: entries.last!.term, term: term) { log, slot throws(ExternalLogError) in
+                try await log.write(term: Term(term), previousIndex: LogIndex(previous), previousTerm: previousTerm,
+                                    entries: entries, commit: commit, slot: slot)
             }
+        }
+    }
+
+    /// Writes the next slot with `write`, a record that brings the external log through `last`.
+    private func startWrite(through last: LogIndex, lastTerm: Term, term: UInt64,
+                            _ write: @escaping @Sendable (ExternalLog, UInt64) async throws(ExternalLogError) -> Bool) {
+        let slot = external!.nextSlot
+        external!.nextSlot += 1
+        external!.sentThrough = last.rawValue
+        external!.inFlight.append((slot, last.rawValue, lastTerm, false))
+        let log = external!.log
+        Task {
+            let result = await outcome { () async throws(ExternalLogError) in try await write(log, slot) }
+            loop.execute { [self] in written(result, slot: slot, term: term) }
         }
     }
 
@@ -122,19 +139,30 @@ extension Node {
         case .success(let view):
             // Continue after the last position where the external log and this leader's log agree: by log
             // matching, everything up to there is already held.
-            guard let agreed = view.lastAgreement(with: core.term(at:), upTo: core.lastIndex) else {
-                failed(.unavailable("the external log ends at \(view.lastIndex), before this leader's log starts at "
-                                    + "\(core.firstIndex); mirroring from a snapshot is not supported yet"), term: term)
+            let agreed = view.lastAgreement(with: core.term(at:), upTo: core.lastIndex)
+            // With no agreement, the external log either ends before this leader's snapshot (the log was
+            // compacted while the store was missing, or the store is new) or holds entries this cluster never
+            // committed there: then it is not this cluster's log, and nothing is written over it.
+            guard agreed != nil || view.lastIndex < core.snapshotPoint.index else {
+                failed(.unavailable("the external log holds \(view.lastIndex)/\(view.lastTerm), which disagrees with this "
+                                    + "cluster's committed log through \(core.snapshotPoint.index): is it another cluster's store?"), term: term)
                 return
             }
             if external!.attachedTerm != term { external!.checkpointCandidates = [] }
             external!.attachedTerm = term
             external!.mustReattach = false
             external!.nextSlot = view.nextSlot
-            external!.sentThrough = agreed.rawValue
+            external!.continuesFromSnapshot = agreed == nil
+            external!.sentThrough = (agreed ?? core.snapshotPoint.index).rawValue
             external!.lastError = nil
-            logger.info("attached to the external log", metadata: ["store": "\(external!.store)", "term": "\(term)", "held": "\(agreed)"])
-            core.externalLogAppended(through: agreed, term: Term(term))
+            if let agreed {
+                logger.info("attached to the external log", metadata: ["store": "\(external!.store)", "term": "\(term)", "held": "\(agreed)"])
+                core.externalLogAppended(through: agreed, term: Term(term))
+            } else {
+                logger.notice("attached to an external log that ends before this leader's snapshot; it will continue from the snapshot",
+                              metadata: ["store": "\(external!.store)", "term": "\(term)", "external-last": "\(view.lastIndex)",
+                                         "snapshot": "\(core.snapshotPoint.index)"])
+            }
         case .failure(let error):
             failed(error, term: term)
         }

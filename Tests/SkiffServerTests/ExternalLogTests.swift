@@ -86,6 +86,25 @@ extension ExternalLogTests {
         return acknowledged
     }
 
+    /// Kills every node, removes its data directory, starts it with --restore-from-external (and `adding`),
+    /// and waits until every node serves every acknowledged write. Returns the new leader.
+    static func wipeAndRebuild(_ cluster: SkiffCluster, adding: [String], expecting acknowledged: [String: String]) throws -> String {
+        for name in cluster.names {
+            cluster.kill(name)
+            try FileManager.default.removeItem(atPath: cluster.dataDirectory(name))
+        }
+        for name in cluster.names { try cluster.start(name, adding: adding + ["--restore-from-external"]) }
+        let leader = try cluster.waitForLeader()
+        let keys = acknowledged.keys.sorted()
+        for name in cluster.names {
+            let reader = try RESPClient(port: cluster.port(name))
+            try waitUntil(seconds: 20, "\(name) to serve every acknowledged write after the rebuild") {
+                try reader.call(["MGET"] + keys) == .array(keys.map { .bulk(Array(acknowledged[$0]!.utf8)) })
+            }
+        }
+        return leader
+    }
+
     /// The leader keeps its newest snapshot in the store and trims the external log behind it, but never past
     /// what a stopped voter lacks. Then every node's data directory is wiped: started with
     /// --restore-from-external, the nodes rebuild from the store alone and serve every acknowledged write.
@@ -119,20 +138,37 @@ extension ExternalLogTests {
         try waitUntil(seconds: 20, "the trim to move on once the voter caught up") { try field(leader, "external_trimmed_through") > held }
         #expect(acknowledged.count == 500)
 
-        for name in cluster.names {
-            cluster.kill(name)
-            try FileManager.default.removeItem(atPath: cluster.dataDirectory(name))
-        }
-        for name in cluster.names { try cluster.start(name, adding: ["--restore-from-external"]) }
-        let successor = try cluster.waitForLeader()
-        let keys = acknowledged.keys.sorted()
-        for name in cluster.names {
-            let reader = try RESPClient(port: cluster.port(name))
-            try waitUntil(seconds: 20, "\(name) to serve every acknowledged write after the rebuild") {
-                try reader.call(["MGET"] + keys) == .array(keys.map { .bulk(Array(acknowledged[$0]!.utf8)) })
-            }
-        }
+        let successor = try Self.wipeAndRebuild(cluster, adding: [], expecting: acknowledged)
         #expect(cluster.log(successor).contains("rebuilt the data directory from the external store"))
         #expect(try RESPClient(port: cluster.port(successor)).call("SET", "after", "rebuild") == .simple("OK"))
+    }
+
+    /// A cluster that ran without a store, long enough to compact its logs, is restarted with one: the new
+    /// leader's log starts after its snapshot, so the external log continues from that snapshot (a snapshot
+    /// record) once it is uploaded, and writes are acknowledged again. The store then holds everything: a
+    /// cluster whose disks are all wiped is rebuilt from it with every acknowledged write.
+    @Test func aStoreAddedAfterTheLogWasCompactedContinuesFromTheLeadersSnapshot() throws {
+        let external = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: external) }
+        let cluster = try SkiffCluster(nodes: 3, extraArguments: ["--snapshot-entries", "50"])
+        try cluster.startAll()
+        var leader = try cluster.waitForLeader()
+        var acknowledged = try Self.setAll((0..<150).map { ("a\($0)", "v\($0)") }, port: cluster.port(leader))
+        try waitUntil(seconds: 20, "every node to take a snapshot") {
+            try cluster.names.allSatisfy { UInt64(try cluster.info($0)["snapshot_index"] ?? "") ?? 0 >= 100 }
+        }
+        for name in cluster.names { #expect(try cluster.terminate(name) == 0) }
+
+        let store = ["--external-log", "dir:\(external)"]
+        for name in cluster.names { try cluster.start(name, adding: store) }
+        leader = try cluster.waitForLeader()
+        acknowledged.merge(try Self.setAll((0..<20).map { ("b\($0)", "w\($0)") }, port: cluster.port(leader))) { $1 }
+        #expect(acknowledged.count == 170)
+        #expect(cluster.log(leader).contains("attached to an external log that ends before this leader's snapshot"))
+        #expect(try cluster.info(leader)["external_error"] == "")
+        let dump = try run("skiff-wal", ["external", external])
+        #expect(dump.status == 0 && dump.output.contains("snapshot term") && dump.output.contains("counts"))
+
+        _ = try Self.wipeAndRebuild(cluster, adding: store, expecting: acknowledged)
     }
 }
