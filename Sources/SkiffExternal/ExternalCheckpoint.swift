@@ -4,9 +4,10 @@ import SkiffStorage
 /// What the slots below `slot` add up to, so that they can be trimmed: a reader that starts from it reaches
 /// the same view as one that read every slot, except that it holds no entries at or before `baseIndex`.
 ///
-/// A leader writes one only at a slot after one of its own batches, so it knows that state exactly: the
-/// floor is its term, and the log through `baseIndex` is its own. It picks a base that is committed, held
-/// by every voter and covered by a snapshot in the store, so no reader ever needs the entries dropped.
+/// A leader writes one only at a slot after one of its own batches (or snapshot records), so it knows that
+/// state exactly: the floor is its term, and the log through `baseIndex` is its own. It picks a base that is
+/// committed, held by every voter and covered by a snapshot in the store, so no reader ever needs the
+/// entries dropped.
 public struct ExternalCheckpoint: Hashable, Sendable {
     public var slot: UInt64
     public var floor: Term

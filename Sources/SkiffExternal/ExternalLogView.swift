@@ -18,16 +18,17 @@ import SkiffStorage
 ///   So an entry is removed only by one that conflicts with it, and a committed entry never is.
 /// - A snapshot record is applied as a Raft follower applies InstallSnapshot, under the same floor rule: a
 ///   log that holds the snapshot's last entry stays; any other log is replaced by the snapshot, which becomes
-///   the base. Its writer writes one only for a log that ends before the snapshot, whose entries are
-///   committed, so nothing removed was needed. One that would move the base back does not count.
+///   the base. One that would move the base back, or replace an entry known committed, does not count. Its
+///   writer writes one only for a log with no entry in common with its own, so the entries removed were
+///   uncommitted or are in the snapshot.
 ///
 /// Guarantee: the entries are a prefix of some leader's log, and those through `writerLastIndex` are a
 /// prefix of the log of the leader of `lastWriterTerm`.
 public struct ExternalLogView: Sendable {
     public private(set) var nextSlot: UInt64
     public private(set) var floor = Term.zero
-    /// The term of the last counted batch, and the last index that batch wrote (or found already there):
-    /// through it, the entries are a prefix of that leader's log.
+    /// The term of the last counted batch or snapshot record, and the last index it wrote (or found already
+    /// there): through it, the entries are a prefix of that leader's log.
     public private(set) var lastWriterTerm = Term.zero
     public private(set) var writerLastIndex = LogIndex.zero
     /// Batches (and snapshot records) skipped because they did not continue the log.
@@ -142,12 +143,13 @@ public struct ExternalLogView: Sendable {
             guard index > .zero, snapshotTerm > .zero, snapshotTerm <= term else {
                 throw .brokenChain(slot: slot, reason: "snapshot at \(index) of term \(snapshotTerm) in a record of term \(term)")
             }
-            guard index >= baseIndex else {
+            let holds = self.term(at: index) == snapshotTerm
+            guard index >= baseIndex, holds || index > committedIndex else {
                 nextSlot += 1
                 unjoinedBatches += 1
                 return false
             }
-            if self.term(at: index) != snapshotTerm {
+            if !holds {
                 terms = TermRuns()
                 entries = []
                 baseIndex = index

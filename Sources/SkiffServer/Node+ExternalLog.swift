@@ -89,8 +89,19 @@ extension Node {
             external!.attaching = true
             let log = mirror.log
             Task {
-                let result = await outcome { () async throws(ExternalLogError) in try await log.attach(asLeaderOf: Term(term)) }
-                loop.execute { [self] in attached(result, term: term) }
+                // Read first: the attach's seal goes only into a log this leader may continue.
+                let read = await outcome { () async throws(ExternalLogError) in try await log.catchUp() }
+                loop.execute { [self] in
+                    if case .failure(let refusal) = read.flatMap(continuation(of:)) {
+                        external!.attaching = false
+                        failed(refusal, term: term)
+                        return
+                    }
+                    Task {
+                        let result = await outcome { () async throws(ExternalLogError) in try await log.attach(asLeaderOf: Term(term)) }
+                        loop.execute { [self] in attached(result, term: term) }
+                    }
+                }
             }
             return
         }
@@ -133,21 +144,30 @@ extension Node {
         }
     }
 
+    /// Where this leader continues `view`: after the last position where both logs hold the same term (by
+    /// Log Matching, everything up to there is already held), or, if there is none, from its snapshot (nil).
+    /// Fails if it must not write there at all.
+    private func continuation(of view: ExternalLogView) -> Result<LogIndex?, ExternalLogError> {
+        if let agreed = view.lastAgreement(with: core.term(at:), upTo: core.lastIndex) { return .success(agreed) }
+        // No agreement: this log was compacted while the store was missing, or the store is new. Unless the
+        // store knows of committed entries at or past the snapshot: this cluster's would agree with them.
+        let snapshot = core.snapshotPoint.index
+        guard view.committedIndex < snapshot else {
+            return .failure(.unavailable("the external log's entries through \(view.committedIndex) are committed but disagree with "
+                                         + "this cluster's log: is it another cluster's store?"))
+        }
+        guard witness == nil else {
+            return .failure(.unavailable("the external log ends before this leader's snapshot at \(snapshot): the witness lost this "
+                                         + "cluster's log (a new or replaced store?) and the votes it cast with it; continuing could break "
+                                         + "Raft's guarantees"))
+        }
+        return .success(nil)
+    }
+
     private func attached(_ result: Result<ExternalLogView, ExternalLogError>, term: UInt64) {
         external!.attaching = false
-        switch result {
-        case .success(let view):
-            // Continue after the last position where the external log and this leader's log agree: by log
-            // matching, everything up to there is already held.
-            let agreed = view.lastAgreement(with: core.term(at:), upTo: core.lastIndex)
-            // With no agreement, the external log either ends before this leader's snapshot (the log was
-            // compacted while the store was missing, or the store is new) or holds entries this cluster never
-            // committed there: then it is not this cluster's log, and nothing is written over it.
-            guard agreed != nil || view.lastIndex < core.snapshotPoint.index else {
-                failed(.unavailable("the external log holds \(view.lastIndex)/\(view.lastTerm), which disagrees with this "
-                                    + "cluster's committed log through \(core.snapshotPoint.index): is it another cluster's store?"), term: term)
-                return
-            }
+        switch result.flatMap({ view in continuation(of: view).map { (view, $0) } }) {
+        case .success(let (view, agreed)):
             if external!.attachedTerm != term { external!.checkpointCandidates = [] }
             external!.attachedTerm = term
             external!.mustReattach = false
@@ -159,7 +179,7 @@ extension Node {
                 logger.info("attached to the external log", metadata: ["store": "\(external!.store)", "term": "\(term)", "held": "\(agreed)"])
                 core.externalLogAppended(through: agreed, term: Term(term))
             } else {
-                logger.notice("attached to an external log that ends before this leader's snapshot; it will continue from the snapshot",
+                logger.notice("attached to an external log with no entry in common with this leader's log; continuing it from the snapshot",
                               metadata: ["store": "\(external!.store)", "term": "\(term)", "external-last": "\(view.lastIndex)",
                                          "snapshot": "\(core.snapshotPoint.index)"])
             }

@@ -80,11 +80,12 @@ extension Simulation {
         let sealed = try external(do: { () throws(ExternalLogError) in try external.seal(Term(term - 1), keepsEntries: false)! })
         let core = nodes[position].core!
         let agreed = sealed.lastAgreement(with: core.term(at:), upTo: core.lastIndex)
-        // The server refuses a store that disagrees with its committed log; here no store ever may.
-        guard agreed != nil || sealed.lastIndex < core.snapshotPoint.index else {
+        // The server refuses a store whose committed entries disagree with its log, and in witness mode any
+        // store it has nothing in common with (one that lost its votes); here no store ever may.
+        guard agreed != nil || (sealed.committedIndex < core.snapshotPoint.index && !options.witness) else {
             throw SafetyViolation(step: stepNumber, invariant: "the external log agrees with every leader's committed log",
                                   detail: "\(core.id) of term \(term), with a snapshot at \(core.snapshotPoint.index), finds it ending at "
-                                      + "\(sealed.lastIndex)/\(sealed.lastTerm) with no entry in common")
+                                      + "\(sealed.lastIndex)/\(sealed.lastTerm), committed through \(sealed.committedIndex), with no entry in common")
         }
         if nodes[position].mirror.attachedTerm != term { nodes[position].mirror.checkpointCandidates = [] }
         nodes[position].mirror.attachedTerm = term

@@ -44,6 +44,16 @@ import Testing
         #expect(throws: ExternalLogError.self) { try view.apply(snapshot(6, at: 0, of: 0)) }
     }
 
+    /// A committed entry is never replaced: a snapshot record that disagrees with one does not count.
+    @Test func aSnapshotThatContradictsACommittedEntryDoesNotCount() throws {
+        var view = ExternalLogView(keepsEntries: true)
+        try view.apply(.batch(term: Term(2), previousIndex: .zero, previousTerm: .zero, entries: entries(from: 1, terms: [2, 2, 2]), commit: LogIndex(2)))
+        #expect(try !view.apply(snapshot(3, at: 2, of: 1)))
+        #expect(view.entries.count == 3 && view.floor == Term(2))
+        #expect(try view.apply(snapshot(3, at: 4, of: 3)))  // past the commit: the uncommitted entry 3 goes with the rest
+        #expect(view.baseIndex == LogIndex(4) && view.entries.isEmpty)
+    }
+
     /// In witness mode the view is a voter's log: after a snapshot record, a candidate that lacks the
     /// snapshot's entries is refused, and one that holds them gets the vote.
     @Test func aWitnessVoteIsJudgedAgainstTheSnapshot() throws {

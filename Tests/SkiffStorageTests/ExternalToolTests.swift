@@ -9,6 +9,23 @@ import Testing
         Entry(index: LogIndex(index), term: Term(term), payload: Array("e\(index)".utf8))
     }
 
+    @Test func showsASnapshotRecordAndTheLogItStartsAgain() async throws {
+        let directory = TemporaryDirectory()
+        let store = try DirectoryExternalStore(root: directory.path)
+        let old = ExternalLog(store: store, keepsEntries: false)
+        var view = try await old.attach(asLeaderOf: Term(2))
+        #expect(try await old.write(term: Term(2), previousIndex: .zero, previousTerm: .zero, entries: [Self.entry(1, term: 2)],
+                                    commit: .zero, slot: view.nextSlot))
+        let leader = ExternalLog(store: store, keepsEntries: false)
+        view = try await leader.attach(asLeaderOf: Term(3))
+        #expect(try await leader.writeSnapshot(term: Term(3), index: LogIndex(7), snapshotTerm: Term(2), slot: view.nextSlot))
+        let (status, output, _) = try runTool("skiff-wal", ["external", directory.path])
+        #expect(status == 0)
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(lines.contains("slot \(view.nextSlot)  snapshot term 3: the log continues from the stored snapshot at 7/2  counts"))
+        #expect(lines.contains { $0.hasPrefix("log: last 7/2, written by the leader of term 3;") && $0.contains("committed through at least 7") })
+    }
+
     @Test func listsEverySlotWithItsFateAndRefusesACorruptOne() async throws {
         let directory = TemporaryDirectory()
         let store = try DirectoryExternalStore(root: directory.path)

@@ -7,9 +7,10 @@ struct External: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print an external log directory (--external-log dir:PATH): one line per slot, with what readers make of it.",
         discussion: """
-            Each slot is a batch of a leader's entries or a seal. A batch "counts", or is "fenced" (a seal or a \
-            later term came first: its writer was deposed), or is "unjoined" (it continued a batch that never \
-            landed). Nodes read slots up to the first empty one; slots after a gap are shown as such. With \
+            Each slot is a batch of a leader's entries, a snapshot record (the log continues from a snapshot in \
+            the store), a seal, or a witness vote. A batch or snapshot record "counts", or is "fenced" (a seal or \
+            a later term came first: its writer was deposed), or is "unjoined" (it continued a batch that never \
+            landed). A vote is "granted" or "refused". Nodes read slots up to the first empty one; slots after a gap are shown as such. With \
             --entries, the entries of counted batches follow their slot, decoded as 'dump' does.
             """)
 
