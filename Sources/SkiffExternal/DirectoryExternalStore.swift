@@ -6,9 +6,10 @@ import SystemPackage
 ///
 /// Layout: `log/` holds one file per slot and `checkpoint/` one per checkpoint, each named by its slot in 20
 /// decimal digits; `snap/` holds published snapshots, named `<index>-<term>.snap` as a node names its own;
-/// `tmp/` holds files being written. A slot or checkpoint is written by creating a unique file in `tmp/`,
-/// writing and fsyncing it, then `link(2)`ing it to its name, which fails with EEXIST if the name is taken,
-/// and fsyncing the directory. A snapshot is uploaded into `tmp/`, fsynced, and `rename(2)`d into `snap/`.
+/// `tmp/` holds files being written. A slot or checkpoint file holds its record's length (u32,
+/// little-endian), the record, and zeros up to the file's size. It is written into a file in `tmp/` (one
+/// prepared ahead of time when possible, see `PreparedSlotFiles`), synced, then `link(2)`ed to its name,
+/// which fails with EEXIST if the name is taken, and the directory is fsynced. A snapshot is uploaded into `tmp/`, fsynced, and `rename(2)`d into `snap/`.
 /// It relies on: exclusive create, `link` that is atomic and refuses an existing name, atomic `rename`, and
 /// fsync of files and directories that makes them durable. Filesystems that lack one of these (some FUSE
 /// filesystems, NFS mounted without `sync` or with a server that answers `link` twice on a retry) break
@@ -21,6 +22,7 @@ public final class DirectoryExternalStore: ExternalStore {
     let fileSystem: any FileSystem
     private let queue = DispatchQueue(label: "skiff.external-store", attributes: .concurrent)
     private let writerTag = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+    private let prepared: PreparedSlotFiles
 
     public var description: String { "dir:\(root)" }
     var logDirectory: String { root + "/log" }
@@ -32,6 +34,7 @@ public final class DirectoryExternalStore: ExternalStore {
     public init(root: String, fileSystem: any FileSystem = PosixFileSystem()) throws(ExternalLogError) {
         self.root = root
         self.fileSystem = fileSystem
+        prepared = PreparedSlotFiles(directory: root + "/tmp", fileSystem: fileSystem, queue: queue)
         do {
             for directory in [root, logDirectory, checkpointDirectory, snapshotDirectory, temporaryDirectory]
             where !fileSystem.isDirectory(directory) {
@@ -50,7 +53,7 @@ public final class DirectoryExternalStore: ExternalStore {
     }
 
     public func readSlot(_ slot: UInt64) async throws(ExternalLogError) -> [UInt8]? {
-        try await run { [self] in try readIfPresent("\(logDirectory)/\(Self.name(of: slot))", in: logDirectory) }
+        try await run { [self] in try readIfPresent("\(logDirectory)/\(Self.name(of: slot))", in: logDirectory).map { try Self.record(inFile: $0, slot: slot) } }
     }
 
     public func createCheckpoint(_ slot: UInt64, bytes: [UInt8]) async throws(ExternalLogError) -> Bool {
@@ -62,7 +65,9 @@ public final class DirectoryExternalStore: ExternalStore {
     }
 
     public func readCheckpoint(_ slot: UInt64) async throws(ExternalLogError) -> [UInt8]? {
-        try await run { [self] in try readIfPresent("\(checkpointDirectory)/\(Self.name(of: slot))", in: checkpointDirectory) }
+        try await run { [self] in
+            try readIfPresent("\(checkpointDirectory)/\(Self.name(of: slot))", in: checkpointDirectory).map { try Self.record(inFile: $0, slot: slot) }
+        }
     }
 
     public func trim(below slot: UInt64) async throws(ExternalLogError) {
@@ -124,26 +129,45 @@ public final class DirectoryExternalStore: ExternalStore {
 
     private func upload(_ snapshot: ExternalSnapshotID) -> String { "\(temporaryDirectory)/\(snapshot.fileName).\(writerTag)" }
 
-    /// Links a synced temporary file to `directory/slot`; false if that name exists.
+    /// Writes `bytes`, framed, into a synced file in `tmp/` and links it to `directory/slot`; false if that
+    /// name exists.
     private func createOnce(in directory: String, slot: UInt64, bytes: [UInt8]) throws -> Bool {
-        let temporary = "\(temporaryDirectory)/\(Self.name(of: slot)).\(UInt64.random(in: 0...UInt64.max)).\(writerTag)"
-        let file = try fileSystem.createFile(temporary)
-        defer { try? fileSystem.removeFile(temporary) }
-        do {
-            try file.write(bytes, at: 0)
-            try file.sync()
-            try file.close()
-        } catch {
+        let framed = Self.frame(bytes)
+        let destination = "\(directory)/\(Self.name(of: slot))"
+        let preparedFile = framed.count <= PreparedSlotFiles.size ? prepared.take() : nil
+        let temporary = preparedFile == nil ? "\(temporaryDirectory)/\(Self.name(of: slot)).\(UInt64.random(in: 0...UInt64.max)).\(writerTag)" : nil
+        let file = try preparedFile ?? fileSystem.createFile(temporary!)
+        defer {
             try? file.close()
-            throw error
+            if let temporary { try? fileSystem.removeFile(temporary) }
         }
+        try file.write(framed, at: 0)
+        try file.sync()
         do {
-            try fileSystem.link(temporary, to: "\(directory)/\(Self.name(of: slot))")
+            if let temporary { try fileSystem.link(temporary, to: destination) } else { try fileSystem.name(file, as: destination) }
         } catch Errno.fileExists {
             return false
         }
         try fileSystem.syncDirectory(directory)
         return true
+    }
+
+    /// A record with its length before it: a prepared file has zeros after it.
+    static func frame(_ record: [UInt8]) -> [UInt8] {
+        var writer = ByteWriter(capacity: record.count + 4)
+        writer.append(UInt32(record.count))
+        writer.append(bytes: record)
+        return writer.bytes
+    }
+
+    /// The record in the bytes of a slot or checkpoint file (as `skiff-wal` reads them, too).
+    public static func record(inFile bytes: [UInt8], slot: UInt64) throws(ExternalLogError) -> [UInt8] {
+        guard bytes.count >= 4 else { throw .corruptRecord(slot: slot, reason: "a file of \(bytes.count) bytes holds no record") }
+        let length = Int(UInt32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }))
+        guard length <= bytes.count - 4 else {
+            throw .corruptRecord(slot: slot, reason: "the file says its record has \(length) bytes, but holds \(bytes.count - 4)")
+        }
+        return Array(bytes[4..<(4 + length)])
     }
 
     private func readIfPresent(_ path: String, in directory: String) throws -> [UInt8]? {

@@ -1,3 +1,5 @@
+import SystemPackage
+
 /// The file operations the storage engine needs, and nothing else.
 ///
 /// Storage code sees files only through this protocol, so tests can inject faults (a crash after N
@@ -20,6 +22,17 @@ public protocol FileSystem: Sendable {
     func fileExists(_ path: String) -> Bool
     /// Makes the directory's entries (creations, renames, removals) durable (fsync on the directory).
     func syncDirectory(_ path: String) throws
+    /// Creates a file with no name in `directory` (Linux `O_TMPFILE`): it vanishes when closed, or when the
+    /// process dies, unless `name(_:as:)` gave it one. Throws `Errno.notSupported` where it cannot be done.
+    func createUnnamedFile(in directory: String) throws -> any StorageFile
+    /// Gives a file from `createUnnamedFile(in:)` the name `path`, failing with `.fileExists` if it is taken.
+    func name(_ file: any StorageFile, as path: String) throws
+}
+
+extension FileSystem {
+    /// Unnamed files are an optimisation: a file system without them says so, and callers make named ones.
+    public func createUnnamedFile(in directory: String) throws -> any StorageFile { throw Errno.notSupported }
+    public func name(_ file: any StorageFile, as path: String) throws { throw Errno.notSupported }
 }
 
 /// An open file. Offsets are absolute; there is no implicit position.

@@ -30,6 +30,18 @@ public struct PosixFileSystem: FileSystem {
         try check(systemLink(source, destination))
     }
 
+    public func createUnnamedFile(in directory: String) throws -> any StorageFile {
+        let temporaryFile = 0o20_000_000 | O_DIRECTORY  // O_TMPFILE, a macro Swift does not import
+        let descriptor = open(directory, temporaryFile | O_RDWR | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw Errno(rawValue: errno) }
+        return PosixFile(path: directory + "/(unnamed)", descriptor: FileDescriptor(rawValue: descriptor))
+    }
+
+    public func name(_ file: any StorageFile, as path: String) throws {
+        guard let file = file as? PosixFile else { throw Errno.badFileDescriptor }
+        try check(linkat(AT_FDCWD, "/proc/self/fd/\(file.descriptor.rawValue)", AT_FDCWD, path, AT_SYMLINK_FOLLOW))
+    }
+
     public func removeFile(_ path: String) throws {
         try check(unlink(path))
     }
@@ -76,7 +88,7 @@ public struct PosixFileSystem: FileSystem {
 /// A file descriptor owned by one `PosixFile`; closed on `close()` or when the last reference goes away.
 final class PosixFile: StorageFile, @unchecked Sendable {
     let path: String
-    private let descriptor: FileDescriptor
+    let descriptor: FileDescriptor
     private var isClosed = false  // touched only by close() and deinit, which the owner serializes
 
     init(path: String, descriptor: FileDescriptor) {

@@ -106,6 +106,40 @@ final class StoreDirectory: Sendable {
         _ = attempt  // each attempt is a fresh race
     }
 
+    /// Slot files: small records go into files prepared ahead of time (zeros after the record), a large one
+    /// into a new file; both read back as written, nothing named is left in `tmp/`, and a file whose length
+    /// prefix overstates its record is refused as corrupt.
+    @Test func slotsAreFramedInPreparedFilesWhenReadyAndReadBackAsWritten() async throws {
+        let directory = StoreDirectory()
+        let store = try directory.store()
+        var written: [[UInt8]] = []
+        var slot: UInt64 = 0
+        func sizeOfSlotFile(_ slot: UInt64) throws -> Int {
+            try FileManager.default.attributesOfItem(atPath: "\(directory.path)/log/\(DirectoryExternalStore.name(of: slot))")[.size] as! Int
+        }
+        // The first write starts preparing files; a later one finds them ready.
+        while try slot < 200 && (slot == 0 || sizeOfSlotFile(slot - 1) != 16 << 10) {
+            written.append(Array("record \(slot)".utf8))
+            #expect(try await store.createSlot(slot, bytes: written.last!))
+            slot += 1
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(try slot < 200 && sizeOfSlotFile(slot - 1) == 16 << 10)
+        let large = [UInt8](repeating: 7, count: 20 << 10)
+        #expect(try await store.createSlot(slot, bytes: large))
+        #expect(try sizeOfSlotFile(slot) == large.count + 4)
+        #expect(try await !store.createSlot(slot, bytes: [1]))
+        for (position, bytes) in written.enumerated() { #expect(try await store.readSlot(UInt64(position)) == bytes) }
+        #expect(try await store.readSlot(slot) == large)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path + "/tmp").isEmpty)
+
+        let path = "\(directory.path)/log/\(DirectoryExternalStore.name(of: 0))"
+        var damaged = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        damaged[1] = 0x40  // the length now says 16 KiB more than the file holds
+        try Data(damaged).write(to: URL(fileURLWithPath: path))
+        await #expect(throws: ExternalLogError.self) { try await store.readSlot(0) }
+    }
+
     /// Term 3 and 6 only seal the term before them; the others attach and write five one-entry batches in
     /// groups of three slots at once, attaching again when a slot was lost. Returns the indices that landed
     /// with every earlier batch of the group landed too (held), and every index written.

@@ -30,7 +30,7 @@ struct External: ParsableCommand {
             let slot = UInt64(newest)!
             let bytes = try failing { try Array(Data(contentsOf: URL(fileURLWithPath: "\(directory)/checkpoint/\(newest)"))) }
             do {
-                let checkpoint = try ExternalCheckpointCoding.decode(bytes, slot: slot)
+                let checkpoint = try ExternalCheckpointCoding.decode(DirectoryExternalStore.record(inFile: bytes, slot: slot), slot: slot)
                 view = ExternalLogView(checkpoint, keepsEntries: false)
                 print("checkpoint at slot \(slot): log trimmed through \(checkpoint.baseIndex)/\(checkpoint.baseTerm), written by the "
                       + "leader of term \(checkpoint.lastWriterTerm); records of terms below \(checkpoint.floor) no longer count")
@@ -47,7 +47,7 @@ struct External: ParsableCommand {
             }
             let bytes = try failing { try Array(Data(contentsOf: URL(fileURLWithPath: "\(log)/\(name)"))) }
             let record: ExternalRecord
-            do { record = try ExternalRecordCoding.decode(bytes, slot: slot) } catch {
+            do { record = try ExternalRecordCoding.decode(DirectoryExternalStore.record(inFile: bytes, slot: slot), slot: slot) } catch {
                 print("\(pad(slot))  CORRUPT  \(error)")
                 problems += 1
                 continue
