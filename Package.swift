@@ -27,6 +27,7 @@ let package = Package(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
         .target(name: "SkiffRaft"),
+        .target(name: "SkiffCheck"),
         .target(name: "SkiffSimulation", dependencies: ["SkiffRaft", "SkiffExternal"]),
         .target(name: "SkiffKV"),
         .target(name: "SkiffRESP", dependencies: ["SkiffKV", .product(name: "NIOCore", package: "swift-nio")]),
@@ -86,6 +87,7 @@ let package = Package(
             dependencies: ["SkiffStorage"],
             path: "Tools/skiff-wal-writer"),
         .testTarget(name: "SkiffKVTests", dependencies: ["SkiffKV"]),
+        .testTarget(name: "SkiffCheckTests", dependencies: ["SkiffCheck"]),
         .testTarget(name: "SkiffExternalTests", dependencies: ["SkiffExternal", "SkiffStorage"]),
         .testTarget(
             name: "SkiffTransportTests",
