@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "SkiffKV", targets: ["SkiffKV"]),
         .executable(name: "skiff", targets: ["skiff"]),
         .executable(name: "skiff-wal", targets: ["skiff-wal"]),
+        .executable(name: "skiff-torture", targets: ["skiff-torture"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
@@ -28,6 +29,7 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]),
         .target(name: "SkiffRaft"),
         .target(name: "SkiffCheck"),
+        .target(name: "SkiffClient"),
         .target(name: "SkiffSimulation", dependencies: ["SkiffRaft", "SkiffExternal"]),
         .target(name: "SkiffKV"),
         .target(name: "SkiffRESP", dependencies: ["SkiffKV", .product(name: "NIOCore", package: "swift-nio")]),
@@ -83,11 +85,15 @@ let package = Package(
             ],
             path: "Tools/skiff-bench"),
         .executableTarget(
+            name: "skiff-torture",
+            dependencies: ["SkiffCheck", "SkiffClient", "SkiffRaft", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Tools/skiff-torture"),
+        .executableTarget(
             name: "skiff-wal-writer",
             dependencies: ["SkiffStorage"],
             path: "Tools/skiff-wal-writer"),
         .testTarget(name: "SkiffKVTests", dependencies: ["SkiffKV"]),
-        .testTarget(name: "SkiffCheckTests", dependencies: ["SkiffCheck"]),
+        .testTarget(name: "SkiffCheckTests", dependencies: ["SkiffCheck", "SkiffRaft"]),
         .testTarget(name: "SkiffExternalTests", dependencies: ["SkiffExternal", "SkiffStorage"]),
         .testTarget(
             name: "SkiffTransportTests",
@@ -99,7 +105,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "SkiffServerTests",
-            dependencies: ["skiff", "SkiffServer", "SkiffKV", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["skiff", "skiff-torture", "SkiffServer", "SkiffKV", "SkiffClient", .product(name: "NIOCore", package: "swift-nio")],
             exclude: ["Scripts"]),
         .testTarget(
             name: "SkiffRESPTests",

@@ -29,12 +29,12 @@ public enum LinearizabilityChecker {
     /// search could linearize (where it got stuck is what to look at first).
     public struct Violation: Sendable {
         public var key: String
-        public var operations: [Operation]
-        public var longestLinearization: [Operation]
+        public var operations: [ClientOperation]
+        public var longestLinearization: [ClientOperation]
     }
 
     /// Checks every key of `history`, which starts from an empty store, in at most `stepsPerKey` search steps each.
-    public static func check(_ history: [Operation], stepsPerKey: Int = 5_000_000) -> Report {
+    public static func check(_ history: [ClientOperation], stepsPerKey: Int = 5_000_000) -> Report {
         var report = Report()
         let byKey = Dictionary(grouping: history, by: \.key)
         for key in byKey.keys.sorted() {
@@ -56,7 +56,7 @@ public enum LinearizabilityChecker {
 
 extension LinearizabilityChecker {
     /// `operations` (of one key) less those with unknown results that cannot change any answer (see above).
-    static func withoutUnobservedUnknowns(_ operations: [Operation]) -> [Operation] {
+    static func withoutUnobservedUnknowns(_ operations: [ClientOperation]) -> [ClientOperation] {
         var seen = Set<String>()
         var presentFoundBy: [UInt64] = []  // completion times of deletes that found the key (max if unknown)
         for operation in operations {
@@ -83,11 +83,11 @@ private struct Search {
     private var next: [Int]
     private var previous: [Int]
     private let head: Int
-    private let operations: [Operation]
+    private let operations: [ClientOperation]
     /// The deepest stack of linearized operations seen.
     private(set) var longest: [Int] = []
 
-    init(_ operations: [Operation]) {
+    init(_ operations: [ClientOperation]) {
         self.operations = operations
         // Completions of unknown operations come after every other event; at equal times, invocations first
         // (operations that touch in time count as concurrent).

@@ -1,13 +1,14 @@
 @testable import SkiffCheck
+import SkiffRaft
 import Testing
 
 /// An operation on key "k" (unless given) over [invoked, completed]; no completion for an unknown result.
-func op(_ client: Int, _ action: Operation.Action, _ result: Operation.Result, _ invoked: UInt64, _ completed: UInt64?,
-        key: String = "k") -> Operation {
-    Operation(client: client, key: key, action: action, result: result, invokedAt: invoked, completedAt: completed)
+func op(_ client: Int, _ action: ClientOperation.Action, _ result: ClientOperation.Result, _ invoked: UInt64, _ completed: UInt64?,
+        key: String = "k") -> ClientOperation {
+    ClientOperation(client: client, key: key, action: action, result: result, invokedAt: invoked, completedAt: completed)
 }
 
-func check(_ history: [Operation]) -> LinearizabilityChecker.Report { LinearizabilityChecker.check(history) }
+func check(_ history: [ClientOperation]) -> LinearizabilityChecker.Report { LinearizabilityChecker.check(history) }
 
 /// Histories known to be linearizable, and the classic ways of not being so.
 @Suite struct LinearizabilityCheckerTests {
@@ -86,12 +87,13 @@ func check(_ history: [Operation]) -> LinearizabilityChecker.Report { Linearizab
     /// read to a value nobody wrote makes them not.
     @Test(arguments: 0..<100)
     func historiesFromARegisterPassAndACorruptedReadFails(seed: UInt64) {
-        var random = SplitMix(seed)
+        var random = SplitMix64(seed: seed)
         let history = randomHistory(&random, clients: 4, operationsPerClient: 25)
         let report = check(history)
         #expect(report.isLinearizable, "seed \(seed): \(report.violations.first?.operations.map(\.description) ?? [])")
         let reads = history.indices.filter { history[$0].action == .read && history[$0].result != .unknown }
-        guard let victim = reads.randomElement(using: &random) else { return }
+        guard !reads.isEmpty else { return }
+        let victim = reads[Int(random.below(UInt64(reads.count)))]
         var corrupted = history
         corrupted[victim].result = .value("never written")
         #expect(check(corrupted).violations.count == 1, "seed \(seed)")
@@ -113,13 +115,13 @@ func check(_ history: [Operation]) -> LinearizabilityChecker.Report { Linearizab
 /// Client histories on one key from a register: each client runs its operations one after another, each
 /// taking effect at an instant inside its interval; one in ten has an unknown outcome, and half of those
 /// never take effect.
-func randomHistory(_ random: inout SplitMix, clients: Int, operationsPerClient: Int) -> [Operation] {
-    var planned: [(operation: Operation, effectAt: UInt64?)] = []
+func randomHistory(_ random: inout SplitMix64, clients: Int, operationsPerClient: Int) -> [ClientOperation] {
+    var planned: [(operation: ClientOperation, effectAt: UInt64?)] = []
     var written = 0
     for client in 0..<clients {
         var now = random.below(20)
         for _ in 0..<operationsPerClient {
-            let action: Operation.Action = switch random.below(4) {
+            let action: ClientOperation.Action = switch random.below(4) {
             case 0: .read
             case 1: .delete
             case 2: .swap("\(client)-\(written)")
@@ -130,7 +132,7 @@ func randomHistory(_ random: inout SplitMix, clients: Int, operationsPerClient: 
             let effect = invoked + random.below(30)
             let completed = effect + random.below(30)
             let unknown = random.below(10) == 0
-            planned.append((Operation(client: client, key: "k", action: action, result: unknown ? .unknown : .ok,
+            planned.append((ClientOperation(client: client, key: "k", action: action, result: unknown ? .unknown : .ok,
                                       invokedAt: invoked, completedAt: unknown ? nil : completed),
                             unknown && random.below(2) == 0 ? nil : effect))
             now = completed + 1 + random.below(10)
@@ -150,18 +152,4 @@ func randomHistory(_ random: inout SplitMix, clients: Int, operationsPerClient: 
         if planned[position].operation.completedAt == nil { planned[position].operation.result = .unknown }
     }
     return planned.map(\.operation)
-}
-
-/// A small seeded generator, so a failing seed reproduces.
-struct SplitMix: RandomNumberGenerator {
-    private var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ bound: UInt64) -> UInt64 { next() % bound }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SkiffClient
 
 /// Unmodified Redis tools and libraries against Skiff: redis-benchmark, and redis-py in both protocols.
 @Suite(.serialized) struct ClientToolTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import SkiffClient
 
 /// Three real `skiff serve` processes on 127.0.0.1: elections, forwarding, failover and catching up.
 @Suite(.serialized) struct ClusterTests {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SkiffClient
 
 /// The external log with real processes: a leader's mirrored but uncommitted writes outlive it.
 @Suite(.serialized) struct ExternalLogTests {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import SkiffClient
 
 /// A one-node `skiff serve` process used as a Redis server: through redis-cli, raw RESP, restarts and
 /// crashes.

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SkiffClient
 
 /// Real `skiff serve` processes on 127.0.0.1, for end-to-end tests: started, SIGKILLed, SIGTERMed and
 /// restarted at will, each with its own data directory and log file. Everything is killed and removed

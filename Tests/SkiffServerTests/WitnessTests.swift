@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SkiffClient
 
 /// Witness mode with real processes: two nodes and the external store as the third voter.
 @Suite(.serialized) struct WitnessTests {

@@ -1,14 +1,16 @@
 import Foundation
 import Glibc
 
-/// A minimal blocking Redis client over a plain socket, for tests that need many requests fast and exact
-/// control over the bytes sent. Speaks RESP2.
-final class RESPClient {
-    enum Reply: Equatable {
+/// A minimal blocking Redis client over a plain socket, for test drivers (the tests, `skiff-torture`) that
+/// need many requests fast, exact control over the bytes sent, and a bound on every wait. Speaks RESP2.
+///
+/// Not for concurrent use: one client per thread.
+public final class RESPClient {
+    public enum Reply: Equatable, Sendable {
         case simple(String), error(String), integer(Int64), bulk([UInt8]?), array([Reply])
 
         /// Strings and integers as text; nil bulk as "".
-        var text: String {
+        public var text: String {
             switch self {
             case .simple(let text), .error(let text): text
             case .integer(let value): String(value)
@@ -18,17 +20,21 @@ final class RESPClient {
         }
     }
 
-    struct Failure: Error, CustomStringConvertible { var description: String }
+    public struct Failure: Error, CustomStringConvertible { public var description: String }
 
     private let socket: Int32
     private var buffer: [UInt8] = []
 
-    init(port: Int, timeoutSeconds: Int = 10) throws {
+    /// Connects to `host` (an IPv4 address) at `port`; every later send and receive waits at most
+    /// `timeoutSeconds`, then throws.
+    public init(host: String = "127.0.0.1", port: Int, timeoutSeconds: Double = 10) throws {
         let descriptor = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         address.sin_port = UInt16(port).bigEndian
+        var timeout = timeval(tv_sec: Int(timeoutSeconds), tv_usec: Int(timeoutSeconds.truncatingRemainder(dividingBy: 1) * 1_000_000))
+        setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
@@ -36,9 +42,8 @@ final class RESPClient {
             // Closed here and only here: `socket` is not set, so deinit (which would close it again, perhaps
             // after another thread reused the number) does not run.
             close(descriptor)
-            throw Failure(description: "cannot connect to port \(port)")
+            throw Failure(description: "cannot connect to \(host):\(port)")
         }
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         socket = descriptor
     }
@@ -46,26 +51,26 @@ final class RESPClient {
     deinit { close(socket) }
 
     /// Sends one command and reads its reply.
-    func call(_ arguments: String...) throws -> Reply { try call(arguments) }
+    public func call(_ arguments: String...) throws -> Reply { try call(arguments) }
 
-    func call(_ arguments: [String]) throws -> Reply {
+    public func call(_ arguments: [String]) throws -> Reply {
         try send(raw: Self.encode(arguments))
         return try readReply()
     }
 
     /// Sends several commands at once (pipelining) and reads their replies in order.
-    func pipeline(_ commands: [[String]]) throws -> [Reply] {
+    public func pipeline(_ commands: [[String]]) throws -> [Reply] {
         try send(raw: Array(commands.map(Self.encode).joined()))
         return try commands.map { _ in try readReply() }
     }
 
-    static func encode(_ arguments: [String]) -> [UInt8] {
+    public static func encode(_ arguments: [String]) -> [UInt8] {
         var bytes = Array("*\(arguments.count)\r\n".utf8)
         for argument in arguments { bytes += Array("$\(argument.utf8.count)\r\n\(argument)\r\n".utf8) }
         return bytes
     }
 
-    func send(raw bytes: [UInt8]) throws {
+    public func send(raw bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes[offset...].withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -75,35 +80,37 @@ final class RESPClient {
     }
 
     /// Everything the server sends until it closes the connection (for a plain HTTP request).
-    func readUntilClosed() throws -> String {
+    public func readUntilClosed() throws -> String {
         while (try? receive()) != nil {}
         defer { buffer.removeAll() }
         return String(decoding: buffer, as: UTF8.self)
     }
 
     /// True once the server closed the connection (reads return end of file).
-    func isClosedByServer() -> Bool {
+    public func isClosedByServer() -> Bool {
         var byte: UInt8 = 0
         return recv(socket, &byte, 1, 0) == 0
     }
 
-    func readReply() throws -> Reply {
+    public func readReply() throws -> Reply {
         let line = try readLine()
         guard let marker = line.first else { throw Failure(description: "empty reply line") }
         let rest = String(decoding: line.dropFirst(), as: UTF8.self)
         switch marker {
         case UInt8(ascii: "+"): return .simple(rest)
         case UInt8(ascii: "-"): return .error(rest)
-        case UInt8(ascii: ":"): return .integer(Int64(rest)!)
+        case UInt8(ascii: ":"):
+            guard let value = Int64(rest) else { throw Failure(description: "bad integer reply \(rest)") }
+            return .integer(value)
         case UInt8(ascii: "$"):
-            let length = Int(rest)!
+            guard let length = Int(rest) else { throw Failure(description: "bad bulk length \(rest)") }
             if length < 0 { return .bulk(nil) }
             try fill(length + 2)
             let bytes = Array(buffer[..<length])
             buffer.removeFirst(length + 2)
             return .bulk(bytes)
         case UInt8(ascii: "*"):
-            let count = Int(rest)!
+            guard let count = Int(rest) else { throw Failure(description: "bad array length \(rest)") }
             if count < 0 { return .array([]) }
             return .array(try (0..<count).map { _ in try readReply() })
         default:

@@ -4,7 +4,7 @@
 /// An operation that failed definitely (the store said it did nothing) does not belong in a history. One
 /// whose outcome is unknown (a timeout, a lost connection) does, with `result == .unknown` and no completion
 /// time: it may have taken effect at any moment after it was invoked, or never.
-public struct Operation: Hashable, Sendable, CustomStringConvertible {
+public struct ClientOperation: Hashable, Sendable, CustomStringConvertible {
     public enum Action: Hashable, Sendable {
         /// GET: answers the value, or nil if the key is absent.
         case read
@@ -63,7 +63,7 @@ public struct Operation: Hashable, Sendable, CustomStringConvertible {
 enum Register {
     /// Whether `operation`, applied to `state`, can have answered what it did, and the state after it. An
     /// unknown result fits any state.
-    static func apply(_ operation: Operation, to state: String?) -> (fits: Bool, next: String?) {
+    static func apply(_ operation: ClientOperation, to state: String?) -> (fits: Bool, next: String?) {
         let next: String? = switch operation.action {
         case .read: state
         case .write(let value), .swap(let value): value

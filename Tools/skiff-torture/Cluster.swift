@@ -1,0 +1,122 @@
+import Foundation
+import SkiffClient
+
+/// The `skiff serve` processes of a run, on a `Network`: started, SIGKILLed, SIGSTOPped, resumed and
+/// restarted, each with a data directory and a log file under the run's directory. Used from one thread.
+final class Cluster {
+    let network: any Network
+    let nodes: Int
+    let directory: String
+    private let skiff: String
+    private let extraArguments: [String]
+    private var processes: [Int: Process] = [:]
+    private(set) var paused = Set<Int>()
+
+    init(network: any Network, nodes: Int, directory: String, skiff: String, extraArguments: [String]) {
+        self.network = network
+        self.nodes = nodes
+        self.directory = directory
+        self.skiff = skiff
+        self.extraArguments = extraArguments
+    }
+
+    var names: [Int] { Array(1...nodes) }
+    func logPath(_ node: Int) -> String { "\(directory)/n\(node).log" }
+    func isRunning(_ node: Int) -> Bool { processes[node]?.isRunning ?? false }
+    var down: [Int] { names.filter { !isRunning($0) } }
+
+    func start(_ node: Int) throws {
+        let members = names.map { "n\($0)=\(network.host(of: $0)):\(network.ports(of: $0).peer)" }.joined(separator: ",")
+        let (client, peer) = network.ports(of: node)
+        let arguments = [skiff, "serve", "--id", "n\(node)", "--data-dir", "\(directory)/n\(node)",
+                         "--client-addr", "\(network.host(of: node)):\(client)", "--peer-addr", "\(network.host(of: node)):\(peer)",
+                         "--initial-cluster", members, "--election-timeout", "500", "--heartbeat-interval", "50"] + extraArguments
+        let command = network.command(for: node, arguments)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        if !FileManager.default.fileExists(atPath: logPath(node)) { _ = FileManager.default.createFile(atPath: logPath(node), contents: nil) }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath(node)))
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        processes[node] = process
+        paused.remove(node)
+    }
+
+    /// SIGKILL: the process dies at once, with whatever it had not written.
+    func kill(_ node: Int) {
+        guard let process = processes[node], process.isRunning else { return }
+        signal(process, SIGKILL)
+        process.waitUntilExit()
+        paused.remove(node)
+    }
+
+    func pause(_ node: Int) {
+        guard let process = processes[node], process.isRunning else { return }
+        signal(process, SIGSTOP)
+        paused.insert(node)
+    }
+
+    func resume(_ node: Int) {
+        guard let process = processes[node], paused.contains(node) else { return }
+        signal(process, SIGCONT)
+        paused.remove(node)
+    }
+
+    /// Signals the process itself: under `ip netns exec` that is the exec'd `skiff`, as `ip` replaces itself.
+    private func signal(_ process: Process, _ number: Int32) { Glibc.kill(process.processIdentifier, number) }
+
+    func stopAll() {
+        for node in names {
+            resume(node)
+            kill(node)
+        }
+    }
+
+    /// What client threads need to reach the nodes.
+    struct Addresses: Sendable {
+        let nodes: Int
+        let endpoints: [Int: (host: String, port: Int)]
+
+        /// A client of `node`, or nil if it does not answer.
+        func client(_ node: Int, timeoutSeconds: Double) -> RESPClient? {
+            try? RESPClient(host: endpoints[node]!.host, port: endpoints[node]!.port, timeoutSeconds: timeoutSeconds)
+        }
+    }
+
+    var addresses: Addresses {
+        Addresses(nodes: nodes, endpoints: Dictionary(uniqueKeysWithValues: names.map { ($0, (network.host(of: $0), network.ports(of: $0).client)) }))
+    }
+
+    func client(_ node: Int, timeoutSeconds: Double) -> RESPClient? { addresses.client(node, timeoutSeconds: timeoutSeconds) }
+
+    /// INFO fields of a running node, or nil if it does not answer within half a second.
+    func info(_ node: Int) -> [String: String]? {
+        guard isRunning(node), !paused.contains(node), let client = client(node, timeoutSeconds: 0.5),
+              let reply = try? client.call("INFO") else { return nil }
+        var fields: [String: String] = [:]
+        for line in reply.text.split(whereSeparator: \.isNewline) where line.contains(":") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            fields[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+        }
+        return fields
+    }
+
+    /// The running node that says it leads in the highest term, if any.
+    func leader() -> Int? {
+        names.compactMap { node in info(node).flatMap { $0["raft_role"] == "leader" ? (node, UInt64($0["raft_term"] ?? "") ?? 0) : nil } }
+            .max { $0.1 < $1.1 }?.0
+    }
+
+    /// Waits up to `seconds` for a leader; returns it.
+    func waitForLeader(seconds: Double) -> Int? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if let leader = leader() { return leader }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import SkiffRaft
+
+/// The faults of a run, drawn from its seed: one at a time, each held for a while (longer than an election
+/// timeout) and then undone, with quiet gaps between. Every step is logged with its time since the start.
+final class Nemesis {
+    enum Fault: String, CaseIterable {
+        case killOne = "kill a node", killLeader = "kill the leader", killMinority = "kill a minority at once"
+        case pauseOne = "pause a node", pauseLeader = "pause the leader"
+        case isolateLeader = "isolate the leader", splitMinority = "split off a minority"
+        case oneWay = "cut one direction of a link", bridge = "cut all but a bridge node"
+
+        var partitions: Bool { [.isolateLeader, .splitMinority, .oneWay, .bridge].contains(self) }
+    }
+
+    private let cluster: Cluster
+    private var random: SplitMix64
+    private let start: UInt64
+    private(set) var log: [String] = []
+    private(set) var injected: [Fault: Int] = [:]
+
+    init(cluster: Cluster, seed: UInt64, start: UInt64) {
+        self.cluster = cluster
+        random = SplitMix64(seed: seed ^ 0x6E65_6D65_7369_7321)
+        self.start = start
+    }
+
+    func note(_ line: String) {
+        let entry = String(format: "[+%7.3fs] ", Double(monotonicNow() - start) / 1e9) + line
+        log.append(entry)
+        print(entry)
+    }
+
+    /// Injects faults until `deadline` (monotonic nanoseconds); leaves none in place.
+    func run(until deadline: UInt64) throws {
+        let faults = Fault.allCases.filter { cluster.network.canPartition || !$0.partitions }
+        while monotonicNow() < deadline {
+            sleep(upTo: deadline, seconds: 0.5 + Double(random.below(1500)) / 1000)
+            guard monotonicNow() < deadline else { break }
+            let fault = faults[Int(random.below(UInt64(faults.count)))]
+            let undo = try inject(fault)
+            injected[fault, default: 0] += 1
+            sleep(upTo: deadline, seconds: 1 + Double(random.below(2500)) / 1000)
+            try undo()
+        }
+    }
+
+    /// Puts `fault` in place and returns what undoes it.
+    private func inject(_ fault: Fault) throws -> () throws -> Void {
+        let nodes = cluster.names
+        let leader = cluster.leader()
+        let any = nodes[Int(random.below(UInt64(nodes.count)))]
+        switch fault {
+        case .killOne, .killLeader, .killMinority:
+            let victims = fault == .killMinority ? pick((nodes.count - 1) / 2, of: nodes) : [fault == .killLeader ? leader ?? any : any]
+            note("\(fault.rawValue): kill -9 \(names(victims))\(leader.map { " (leader n\($0))" } ?? "")")
+            for node in victims { cluster.kill(node) }
+            return { [self] in
+                note("restart \(names(victims))")
+                for node in victims { try cluster.start(node) }
+            }
+        case .pauseOne, .pauseLeader:
+            let victim = fault == .pauseLeader ? leader ?? any : any
+            note("\(fault.rawValue): SIGSTOP n\(victim)")
+            cluster.pause(victim)
+            return { [self] in
+                note("SIGCONT n\(victim)")
+                cluster.resume(victim)
+            }
+        case .isolateLeader, .splitMinority, .bridge:
+            let minority = fault == .isolateLeader ? [leader ?? any] : pick(max(1, (nodes.count - 1) / 2), of: nodes)
+            let majority = nodes.filter { !minority.contains($0) }
+            // A bridge node stays linked to both sides; only the others are cut.
+            let kept = fault == .bridge ? majority.first : nil
+            note("\(fault.rawValue): cut \(names(minority)) from \(names(majority.filter { $0 != kept }))\(kept.map { ", n\($0) reaches both" } ?? "")")
+            for a in minority { for b in majority where b != kept { try cutBothWays(a, b) } }
+            return heal
+        case .oneWay:
+            let pair = pick(2, of: nodes)
+            note("\(fault.rawValue): drop n\(pair[0]) -> n\(pair[1])")
+            try cluster.network.cut(from: pair[0], to: pair[1])
+            return heal
+        }
+    }
+
+    private func heal() throws {
+        note("heal the network")
+        try cluster.network.heal()
+    }
+
+    private func cutBothWays(_ a: Int, _ b: Int) throws {
+        try cluster.network.cut(from: a, to: b)
+        try cluster.network.cut(from: b, to: a)
+    }
+
+    private func pick(_ count: Int, of nodes: [Int]) -> [Int] {
+        var pool = nodes
+        return (0..<max(1, count)).map { _ in pool.remove(at: Int(random.below(UInt64(pool.count)))) }.sorted()
+    }
+
+    private func names(_ nodes: [Int]) -> String { nodes.map { "n\($0)" }.joined(separator: ", ") }
+
+    private func sleep(upTo deadline: UInt64, seconds: Double) {
+        let left = Double(deadline > monotonicNow() ? deadline - monotonicNow() : 0) / 1e9
+        Thread.sleep(forTimeInterval: min(seconds, left))
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+import SkiffCheck
+import SkiffClient
+
+/// The end of a run: the network healed, every node resumed and running, every key read through every node
+/// (linearizable reads, which join the history), and, once every node has applied the same log, each node's
+/// own copy of every key compared with the others'.
+struct Settlement {
+    let cluster: Cluster
+    let keys: [String]
+
+    struct Outcome {
+        var reads: [ClientOperation] = []
+        var problems: [String] = []
+    }
+
+    func run() throws -> Outcome {
+        var outcome = Outcome()
+        try cluster.network.heal()
+        for node in cluster.names {
+            cluster.resume(node)
+            if !cluster.isRunning(node) { try cluster.start(node) }
+        }
+        guard cluster.waitForLeader(seconds: 30) != nil else {
+            outcome.problems.append("no leader within 30 s of healing")
+            return outcome
+        }
+        for node in cluster.names {
+            guard let reads = readEveryKey(through: node) else {
+                outcome.problems.append("n\(node) did not answer every final read within 20 s")
+                continue
+            }
+            outcome.reads += reads
+        }
+        outcome.problems += compareReplicas()
+        return outcome
+    }
+
+    /// Linearizable GETs of every key through `node`, retried while there is no leader; nil if they do not
+    /// all succeed within 20 s.
+    private func readEveryKey(through node: Int) -> [ClientOperation]? {
+        let deadline = monotonicNow() + 20_000_000_000
+        var reads: [ClientOperation] = []
+        var client: RESPClient?
+        for key in keys {
+            while true {
+                guard monotonicNow() < deadline else { return nil }
+                guard let connection = client ?? cluster.client(node, timeoutSeconds: 5) else {
+                    Thread.sleep(forTimeInterval: 0.1)
+                    continue
+                }
+                client = connection
+                let invoked = monotonicNow()
+                if case .bulk(let bytes)? = try? connection.call("GET", key) {
+                    reads.append(ClientOperation(client: 1000 + node, key: key, action: .read, result: .value(bytes.map { String(decoding: $0, as: UTF8.self) }),
+                                           invokedAt: invoked, completedAt: monotonicNow()))
+                    break
+                }
+                client = nil
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+        }
+        return reads
+    }
+
+    /// Waits until every node has applied the leader's commit index, then reads every key from each node's
+    /// own state (READONLY); returns the keys on which nodes differ.
+    private func compareReplicas() -> [String] {
+        let deadline = Date().addingTimeInterval(20)
+        var applied: [Int: String] = [:]
+        while Date() < deadline {
+            applied = Dictionary(uniqueKeysWithValues: cluster.names.map { ($0, cluster.info($0)?["raft_applied_index"] ?? "?") })
+            if Set(applied.values).count == 1, applied.values.first != "?" { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        guard Set(applied.values).count == 1 else {
+            return ["the nodes did not reach the same applied index within 20 s: \(applied.sorted { $0.key < $1.key }.map { "n\($0.key)=\($0.value)" })"]
+        }
+        var copies: [Int: [RESPClient.Reply]] = [:]
+        for node in cluster.names {
+            guard let client = cluster.client(node, timeoutSeconds: 5), (try? client.call("READONLY")) == .simple("OK"),
+                  let values = try? keys.map({ try client.call("GET", $0) }) else { return ["n\(node) did not answer its local reads"] }
+            copies[node] = values
+        }
+        return keys.indices.compactMap { position in
+            let values = cluster.names.map { copies[$0]![position] }
+            guard Set(values.map(\.text)).count > 1 else { return nil }
+            return "replicas differ on \(keys[position]): " + zip(cluster.names, values).map { "n\($0.0)=\($0.1.text)" }.joined(separator: " ")
+        }
+    }
+}
+
+/// The files a run leaves: the history (one JSON object per line), the faults with their times, and the report.
+struct Artifacts {
+    let directory: String
+
+    private struct Line: Encodable {
+        var client: Int, key: String, action: String, value: String?, result: String, invoked: UInt64, completed: UInt64?
+    }
+
+    func save(history: [ClientOperation], faults: [String], report: LinearizabilityChecker.Report, problems: [String]) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var lines = ""
+        for operation in history.sorted(by: { $0.invokedAt < $1.invokedAt }) {
+            let (action, value): (String, String?) = switch operation.action {
+            case .read: ("GET", nil)
+            case .write(let value): ("SET", value)
+            case .swap(let value): ("SET-GET", value)
+            case .delete: ("DEL", nil)
+            }
+            let result = switch operation.result {
+            case .ok: "OK"
+            case .value(let value): value.map { "value:\($0)" } ?? "nil"
+            case .existed(let existed): existed ? "1" : "0"
+            case .unknown: "unknown"
+            }
+            let line = Line(client: operation.client, key: operation.key, action: action, value: value, result: result,
+                            invoked: operation.invokedAt, completed: operation.completedAt)
+            lines += String(decoding: try encoder.encode(line), as: UTF8.self) + "\n"
+        }
+        try lines.write(toFile: directory + "/history.jsonl", atomically: true, encoding: .utf8)
+        try (faults.joined(separator: "\n") + "\n").write(toFile: directory + "/faults.txt", atomically: true, encoding: .utf8)
+        let summary = ["keys: \(report.keys)", "operations checked: \(report.operations)",
+                       "violations: \(report.violations.map(\.key))", "undecided: \(report.undecided)"] + problems.map { "problem: \($0)" }
+        try (summary.joined(separator: "\n") + "\n").write(toFile: directory + "/report.txt", atomically: true, encoding: .utf8)
+    }
+}

@@ -1,0 +1,117 @@
+import ArgumentParser
+import Foundation
+import SkiffCheck
+
+@main
+struct SkiffTorture: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "skiff-torture",
+        abstract: "Run a real Skiff cluster under faults with concurrent clients, then check that what they saw is linearizable.",
+        discussion: """
+            Starts NODES `skiff serve` processes, each in a network namespace of its own on a private bridge \
+            (needs root, iproute2 and nftables; without them, on 127.0.0.1 with process faults only). Clients \
+            send GET, SET, SET..GET and DEL to any node while faults are injected: kill -9 (a node, the leader, a \
+            minority at once), SIGSTOP longer than an election timeout, and partitions (the leader isolated, a \
+            minority split off, one direction of a link, all but a bridge node). Then everything heals, every \
+            key is read through every node, the replicas are compared, and the history is checked.
+
+            Exits 0 if the history is linearizable, the replicas agree and enough operations succeeded; else 1, \
+            keeping the history, the faults, every node's log and data, and printing how to run the same seed again.
+            """)
+
+    @Option(help: "Nodes in the cluster.") var nodes = 3
+    @Option(help: "Seconds of faults and load.") var seconds = 60
+    @Option(help: "Concurrent clients.") var clients = 6
+    @Option(help: "Keys in use at a time (they are renamed every few seconds).") var keys = 4
+    @Option(help: "The run's seed (decimal or 0x hex); random if not given.") var seed: String?
+    @Option(help: "namespaces, loopback, or auto (namespaces when possible).") var network = "auto"
+    @Option(help: "The skiff executable (default: the one beside this tool).") var skiff: String?
+    @Option(help: "Where to keep the run's files (default: a new directory under the temporary directory).") var out: String?
+    @Flag(help: "Keep the run's files even when it passes.") var keep = false
+
+    func run() throws {
+        let seed = try parsedSeed()
+        let directory = out ?? NSTemporaryDirectory() + "skiff-torture-\(String(seed, radix: 16))-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let skiff = self.skiff ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("skiff").path
+        let network = try makeNetwork()
+        defer { network.tearDown() }
+        print("skiff-torture: seed 0x\(String(seed, radix: 16)), \(nodes) nodes, \(seconds) s, \(clients) clients, "
+              + "network \(network is NamespaceNetwork ? "namespaces" : "loopback (no partitions)"), files in \(directory)")
+
+        let cluster = Cluster(network: network, nodes: nodes, directory: directory, skiff: skiff, extraArguments: ["--snapshot-entries", "500"])
+        defer { cluster.stopAll() }
+        for node in cluster.names { try cluster.start(node) }
+        guard cluster.waitForLeader(seconds: 30) != nil else { throw TortureError("no leader within 30 s of starting; see \(directory)") }
+
+        let start = monotonicNow()
+        let deadline = start + UInt64(seconds) * 1_000_000_000
+        let workload = Workload(cluster: cluster.addresses, options: Workload.Options(clients: clients, keys: keys), seed: seed)
+        let clientsDone = DispatchGroup()
+        clientsDone.enter()
+        Thread.detachNewThread {
+            workload.run(until: deadline)
+            clientsDone.leave()
+        }
+        let nemesis = Nemesis(cluster: cluster, seed: seed, start: start)
+        try nemesis.run(until: deadline)
+        clientsDone.wait()
+
+        nemesis.note("faults over: healing, restarting, reading every key through every node")
+        let final = try Settlement(cluster: cluster, keys: Set(workload.operations.map(\.key)).sorted()).run()
+        let history = workload.operations + final.reads
+        let report = LinearizabilityChecker.check(history)
+        let tally = workload.tally
+        let faults = nemesis.injected.values.reduce(0, +)
+        var problems = final.problems
+        problems += report.violations.map { "key \($0.key) is not linearizable (\($0.operations.count) operations; the search linearized at most \($0.longestLinearization.count))" }
+        problems += report.undecided.map { "key \($0) could not be decided within the search budget" }
+        let enough = max(100, seconds * 10)
+        if tally.ok < enough { problems.append("only \(tally.ok) operations succeeded (at least \(enough) are needed for the run to mean anything)") }
+
+        print("operations: \(tally.ok) ok, \(tally.unknown) unknown, \(tally.failed) failed; \(final.reads.count) final reads; "
+              + "\(report.keys) keys checked; faults: \(faults) (\(nemesis.injected.map { "\($0.value) × \($0.key.rawValue)" }.sorted().joined(separator: ", ")))")
+        try Artifacts(directory: directory).save(history: history, faults: nemesis.log, report: report, problems: problems)
+        guard problems.isEmpty else {
+            for problem in problems { print("FAIL: \(problem)") }
+            for violation in report.violations.prefix(3) {
+                print("operations on \(violation.key), in the order invoked:")
+                for operation in violation.operations.prefix(60) { print("  \(operation)") }
+            }
+            print("kept in \(directory): history.jsonl, faults.txt, report.txt, each node's log and data")
+            print("run it again: \(rerunCommand(seed: seed))")
+            throw ExitCode(1)
+        }
+        print("PASS: linearizable, replicas agree")
+        if !keep { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    private func parsedSeed() throws -> UInt64 {
+        guard let seed else { return UInt64.random(in: 0...UInt64.max) }
+        let parsed = seed.hasPrefix("0x") ? UInt64(seed.dropFirst(2), radix: 16) : UInt64(seed)
+        guard let parsed else { throw ValidationError("--seed must be a number, in decimal or 0x hex") }
+        return parsed
+    }
+
+    private func makeNetwork() throws -> any Network {
+        switch network {
+        case "loopback": return LoopbackNetwork()
+        case "namespaces", "auto":
+            guard NamespaceNetwork.isAvailable() else {
+                if network == "namespaces" { throw TortureError("network namespaces need root, iproute2 and nftables") }
+                print("skiff-torture: no network namespaces here (needs root, iproute2, nftables); using 127.0.0.1 without partitions")
+                return LoopbackNetwork()
+            }
+            let namespaces = try NamespaceNetwork(prefix: "skt\(getpid() % 10000)", nodes: nodes)
+            try namespaces.enterClientNamespace()
+            return namespaces
+        default:
+            throw ValidationError("--network must be namespaces, loopback or auto")
+        }
+    }
+
+    private func rerunCommand(seed: UInt64) -> String {
+        "\(CommandLine.arguments[0]) --seed 0x\(String(seed, radix: 16)) --nodes \(nodes) --seconds \(seconds) --clients \(clients) "
+            + "--keys \(keys) --network \(network)"
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import SkiffCheck
+import SkiffClient
+import SkiffRaft
+import Synchronization
+
+/// Concurrent clients, each on a thread of its own, sending GET, SET, SET..GET and DEL over a small key space
+/// to any node, and recording every operation: invoked and completed on one monotonic clock, with its
+/// answer, or as unknown when no definite answer came.
+///
+/// A write answered `-TRYAGAIN` (the server says it was not applied) is a definite failure and left out of
+/// the history; any other error, a timeout or a lost connection leaves it unknown. A read that fails is left
+/// out. After an unknown outcome the client reconnects to another node. Keys are renamed every
+/// `keyRotationSeconds`, so that each key's history stays short enough to check.
+final class Workload: Sendable {
+    struct Options {
+        var clients = 6
+        var keys = 4
+        var keyRotationSeconds = 3.0
+        var timeoutSeconds = 2.0
+    }
+
+    struct Counts {
+        var ok = 0
+        var failed = 0
+        var unknown = 0
+    }
+
+    private let cluster: Cluster.Addresses
+    private let options: Options
+    private let seed: UInt64
+    private let history = Mutex<[ClientOperation]>([])
+    private let counts = Mutex(Counts())
+
+    init(cluster: Cluster.Addresses, options: Options, seed: UInt64) {
+        self.cluster = cluster
+        self.options = options
+        self.seed = seed
+    }
+
+    var operations: [ClientOperation] { history.withLock { $0 } }
+    var tally: Counts { counts.withLock { $0 } }
+
+    /// Runs the clients until `deadline` (monotonic nanoseconds); returns once all have stopped.
+    func run(until deadline: UInt64) {
+        let start = monotonicNow()
+        let done = DispatchGroup()
+        for client in 0..<options.clients {
+            done.enter()
+            // Threads start in the namespace of the thread that makes them: the driver's.
+            Thread.detachNewThread { [self] in
+                runClient(client, start: start, deadline: deadline)
+                done.leave()
+            }
+        }
+        done.wait()
+    }
+
+    private func runClient(_ id: Int, start: UInt64, deadline: UInt64) {
+        var random = SplitMix64(seed: seed ^ (UInt64(id + 1) &* 0x9E37_79B9_7F4A_7C15))
+        var node = Int(random.below(UInt64(cluster.nodes))) + 1
+        var connection: RESPClient?
+        var written = 0
+        while monotonicNow() < deadline {
+            guard let client = connection ?? cluster.client(node, timeoutSeconds: options.timeoutSeconds) else {
+                node = node % cluster.nodes + 1
+                Thread.sleep(forTimeInterval: 0.05)
+                continue
+            }
+            connection = client
+            let epoch = Int(Double(monotonicNow() - start) / 1e9 / options.keyRotationSeconds)
+            let key = "k\(epoch)-\(random.below(UInt64(options.keys)))"
+            let value = "c\(id)-\(written)"
+            let roll = random.below(100)
+            let action: ClientOperation.Action = roll < 40 ? .read : roll < 75 ? .write(value) : roll < 90 ? .swap(value) : .delete
+            if case .read = action {} else { written += 1 }
+            let invoked = monotonicNow()
+            let reply: RESPClient.Reply?
+            do { reply = try client.call(command(for: action, key: key)) } catch { reply = nil }
+            let completed = monotonicNow()
+            guard let reply, let result = Self.result(of: reply, for: action) else {
+                // No definite answer: unknown for a write, nothing for a read; try another node.
+                if case .read = action {} else {
+                    record(ClientOperation(client: id, key: key, action: action, result: .unknown, invokedAt: invoked, completedAt: nil), .unknown)
+                }
+                connection = nil
+                node = node % cluster.nodes + 1
+                continue
+            }
+            switch result {
+            case .failed: counts.withLock { $0.failed += 1 }
+            case .answered(let answer):
+                record(ClientOperation(client: id, key: key, action: action, result: answer, invokedAt: invoked, completedAt: completed), answer)
+            }
+        }
+    }
+
+    private func record(_ operation: ClientOperation, _ result: ClientOperation.Result) {
+        history.withLock { $0.append(operation) }
+        counts.withLock { result == .unknown ? ($0.unknown += 1) : ($0.ok += 1) }
+    }
+
+    func command(for action: ClientOperation.Action, key: String) -> [String] {
+        switch action {
+        case .read: ["GET", key]
+        case .write(let value): ["SET", key, value]
+        case .swap(let value): ["SET", key, value, "GET"]
+        case .delete: ["DEL", key]
+        }
+    }
+
+    enum Outcome { case answered(ClientOperation.Result), failed }
+
+    /// What a reply says about an operation: its answer, a definite failure, or nil (unknown).
+    static func result(of reply: RESPClient.Reply, for action: ClientOperation.Action) -> Outcome? {
+        switch (action, reply) {
+        case (.read, .bulk(let bytes)), (.swap, .bulk(let bytes)):
+            return .answered(.value(bytes.map { String(decoding: $0, as: UTF8.self) }))
+        case (.write, .simple("OK")): return .answered(.ok)
+        case (.delete, .integer(let count)): return .answered(.existed(count > 0))
+        case (.read, .error): return .failed
+        case (_, .error(let message)) where message.hasPrefix("TRYAGAIN"): return .failed
+        default: return nil
+        }
+    }
+}
+
+/// Nanoseconds of the monotonic clock, shared by every thread.
+func monotonicNow() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+}
