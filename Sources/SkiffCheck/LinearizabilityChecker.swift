@@ -35,10 +35,16 @@ public enum LinearizabilityChecker {
 
     /// Checks every key of `history`, which starts from an empty store, in at most `stepsPerKey` search steps each.
     public static func check(_ history: [ClientOperation], stepsPerKey: Int = 5_000_000) -> Report {
+        check(history, stepsPerKey: stepsPerKey, prunesUnknowns: true)
+    }
+
+    /// `check`, optionally without leaving out unknown operations (to test that leaving them out changes no verdict).
+    static func check(_ history: [ClientOperation], stepsPerKey: Int, prunesUnknowns: Bool) -> Report {
         var report = Report()
         let byKey = Dictionary(grouping: history, by: \.key)
         for key in byKey.keys.sorted() {
-            let operations = withoutUnobservedUnknowns(byKey[key]!).sorted { $0.invokedAt < $1.invokedAt }
+            let kept = prunesUnknowns ? withoutUnobservedUnknowns(byKey[key]!) : byKey[key]!
+            let operations = kept.sorted { $0.invokedAt < $1.invokedAt }
             report.keys += 1
             report.operations += operations.count
             var search = Search(operations)

@@ -99,6 +99,40 @@ func check(_ history: [ClientOperation]) -> LinearizabilityChecker.Report { Line
         #expect(check(corrupted).violations.count == 1, "seed \(seed)")
     }
 
+    /// Operations that touch in time (one completes when the other is invoked) count as concurrent.
+    @Test func operationsThatTouchAreConcurrent() {
+        #expect(check([op(1, .write("1"), .ok, 0, 5), op(2, .read, .value(nil), 5, 6)]).isLinearizable)
+        #expect(!check([op(1, .write("1"), .ok, 0, 5), op(2, .read, .value(nil), 6, 7)]).isLinearizable)
+    }
+
+    /// Leaving out unknown operations is exact: on register histories with one read changed to another
+    /// value written to the key (which may or may not break them), the verdict is the same without it.
+    @Test func leavingOutUnknownsChangesNoVerdict() {
+        var (pruned, broken) = (0, 0)
+        for seed: UInt64 in 0..<150 {
+            var random = SplitMix64(seed: seed ^ 0xABCD)
+            var history = randomHistory(&random, clients: 3, operationsPerClient: 12)
+            let values = history.compactMap { operation -> String? in
+                switch operation.action {
+                case .write(let value), .swap(let value): value
+                default: nil
+                }
+            }
+            let reads = history.indices.filter { history[$0].action == .read && history[$0].result != .unknown }
+            if !reads.isEmpty, !values.isEmpty {
+                history[reads[Int(random.below(UInt64(reads.count)))]].result = .value(values[Int(random.below(UInt64(values.count)))])
+            }
+            let withPruning = LinearizabilityChecker.check(history, stepsPerKey: 5_000_000, prunesUnknowns: true)
+            let without = LinearizabilityChecker.check(history, stepsPerKey: 5_000_000, prunesUnknowns: false)
+            #expect(withPruning.undecided.isEmpty && without.undecided.isEmpty)
+            #expect(withPruning.isLinearizable == without.isLinearizable, "seed \(seed)")
+            if withPruning.operations < without.operations { pruned += 1 }
+            if !without.isLinearizable { broken += 1 }
+        }
+        // The comparison means something only if both happened often.
+        #expect(pruned >= 20 && broken >= 20, "pruned in \(pruned) histories, \(broken) not linearizable")
+    }
+
     /// Leaving out an unknown write nothing saw changes no verdict: here it is what explains a delete that
     /// found the key, so it stays.
     @Test func anUnknownWriteIsLeftOutOnlyWhenNothingCouldHaveSeenIt() {

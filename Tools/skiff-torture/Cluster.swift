@@ -2,8 +2,9 @@ import Foundation
 import SkiffClient
 
 /// The `skiff serve` processes of a run, on a `Network`: started, SIGKILLed, SIGSTOPped, resumed and
-/// restarted, each with a data directory and a log file under the run's directory. Used from one thread.
-final class Cluster {
+/// restarted, each with a data directory and a log file under the run's directory. Used from the main
+/// thread only, except by a signal's `Cleanup`, which stops it while the tool exits.
+final class Cluster: @unchecked Sendable {
     let network: any Network
     let nodes: Int
     let directory: String
@@ -11,6 +12,8 @@ final class Cluster {
     private let extraArguments: [String]
     private var processes: [Int: Process] = [:]
     private(set) var paused = Set<Int>()
+    /// Nodes that are down because this run killed them (or whose exit was already reported).
+    private var expectedDown = Set<Int>()
 
     init(network: any Network, nodes: Int, directory: String, skiff: String, extraArguments: [String]) {
         self.network = network
@@ -43,14 +46,25 @@ final class Cluster {
         try process.run()
         processes[node] = process
         paused.remove(node)
+        expectedDown.remove(node)
     }
 
     /// SIGKILL: the process dies at once, with whatever it had not written.
     func kill(_ node: Int) {
         guard let process = processes[node], process.isRunning else { return }
+        expectedDown.insert(node)
         signal(process, SIGKILL)
         process.waitUntilExit()
         paused.remove(node)
+    }
+
+    /// The nodes whose process ended without this run killing it (a crash of its own), each reported once.
+    func unexpectedExits() -> [String] {
+        names.compactMap { node in
+            guard let process = processes[node], !process.isRunning, !expectedDown.contains(node) else { return nil }
+            expectedDown.insert(node)
+            return "n\(node) exited by itself (status \(process.terminationStatus), \(process.terminationReason == .uncaughtSignal ? "signal" : "exit")); see \(logPath(node))"
+        }
     }
 
     func pause(_ node: Int) {

@@ -28,7 +28,7 @@ final class Nemesis {
     func note(_ line: String) {
         let entry = String(format: "[+%7.3fs] ", Double(monotonicNow() - start) / 1e9) + line
         log.append(entry)
-        print(entry)
+        say(entry)
     }
 
     /// Injects faults until `deadline` (monotonic nanoseconds); leaves none in place.
@@ -101,7 +101,8 @@ final class Nemesis {
     private func names(_ nodes: [Int]) -> String { nodes.map { "n\($0)" }.joined(separator: ", ") }
 
     private func sleep(upTo deadline: UInt64, seconds: Double) {
-        let left = Double(deadline > monotonicNow() ? deadline - monotonicNow() : 0) / 1e9
+        let now = monotonicNow()
+        let left = Double(deadline > now ? deadline - now : 0) / 1e9
         Thread.sleep(forTimeInterval: min(seconds, left))
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Where the cluster's nodes live and how links between them are cut.
-protocol Network {
+protocol Network: Sendable {
     /// The address clients and peers use for node `node` (1-based), and its ports there.
     func host(of node: Int) -> String
     func ports(of node: Int) -> (client: Int, peer: Int)
@@ -27,7 +27,13 @@ final class NamespaceNetwork: Network {
     init(prefix: String, nodes: Int) throws {
         self.prefix = prefix
         self.nodes = nodes
-        tearDown()
+        do { try build() } catch {
+            tearDown()
+            throw error
+        }
+    }
+
+    private func build() throws {
         try ip("netns", "add", "\(prefix)-br")
         try ip("-n", "\(prefix)-br", "link", "add", "br0", "type", "bridge")
         try ip("-n", "\(prefix)-br", "link", "set", "br0", "up")
@@ -62,8 +68,8 @@ final class NamespaceNetwork: Network {
         for node in 1...nodes { try run(["ip", "netns", "exec", namespace(node), "nft", "flush", "chain", "inet", "torture", "input"]) }
     }
 
-    /// Joins the driver's own process to the client namespace: every connection it makes from now on,
-    /// from any thread created after this, starts there. Call before starting any thread.
+    /// Moves the calling thread into the client namespace; threads it creates from then on start there too.
+    /// Call on the main thread before starting any thread that connects.
     func enterClientNamespace() throws {
         // setns(2) is not in Swift's Glibc module (it needs _GNU_SOURCE); 0x4000_0000 is CLONE_NEWNET.
         typealias SetNamespace = @convention(c) (Int32, Int32) -> Int32
@@ -76,9 +82,27 @@ final class NamespaceNetwork: Network {
         close(descriptor)
     }
 
-    func tearDown() {
+    /// Kills whatever still runs in this run's namespaces, and removes them.
+    func tearDown() { Self.remove { $0 == prefix } }
+
+    /// Removes the namespaces of earlier runs whose driver is gone (killed before it could clean up).
+    static func removeLeftovers() {
+        remove { prefix in
+            guard prefix.hasPrefix("skt"), let pid = Int32(prefix.dropFirst(3)) else { return false }
+            return Glibc.kill(pid, 0) != 0 && errno == ESRCH
+        }
+    }
+
+    /// Removes every namespace named `PREFIX-br`, `PREFIX-c` or `PREFIX-nN` whose prefix `matches`,
+    /// killing the processes still in it first (but not this one, which lives in its client namespace).
+    private static func remove(where matches: (String) -> Bool) {
         let names = (try? run(["ip", "netns", "list"]))?.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) } ?? []
-        for name in names where name == "\(prefix)-br" || name == "\(prefix)-c" || name.hasPrefix("\(prefix)-n") {
+        for name in names {
+            guard let dash = name.lastIndex(of: "-"), matches(String(name[..<dash])),
+                  ["br", "c"].contains(name[name.index(after: dash)...]) || name[name.index(after: dash)...].hasPrefix("n") else { continue }
+            for pid in ((try? run(["ip", "netns", "pids", name])) ?? "").split(separator: "\n").compactMap({ Int32($0) }) where pid != getpid() {
+                Glibc.kill(pid, SIGKILL)
+            }
             _ = try? run(["ip", "netns", "del", name])
         }
     }
@@ -98,7 +122,8 @@ final class NamespaceNetwork: Network {
 
 /// Every node on 127.0.0.1 with ports of its own, for machines without namespaces: process faults only.
 final class LoopbackNetwork: Network {
-    private let base = 21000 + Int(getpid() % 1000) * 20
+    /// Below the ephemeral range (32768 and up), so no client socket holds a port a restarted node needs.
+    private let base = 20000 + Int(getpid() % 500) * 20
     func host(of node: Int) -> String { "127.0.0.1" }
     func ports(of node: Int) -> (client: Int, peer: Int) { (base + 2 * node, base + 2 * node + 1) }
     func command(for node: Int, _ arguments: [String]) -> [String] { arguments }

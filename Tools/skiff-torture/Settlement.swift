@@ -63,30 +63,45 @@ struct Settlement {
         return reads
     }
 
-    /// Waits until every node has applied the leader's commit index, then reads every key from each node's
-    /// own state (READONLY); returns the keys on which nodes differ.
+    /// Reads every key from each node's own state (READONLY) once every node has applied the same index,
+    /// and returns the keys on which nodes differ. A write that lands meanwhile (a client gave up on it, the
+    /// server had not) moves the applied index: then the copies are read again.
     private func compareReplicas() -> [String] {
-        let deadline = Date().addingTimeInterval(20)
-        var applied: [Int: String] = [:]
+        let deadline = Date().addingTimeInterval(30)
+        var last: [String] = []
         while Date() < deadline {
-            applied = Dictionary(uniqueKeysWithValues: cluster.names.map { ($0, cluster.info($0)?["raft_applied_index"] ?? "?") })
-            if Set(applied.values).count == 1, applied.values.first != "?" { break }
-            Thread.sleep(forTimeInterval: 0.2)
+            guard let before = commonAppliedIndex() else {
+                last = ["the nodes did not reach the same applied index"]
+                Thread.sleep(forTimeInterval: 0.2)
+                continue
+            }
+            var copies: [Int: [RESPClient.Reply]] = [:]
+            for node in cluster.names {
+                if let client = cluster.client(node, timeoutSeconds: 5), (try? client.call("READONLY")) == .simple("OK"),
+                   let values = try? keys.map({ try client.call("GET", $0) }) {
+                    copies[node] = values
+                }
+            }
+            guard copies.count == cluster.nodes else {
+                last = ["nodes \(cluster.names.filter { copies[$0] == nil }) did not answer their local reads"]
+                continue
+            }
+            guard commonAppliedIndex() == before else { continue }
+            return keys.indices.compactMap { position in
+                let values = cluster.names.map { copies[$0]![position] }
+                guard Set(values.map { "\($0)" }).count > 1 else { return nil }
+                return "replicas differ on \(keys[position]) at applied index \(before): "
+                    + zip(cluster.names, values).map { "n\($0.0)=\($0.1)" }.joined(separator: " ")
+            }
         }
-        guard Set(applied.values).count == 1 else {
-            return ["the nodes did not reach the same applied index within 20 s: \(applied.sorted { $0.key < $1.key }.map { "n\($0.key)=\($0.value)" })"]
-        }
-        var copies: [Int: [RESPClient.Reply]] = [:]
-        for node in cluster.names {
-            guard let client = cluster.client(node, timeoutSeconds: 5), (try? client.call("READONLY")) == .simple("OK"),
-                  let values = try? keys.map({ try client.call("GET", $0) }) else { return ["n\(node) did not answer its local reads"] }
-            copies[node] = values
-        }
-        return keys.indices.compactMap { position in
-            let values = cluster.names.map { copies[$0]![position] }
-            guard Set(values.map(\.text)).count > 1 else { return nil }
-            return "replicas differ on \(keys[position]): " + zip(cluster.names, values).map { "n\($0.0)=\($0.1.text)" }.joined(separator: " ")
-        }
+        return last.map { $0 + " within 30 s" }
+    }
+
+    /// The applied index, if every node reports the same one.
+    private func commonAppliedIndex() -> String? {
+        let applied = Set(cluster.names.map { cluster.info($0)?["raft_applied_index"] })
+        guard applied.count == 1, let index = applied.first ?? nil else { return nil }
+        return index
     }
 }
 

@@ -2,6 +2,9 @@ import ArgumentParser
 import Foundation
 import SkiffCheck
 
+/// Writes a line to standard output at once (unbuffered), so that nothing is lost if the tool is killed.
+func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+
 @main
 struct SkiffTorture: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,18 +32,26 @@ struct SkiffTorture: ParsableCommand {
     @Option(help: "Where to keep the run's files (default: a new directory under the temporary directory).") var out: String?
     @Flag(help: "Keep the run's files even when it passes.") var keep = false
 
+    func validate() throws {
+        guard nodes >= 3 else { throw ValidationError("--nodes must be at least 3: the faults need a minority and a majority") }
+        guard seconds > 0, clients > 0, keys > 0 else { throw ValidationError("--seconds, --clients and --keys must be positive") }
+    }
+
     func run() throws {
         let seed = try parsedSeed()
         let directory = out ?? NSTemporaryDirectory() + "skiff-torture-\(String(seed, radix: 16))-\(getpid())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let skiff = self.skiff ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("skiff").path
         let network = try makeNetwork()
-        defer { network.tearDown() }
-        print("skiff-torture: seed 0x\(String(seed, radix: 16)), \(nodes) nodes, \(seconds) s, \(clients) clients, "
+        let cluster = Cluster(network: network, nodes: nodes, directory: directory, skiff: skiff, extraArguments: ["--snapshot-entries", "500"])
+        let cleanup = Cleanup.onExit {
+            cluster.stopAll()
+            network.tearDown()
+        }
+        defer { cleanup.run() }
+        say("skiff-torture: seed 0x\(String(seed, radix: 16)), \(nodes) nodes, \(seconds) s, \(clients) clients, "
               + "network \(network is NamespaceNetwork ? "namespaces" : "loopback (no partitions)"), files in \(directory)")
 
-        let cluster = Cluster(network: network, nodes: nodes, directory: directory, skiff: skiff, extraArguments: ["--snapshot-entries", "500"])
-        defer { cluster.stopAll() }
         for node in cluster.names { try cluster.start(node) }
         guard cluster.waitForLeader(seconds: 30) != nil else { throw TortureError("no leader within 30 s of starting; see \(directory)") }
 
@@ -54,36 +65,47 @@ struct SkiffTorture: ParsableCommand {
             clientsDone.leave()
         }
         let nemesis = Nemesis(cluster: cluster, seed: seed, start: start)
-        try nemesis.run(until: deadline)
+        var problems: [String] = []
+        do { try nemesis.run(until: deadline) } catch { problems.append("a fault could not be injected or undone: \(error)") }
         clientsDone.wait()
 
         nemesis.note("faults over: healing, restarting, reading every key through every node")
-        let final = try Settlement(cluster: cluster, keys: Set(workload.operations.map(\.key)).sorted()).run()
+        problems += cluster.unexpectedExits()
+        var final = Settlement.Outcome()
+        do { final = try Settlement(cluster: cluster, keys: Set(workload.operations.map(\.key)).sorted()).run() } catch {
+            problems.append("the cluster could not be healed: \(error)")
+        }
+        problems += final.problems + cluster.unexpectedExits()
         let history = workload.operations + final.reads
         let report = LinearizabilityChecker.check(history)
         let tally = workload.tally
         let faults = nemesis.injected.values.reduce(0, +)
-        var problems = final.problems
         problems += report.violations.map { "key \($0.key) is not linearizable (\($0.operations.count) operations; the search linearized at most \($0.longestLinearization.count))" }
         problems += report.undecided.map { "key \($0) could not be decided within the search budget" }
-        let enough = max(100, seconds * 10)
-        if tally.ok < enough { problems.append("only \(tally.ok) operations succeeded (at least \(enough) are needed for the run to mean anything)") }
+        // A run in which little succeeded proves nothing; nor does one in which only reads did.
+        let (operationsNeeded, writesNeeded) = (max(100, seconds * 10), max(50, seconds * 3))
+        if tally.ok < operationsNeeded { problems.append("only \(tally.ok) operations succeeded (a run needs \(operationsNeeded) to mean anything)") }
+        if tally.writesAcknowledged < writesNeeded {
+            problems.append("only \(tally.writesAcknowledged) writes were acknowledged (a run needs \(writesNeeded) to mean anything)")
+        }
 
-        print("operations: \(tally.ok) ok, \(tally.unknown) unknown, \(tally.failed) failed; \(final.reads.count) final reads; "
-              + "\(report.keys) keys checked; faults: \(faults) (\(nemesis.injected.map { "\($0.value) × \($0.key.rawValue)" }.sorted().joined(separator: ", ")))")
+        say("operations: \(tally.ok) ok (\(tally.writesAcknowledged) acknowledged writes), \(tally.unknown) unknown, \(tally.failed) failed; "
+              + "\(final.reads.count) final reads; \(report.keys) keys checked; faults: \(faults) "
+              + "(\(nemesis.injected.map { "\($0.value) × \($0.key.rawValue)" }.sorted().joined(separator: ", ")))")
         try Artifacts(directory: directory).save(history: history, faults: nemesis.log, report: report, problems: problems)
         guard problems.isEmpty else {
-            for problem in problems { print("FAIL: \(problem)") }
+            for problem in problems { say("FAIL: \(problem)") }
             for violation in report.violations.prefix(3) {
-                print("operations on \(violation.key), in the order invoked:")
-                for operation in violation.operations.prefix(60) { print("  \(operation)") }
+                say("operations on \(violation.key), in the order invoked:")
+                for operation in violation.operations.prefix(60) { say("  \(operation)") }
             }
-            print("kept in \(directory): history.jsonl, faults.txt, report.txt, each node's log and data")
-            print("run it again: \(rerunCommand(seed: seed))")
+            say("kept in \(directory): history.jsonl, faults.txt, report.txt, each node's log and data")
+            say("run it again: \(rerunCommand(seed: seed))")
             throw ExitCode(1)
         }
-        print("PASS: linearizable, replicas agree")
-        if !keep { try? FileManager.default.removeItem(atPath: directory) }
+        say("PASS: linearizable, replicas agree")
+        cleanup.run()
+        if !keep && out == nil { try? FileManager.default.removeItem(atPath: directory) }
     }
 
     private func parsedSeed() throws -> UInt64 {
@@ -99,11 +121,15 @@ struct SkiffTorture: ParsableCommand {
         case "namespaces", "auto":
             guard NamespaceNetwork.isAvailable() else {
                 if network == "namespaces" { throw TortureError("network namespaces need root, iproute2 and nftables") }
-                print("skiff-torture: no network namespaces here (needs root, iproute2, nftables); using 127.0.0.1 without partitions")
+                say("skiff-torture: no network namespaces here (needs root, iproute2, nftables); using 127.0.0.1 without partitions")
                 return LoopbackNetwork()
             }
-            let namespaces = try NamespaceNetwork(prefix: "skt\(getpid() % 10000)", nodes: nodes)
-            try namespaces.enterClientNamespace()
+            NamespaceNetwork.removeLeftovers()
+            let namespaces = try NamespaceNetwork(prefix: "skt\(getpid())", nodes: nodes)
+            do { try namespaces.enterClientNamespace() } catch {
+                namespaces.tearDown()
+                throw error
+            }
             return namespaces
         default:
             throw ValidationError("--network must be namespaces, loopback or auto")

@@ -22,6 +22,7 @@ final class Workload: Sendable {
 
     struct Counts {
         var ok = 0
+        var writesAcknowledged = 0
         var failed = 0
         var unknown = 0
     }
@@ -97,7 +98,10 @@ final class Workload: Sendable {
 
     private func record(_ operation: ClientOperation, _ result: ClientOperation.Result) {
         history.withLock { $0.append(operation) }
-        counts.withLock { result == .unknown ? ($0.unknown += 1) : ($0.ok += 1) }
+        counts.withLock { counts in
+            if result == .unknown { counts.unknown += 1 } else { counts.ok += 1 }
+            if result != .unknown, operation.action != .read { counts.writesAcknowledged += 1 }
+        }
     }
 
     func command(for action: ClientOperation.Action, key: String) -> [String] {
