@@ -8,19 +8,23 @@ final class Nemesis {
         case killOne = "kill a node", killLeader = "kill the leader", killMinority = "kill a minority at once"
         case pauseOne = "pause a node", pauseLeader = "pause the leader"
         case isolateLeader = "isolate the leader", splitMinority = "split off a minority"
-        case oneWay = "cut one direction of a link", bridge = "cut all but a bridge node"
+        case oneWay = "cut one direction of a link", bridge = "cut all but a bridge node", lossy = "make a node's links lossy"
+        case storeOutage = "take the external store away"
 
-        var partitions: Bool { [.isolateLeader, .splitMinority, .oneWay, .bridge].contains(self) }
+        var partitions: Bool { [.isolateLeader, .splitMinority, .oneWay, .bridge, .lossy].contains(self) }
     }
 
     private let cluster: Cluster
+    /// The external store's directory, if the cluster has one.
+    private let store: String?
     private var random: SplitMix64
     private let start: UInt64
     private(set) var log: [String] = []
     private(set) var injected: [Fault: Int] = [:]
 
-    init(cluster: Cluster, seed: UInt64, start: UInt64) {
+    init(cluster: Cluster, store: String?, seed: UInt64, start: UInt64) {
         self.cluster = cluster
+        self.store = store
         random = SplitMix64(seed: seed ^ 0x6E65_6D65_7369_7321)
         self.start = start
     }
@@ -33,7 +37,9 @@ final class Nemesis {
 
     /// Injects faults until `deadline` (monotonic nanoseconds); leaves none in place.
     func run(until deadline: UInt64) throws {
-        let faults = Fault.allCases.filter { cluster.network.canPartition || !$0.partitions }
+        let faults = Fault.allCases.filter { fault in
+            (cluster.network.canPartition || !fault.partitions) && (fault != .bridge || cluster.nodes >= 3) && (fault != .storeOutage || store != nil)
+        }
         while monotonicNow() < deadline {
             sleep(upTo: deadline, seconds: 0.5 + Double(random.below(1500)) / 1000)
             guard monotonicNow() < deadline else { break }
@@ -78,8 +84,25 @@ final class Nemesis {
         case .oneWay:
             let pair = pick(2, of: nodes)
             note("\(fault.rawValue): drop n\(pair[0]) -> n\(pair[1])")
-            try cluster.network.cut(from: pair[0], to: pair[1])
+            try cluster.network.cut(from: pair[0], to: pair[1], percent: 100)
             return heal
+        case .lossy:
+            let percent = 10 + Int(random.below(30))
+            note("\(fault.rawValue): n\(any) loses \(percent)% of what it sends to and receives from the other nodes")
+            for other in nodes where other != any {
+                try cluster.network.cut(from: any, to: other, percent: percent)
+                try cluster.network.cut(from: other, to: any, percent: percent)
+            }
+            return heal
+        case .storeOutage:
+            // As a lost mount: the directory is gone, which the store reports as unreachable, never as empty.
+            let store = store!
+            note("\(fault.rawValue): move \(store) aside")
+            try FileManager.default.moveItem(atPath: store, toPath: store + ".away")
+            return { [self] in
+                note("bring the external store back")
+                try FileManager.default.moveItem(atPath: store + ".away", toPath: store)
+            }
         }
     }
 
@@ -89,8 +112,8 @@ final class Nemesis {
     }
 
     private func cutBothWays(_ a: Int, _ b: Int) throws {
-        try cluster.network.cut(from: a, to: b)
-        try cluster.network.cut(from: b, to: a)
+        try cluster.network.cut(from: a, to: b, percent: 100)
+        try cluster.network.cut(from: b, to: a, percent: 100)
     }
 
     private func pick(_ count: Int, of nodes: [Int]) -> [Int] {

@@ -8,8 +8,8 @@ protocol Network: Sendable {
     /// The command that runs `arguments` as node `node`'s process.
     func command(for node: Int, _ arguments: [String]) -> [String]
     var canPartition: Bool { get }
-    /// Drops every packet from `from` to `to` (one way).
-    func cut(from: Int, to: Int) throws
+    /// Drops every packet from `from` to `to` (one way), or, with `percent`, that share of them at random.
+    func cut(from: Int, to: Int, percent: Int) throws
     /// Removes every cut.
     func heal() throws
     func tearDown()
@@ -60,8 +60,9 @@ final class NamespaceNetwork: Network {
     func command(for node: Int, _ arguments: [String]) -> [String] { ["ip", "netns", "exec", namespace(node)] + arguments }
     var canPartition: Bool { true }
 
-    func cut(from: Int, to: Int) throws {
-        try run(["ip", "netns", "exec", namespace(to), "nft", "add", "rule", "inet", "torture", "input", "ip", "saddr", host(of: from), "drop"])
+    func cut(from: Int, to: Int, percent: Int) throws {
+        let sample = percent >= 100 ? [] : ["numgen", "random", "mod", "100", "<", String(percent)]
+        try run(["ip", "netns", "exec", namespace(to), "nft", "add", "rule", "inet", "torture", "input", "ip", "saddr", host(of: from)] + sample + ["drop"])
     }
 
     func heal() throws {
@@ -128,7 +129,7 @@ final class LoopbackNetwork: Network {
     func ports(of node: Int) -> (client: Int, peer: Int) { (base + 2 * node, base + 2 * node + 1) }
     func command(for node: Int, _ arguments: [String]) -> [String] { arguments }
     var canPartition: Bool { false }
-    func cut(from: Int, to: Int) throws { throw TortureError("the loopback network cannot cut links") }
+    func cut(from: Int, to: Int, percent: Int) throws { throw TortureError("the loopback network cannot cut links") }
     func heal() throws {}
     func tearDown() {}
 }

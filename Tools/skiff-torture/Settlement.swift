@@ -7,6 +7,8 @@ import SkiffClient
 /// own copy of every key compared with the others'.
 struct Settlement {
     let cluster: Cluster
+    /// The external store's directory, if any: put back if a fault left it away.
+    let store: String?
     let keys: [String]
 
     struct Outcome {
@@ -17,6 +19,7 @@ struct Settlement {
     func run() throws -> Outcome {
         var outcome = Outcome()
         try cluster.network.heal()
+        if let store, FileManager.default.fileExists(atPath: store + ".away") { try FileManager.default.moveItem(atPath: store + ".away", toPath: store) }
         for node in cluster.names {
             cluster.resume(node)
             if !cluster.isRunning(node) { try cluster.start(node) }

@@ -31,9 +31,15 @@ struct SkiffTorture: ParsableCommand {
     @Option(help: "The skiff executable (default: the one beside this tool).") var skiff: String?
     @Option(help: "Where to keep the run's files (default: a new directory under the temporary directory).") var out: String?
     @Flag(help: "Keep the run's files even when it passes.") var keep = false
+    @Flag(help: "Give the cluster an external log (a directory in the run's files); faults then also take it away.") var externalLog = false
+    @Flag(help: "Witness mode: two nodes, with the external log as the third voter (implies --external-log; needs --nodes 2).") var witness = false
 
     func validate() throws {
-        guard nodes >= 3 else { throw ValidationError("--nodes must be at least 3: the faults need a minority and a majority") }
+        if witness {
+            guard nodes == 2 else { throw ValidationError("--witness needs --nodes 2: witness mode is for exactly two nodes") }
+        } else {
+            guard nodes >= 3 else { throw ValidationError("--nodes must be at least 3 (or 2 with --witness): the faults need a minority and a majority") }
+        }
         guard seconds > 0, clients > 0, keys > 0 else { throw ValidationError("--seconds, --clients and --keys must be positive") }
     }
 
@@ -43,14 +49,18 @@ struct SkiffTorture: ParsableCommand {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let skiff = self.skiff ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("skiff").path
         let network = try makeNetwork()
-        let cluster = Cluster(network: network, nodes: nodes, directory: directory, skiff: skiff, extraArguments: ["--snapshot-entries", "500"])
+        let store = externalLog || witness ? directory + "/external" : nil
+        let cluster = Cluster(network: network, nodes: nodes, directory: directory, skiff: skiff,
+                              extraArguments: ["--snapshot-entries", "500"] + (store.map { ["--external-log", "dir:\($0)"] } ?? [])
+                                  + (witness ? ["--external-witness", "on"] : []))
         let cleanup = Cleanup.onExit {
             cluster.stopAll()
             network.tearDown()
         }
         defer { cleanup.run() }
         say("skiff-torture: seed 0x\(String(seed, radix: 16)), \(nodes) nodes, \(seconds) s, \(clients) clients, "
-              + "network \(network is NamespaceNetwork ? "namespaces" : "loopback (no partitions)"), files in \(directory)")
+              + "network \(network is NamespaceNetwork ? "namespaces" : "loopback (no partitions)"), "
+              + "external log \(witness ? "as a witness" : store == nil ? "none" : "mirror"), files in \(directory)")
 
         for node in cluster.names { try cluster.start(node) }
         guard cluster.waitForLeader(seconds: 30) != nil else { throw TortureError("no leader within 30 s of starting; see \(directory)") }
@@ -64,7 +74,7 @@ struct SkiffTorture: ParsableCommand {
             workload.run(until: deadline)
             clientsDone.leave()
         }
-        let nemesis = Nemesis(cluster: cluster, seed: seed, start: start)
+        let nemesis = Nemesis(cluster: cluster, store: store, seed: seed, start: start)
         var problems: [String] = []
         do { try nemesis.run(until: deadline) } catch { problems.append("a fault could not be injected or undone: \(error)") }
         clientsDone.wait()
@@ -72,7 +82,7 @@ struct SkiffTorture: ParsableCommand {
         nemesis.note("faults over: healing, restarting, reading every key through every node")
         problems += cluster.unexpectedExits()
         var final = Settlement.Outcome()
-        do { final = try Settlement(cluster: cluster, keys: Set(workload.operations.map(\.key)).sorted()).run() } catch {
+        do { final = try Settlement(cluster: cluster, store: store, keys: Set(workload.operations.map(\.key)).sorted()).run() } catch {
             problems.append("the cluster could not be healed: \(error)")
         }
         problems += final.problems + cluster.unexpectedExits()
@@ -138,6 +148,6 @@ struct SkiffTorture: ParsableCommand {
 
     private func rerunCommand(seed: UInt64) -> String {
         "\(CommandLine.arguments[0]) --seed 0x\(String(seed, radix: 16)) --nodes \(nodes) --seconds \(seconds) --clients \(clients) "
-            + "--keys \(keys) --network \(network)"
+            + "--keys \(keys) --network \(network)" + (witness ? " --witness" : externalLog ? " --external-log" : "")
     }
 }
