@@ -14,9 +14,10 @@ struct SkiffTorture: ParsableCommand {
             Starts NODES `skiff serve` processes, each in a network namespace of its own on a private bridge \
             (needs root, iproute2 and nftables; without them, on 127.0.0.1 with process faults only). Clients \
             send GET, SET, SET..GET and DEL to any node while faults are injected: kill -9 (a node, the leader, a \
-            minority at once), SIGSTOP longer than an election timeout, and partitions (the leader isolated, a \
-            minority split off, one direction of a link, all but a bridge node). Then everything heals, every \
-            key is read through every node, the replicas are compared, and the history is checked.
+            minority at once), SIGSTOP longer than an election timeout, partitions (the leader isolated, a \
+            minority split off, one direction of a link, all but a bridge node), lossy links, and with an \
+            external log, the store taken away. Then everything heals, every key is read through every node, \
+            the replicas are compared, and the history is checked.
 
             Exits 0 if the history is linearizable, the replicas agree and enough operations succeeded; else 1, \
             keeping the history, the faults, every node's log and data, and printing how to run the same seed again.
