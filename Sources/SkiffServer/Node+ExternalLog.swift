@@ -21,8 +21,8 @@ struct ExternalMirror {
     var nextSlot: UInt64 = 0
     /// The last index handed to a batch. (How far the external log holds the log is the core's to know.)
     var sentThrough: UInt64 = 0
-    /// The external log ends before this leader's compacted log: once the writes out have landed and a
-    /// snapshot reaching the leader's is in the store, the next slot says the log continues from there.
+    /// The attach found nothing in common with this leader's compacted log: once a snapshot reaching the
+    /// leader's is in the store, the next slot says the log continues from there; nothing is written before.
     var continuesFromSnapshot = false
     /// Batches being written, in slot order, each with its last entry's index and term, and whether it landed.
     var inFlight: [(slot: UInt64, last: UInt64, lastTerm: Term, landed: Bool)] = []
@@ -108,7 +108,7 @@ extension Node {
         if mirror.continuesFromSnapshot {
             let point = core.snapshotPoint
             // Housekeeping uploads the leader's snapshot; a reader restoring from the store needs it.
-            guard mirror.inFlight.isEmpty, let stored = mirror.storedSnapshot, stored.index >= point.index.rawValue else { return }
+            guard let stored = mirror.storedSnapshot, stored.index >= point.index.rawValue else { return }
             external!.continuesFromSnapshot = false
             startWrite(through: point.index, lastTerm: point.term, term: term) { log, slot throws(ExternalLogError) in
                 try await log.writeSnapshot(term: Term(term), index: point.index, snapshotTerm: point.term, slot: slot)
@@ -118,7 +118,9 @@ extension Node {
             let previous = external!.sentThrough
             guard let previousTerm = core.term(at: LogIndex(previous)) else {
                 // Entries committed before the store was new (or missing) were compacted before they reached it.
-                external!.continuesFromSnapshot = true
+                // Attaching again decides, as for any log this leader has nothing in common with, whether and
+                // how to continue it (with a snapshot record, and never in witness mode).
+                external!.mustReattach = true
                 return
             }
             let entries = core.entries(from: LogIndex(previous + 1), byteLimit: ExternalMirror.batchBytesMax)

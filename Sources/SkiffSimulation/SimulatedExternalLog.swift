@@ -91,7 +91,7 @@ struct SimulatedMirror {
     var mustReattach = false
     var nextSlot: UInt64 = 0
     var sentThrough: UInt64 = 0
-    /// The external log ends before this leader's snapshot: it continues from there once the store holds one.
+    /// The attach found nothing in common with this leader's log: it continues from its snapshot once the store holds one.
     var continuesFromSnapshot = false
     var inFlight: [(slot: UInt64, last: UInt64, lastTerm: Term, landed: Bool)] = []
     /// Where a checkpoint could go: the slot after each batch of this leader that landed and counted.

@@ -44,14 +44,14 @@ extension Simulation {
         }
         if nodes[position].mirror.continuesFromSnapshot {
             let point = core.snapshotPoint
-            guard nodes[position].mirror.inFlight.isEmpty, external.snapshotIndex >= point.index.rawValue else { return }
+            guard external.snapshotIndex >= point.index.rawValue else { return }
             nodes[position].mirror.continuesFromSnapshot = false
             startWrite(position, .snapshot(term: Term(term), index: point.index, snapshotTerm: point.term), through: point.index, lastTerm: point.term)
         }
         while nodes[position].mirror.inFlight.count < 4, nodes[position].mirror.sentThrough < core.lastIndex.rawValue {
             let previous = nodes[position].mirror.sentThrough
             guard let previousTerm = core.term(at: LogIndex(previous)) else {
-                nodes[position].mirror.continuesFromSnapshot = true  // committed before the store was replaced, then compacted
+                nodes[position].mirror.mustReattach = true  // committed before the store was replaced, then compacted: attach decides
                 return
             }
             let entries = core.entries(from: LogIndex(previous + 1), byteLimit: options.appendBytesMax)

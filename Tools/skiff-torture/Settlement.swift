@@ -87,6 +87,7 @@ struct Settlement {
             }
             guard copies.count == cluster.nodes else {
                 last = ["nodes \(cluster.names.filter { copies[$0] == nil }) did not answer their local reads"]
+                Thread.sleep(forTimeInterval: 0.2)
                 continue
             }
             guard commonAppliedIndex() == before else { continue }
