@@ -1,14 +1,20 @@
 /// Who is in the cluster: voters elect leaders and count towards commitment; learners receive the log but
-/// never vote or count. A node is in at most one of the two sets.
+/// never vote or count. A node is in at most one of the two sets. Each member may carry `details`, bytes the
+/// core keeps and replicates with the configuration but never reads (the server puts a member's name and
+/// addresses there), so that whoever holds a configuration also knows how to reach its members.
 public struct ClusterConfiguration: Hashable, Sendable, CustomStringConvertible {
     public private(set) var voters: Set<NodeID>
     public private(set) var learners: Set<NodeID>
+    /// Opaque bytes per member; only members have an entry.
+    public private(set) var details: [NodeID: [UInt8]]
 
-    public init(voters: Set<NodeID>, learners: Set<NodeID> = []) {
+    public init(voters: Set<NodeID>, learners: Set<NodeID> = [], details: [NodeID: [UInt8]] = [:]) {
         precondition(voters.isDisjoint(with: learners), "a node is a voter or a learner, not both")
         precondition(!voters.contains(.none) && !learners.contains(.none), "node 0 means nobody")
+        precondition(details.keys.allSatisfy { voters.contains($0) || learners.contains($0) }, "details only for members")
         self.voters = voters
         self.learners = learners
+        self.details = details
     }
 
     public static let empty = ClusterConfiguration(voters: [])
@@ -19,8 +25,9 @@ public struct ClusterConfiguration: Hashable, Sendable, CustomStringConvertible 
 
     public func contains(_ node: NodeID) -> Bool { voters.contains(node) || learners.contains(node) }
 
-    /// The configuration after `change`, or why it cannot be made.
-    public func applying(_ change: ConfigurationChange) -> Result<ClusterConfiguration, RaftRefusal> {
+    /// The configuration after `change`, or why it cannot be made. `details`, if given, become the added
+    /// member's; a promoted learner keeps its own unless new ones are given.
+    public func applying(_ change: ConfigurationChange, details memberDetails: [UInt8]? = nil) -> Result<ClusterConfiguration, RaftRefusal> {
         var next = self
         switch change {
         case .addVoter(let node):
@@ -28,27 +35,39 @@ public struct ClusterConfiguration: Hashable, Sendable, CustomStringConvertible 
             guard !voters.contains(node) else { return .failure(.invalidConfigurationChange("\(node) is already a voter")) }
             next.learners.remove(node)
             next.voters.insert(node)
+            if let memberDetails { next.details[node] = memberDetails }
         case .addLearner(let node):
             guard node != .none else { return .failure(.invalidConfigurationChange("node 0 means nobody")) }
             guard !contains(node) else { return .failure(.invalidConfigurationChange("\(node) is already a member")) }
             next.learners.insert(node)
+            if let memberDetails { next.details[node] = memberDetails }
         case .remove(let node):
             guard contains(node) else { return .failure(.invalidConfigurationChange("\(node) is not a member")) }
             next.voters.remove(node)
             next.learners.remove(node)
+            next.details[node] = nil
             guard !next.voters.isEmpty else { return .failure(.invalidConfigurationChange("cannot remove the last voter")) }
         }
         return .success(next)
     }
 
-    /// `u8 version (1) | u32 voter count | u64 voters... | u32 learner count | u64 learners...`, ascending.
+    /// `u8 version (1 or 2) | u32 voter count | u64 voters... | u32 learner count | u64 learners...`, ascending,
+    /// then in version 2 `u32 count | (u64 node | u32 length | bytes)...` for the details. Version 1 (written
+    /// when no member has details, as before details existed) stays readable.
     public func encoded() -> [UInt8] {
-        var bytes: [UInt8] = [1]
+        var bytes: [UInt8] = [details.isEmpty ? 1 : 2]
         func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
         append(UInt32(voters.count))
         for node in voters.sorted() { append(node.rawValue) }
         append(UInt32(learners.count))
         for node in learners.sorted() { append(node.rawValue) }
+        guard !details.isEmpty else { return bytes }
+        append(UInt32(details.count))
+        for (node, memberDetails) in details.sorted(by: { $0.key < $1.key }) {
+            append(node.rawValue)
+            append(UInt32(memberDetails.count))
+            bytes.append(contentsOf: memberDetails)
+        }
         return bytes
     }
 
@@ -71,10 +90,22 @@ public struct ClusterConfiguration: Hashable, Sendable, CustomStringConvertible 
             }
             return set
         }
-        guard bytes.first == 1, let voters = readSet(), let learners = readSet(), offset == bytes.count,
+        guard let version = bytes.first, version == 1 || version == 2, let voters = readSet(), let learners = readSet(),
               voters.isDisjoint(with: learners) else { return nil }
+        var details: [NodeID: [UInt8]] = [:]
+        if version == 2 {
+            guard let count = read(UInt32.self), Int(count) <= (bytes.count - offset) / 12 else { return nil }
+            for _ in 0..<count {
+                guard let raw = read(UInt64.self), let length = read(UInt32.self), Int(length) <= bytes.count - offset,
+                      voters.contains(NodeID(raw)) || learners.contains(NodeID(raw)), details[NodeID(raw)] == nil else { return nil }
+                details[NodeID(raw)] = Array(bytes[offset..<offset + Int(length)])
+                offset += Int(length)
+            }
+        }
+        guard offset == bytes.count else { return nil }
         self.voters = voters
         self.learners = learners
+        self.details = details
     }
 
     public var description: String {

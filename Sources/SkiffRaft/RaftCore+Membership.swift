@@ -1,12 +1,12 @@
 extension RaftCore {
-    /// Proposes a membership change. One change at a time: the previous one, and the leader's first entry
-    /// of its term, must be committed first.
-    public mutating func proposeConfigurationChange(_ change: ConfigurationChange) -> Result<LogIndex, RaftRefusal> {
+    /// Proposes a membership change, with the added member's `details` (see `ClusterConfiguration.details`).
+    /// One change at a time: the previous one, and the leader's first entry of its term, must be committed first.
+    public mutating func proposeConfigurationChange(_ change: ConfigurationChange, details: [UInt8]? = nil) -> Result<LogIndex, RaftRefusal> {
         if let refusal = proposalRefusal() { return .failure(refusal) }
         guard pendingConfigurationIndex <= log.committed else {
             return .failure(.configurationChangeInProgress(index: LogIndex(pendingConfigurationIndex)))
         }
-        switch clusterConfiguration.applying(change) {
+        switch clusterConfiguration.applying(change, details: details) {
         case .failure(let refusal):
             return .failure(refusal)
         case .success(let next):

@@ -59,6 +59,14 @@ extension RaftCore {
         return nil
     }
 
+    /// A leader that may have been deposed without hearing of it (its process stalled for longer than an
+    /// election timeout) stops leading: it becomes a follower of its term, with no leader known, and its
+    /// pending reads fail. Any node may do this at any time without harming safety. No-op unless leading.
+    public mutating func stepDown() {
+        guard role == .leader else { return }
+        becomeFollower(term: term, leader: .none)
+    }
+
     /// The node leadership is being handed to, if a transfer is under way.
     public var leadershipTransferTarget: NodeID? { transferTarget }
 }

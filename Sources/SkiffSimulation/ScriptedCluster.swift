@@ -92,6 +92,8 @@ public final class ScriptedCluster {
         nodes[NodeID(id)]!.core!.transferLeadership(to: NodeID(target))
     }
 
+    public func stepDown(_ id: UInt64) { nodes[NodeID(id)]!.core!.stepDown() }
+
     public func read(_ id: UInt64, requestID: UInt64) -> RaftRefusal? {
         nodes[NodeID(id)]!.core!.requestRead(id: requestID)
     }

@@ -344,7 +344,9 @@ public final class Simulation {
         } else {
             change = random.below(2) == 0 ? .addLearner(id) : .addVoter(id)
         }
-        if case .success = nodes[leader].core!.proposeConfigurationChange(change) {
+        // Details (the server's addresses) ride along half the time, so snapshots and replays carry them too.
+        let details = random.below(2) == 0 ? Array("address of \(id) from step \(stepNumber)".utf8) : nil
+        if case .success = nodes[leader].core!.proposeConfigurationChange(change, details: details) {
             summary.membershipChanges += 1
             note("membership \(change) proposed by \(status(leader))")
         }

@@ -121,4 +121,25 @@ import Testing
         cluster.reportSnapshot(1, to: 3, index: point, delivered: false)
         #expect(cluster.core(1).followers[NodeID(3)]?.state == "probe")
     }
+
+    /// A leader whose process stalled steps down in its own term: it leads no more and knows no leader, but
+    /// its term does not move, so nobody else's has to; the others elect as usual.
+    @Test func aLeaderThatStepsDownKeepsItsTermAndLeadsNoMore() {
+        let cluster = ScriptedCluster(voters: [1, 2, 3])
+        cluster.campaign(1)
+        cluster.stabilize()
+        let term = cluster.core(1).term
+        cluster.stepDown(1)
+        #expect(cluster.core(1).role == .follower)
+        #expect(cluster.core(1).term == term)
+        #expect(cluster.core(1).leader == .none)
+        #expect(cluster.propose(1, "x") == .failure(.notLeader(leader: nil)))
+        cluster.stepDown(2)  // not a leader: nothing happens
+        #expect(cluster.core(2).role == .follower && cluster.core(2).leader == NodeID(1))
+        cluster.campaign(2)
+        cluster.stabilize()
+        #expect(cluster.leaders == [2])
+        #expect(cluster.core(1).term == term + 1)
+    }
 }
+
