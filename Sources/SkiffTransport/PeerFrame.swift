@@ -18,12 +18,18 @@ public enum PeerFrame: Sendable, Equatable {
     /// The leader's answer: the batch was appended from `firstIndex` on in `term`, or refused (`firstIndex` 0)
     /// because it does not lead; `leader` is the leader it knows, or 0.
     case forwardAnswer(batch: UInt64, firstIndex: LogIndex, term: Term, leader: NodeID)
+    /// In place of a hello: the connection is refused, and why (another cluster, a name taken twice).
+    case refused(reason: String)
+    /// A follower hands a membership command (`SKIFF.JOIN`, `SKIFF.REMOVE`, ...) to the leader, as words.
+    case adminRequest(id: UInt64, words: [[UInt8]])
+    /// The leader's answer to `adminRequest`: the reply's words, or an error message as the only word.
+    case adminReply(id: UInt64, isError: Bool, words: [[UInt8]])
 
     static let magic: UInt32 = 0x5046_4B53  // "SKFP" little-endian
     public static let version: UInt8 = 1
     static let headerBytes = 16
 
-    enum FrameType: UInt8 { case hello = 1, raft, snapshotChunk, forward, forwardAnswer }
+    enum FrameType: UInt8 { case hello = 1, raft, snapshotChunk, forward, forwardAnswer, refused, adminRequest, adminReply }
 
     public func write(to buffer: inout ByteBuffer) {
         let start = buffer.writerIndex
@@ -57,6 +63,9 @@ public enum PeerFrame: Sendable, Equatable {
         case .snapshotChunk: .snapshotChunk
         case .forward: .forward
         case .forwardAnswer: .forwardAnswer
+        case .refused: .refused
+        case .adminRequest: .adminRequest
+        case .adminReply: .adminReply
         }
     }
 
@@ -75,17 +84,42 @@ public enum PeerFrame: Sendable, Equatable {
             buffer.writeBytes(bytes)
         case .forward(let batch, let payloads):
             buffer.writeInteger(batch, endianness: .little)
-            buffer.writeInteger(UInt32(payloads.count), endianness: .little)
-            for payload in payloads {
-                buffer.writeInteger(UInt32(payload.count), endianness: .little)
-                buffer.writeBytes(payload)
-            }
+            Self.write(payloads, to: &buffer)
         case .forwardAnswer(let batch, let firstIndex, let term, let leader):
             buffer.writeInteger(batch, endianness: .little)
             buffer.writeInteger(firstIndex.rawValue, endianness: .little)
             buffer.writeInteger(term.rawValue, endianness: .little)
             buffer.writeInteger(leader.rawValue, endianness: .little)
+        case .refused(let reason):
+            buffer.writeString(reason)
+        case .adminRequest(let id, let words):
+            buffer.writeInteger(id, endianness: .little)
+            Self.write(words, to: &buffer)
+        case .adminReply(let id, let isError, let words):
+            buffer.writeInteger(id, endianness: .little)
+            buffer.writeInteger(UInt8(isError ? 1 : 0))
+            Self.write(words, to: &buffer)
         }
+    }
+
+    /// `u32 count | (u32 length | bytes)...`
+    private static func write(_ items: [[UInt8]], to buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt32(items.count), endianness: .little)
+        for item in items {
+            buffer.writeInteger(UInt32(item.count), endianness: .little)
+            buffer.writeBytes(item)
+        }
+    }
+
+    private static func readItems(from buffer: inout ByteBuffer) -> [[UInt8]]? {
+        guard let count = buffer.readInteger(endianness: .little, as: UInt32.self), Int(count) <= buffer.readableBytes / 4 else { return nil }
+        var items: [[UInt8]] = []
+        for _ in 0..<count {
+            guard let length = buffer.readInteger(endianness: .little, as: UInt32.self),
+                  let item = buffer.readBytes(length: Int(length)) else { return nil }
+            items.append(item)
+        }
+        return items
     }
 
     /// Decodes a payload of type `type`; nil if it is malformed.
@@ -104,18 +138,19 @@ public enum PeerFrame: Sendable, Equatable {
                   let bytes = buffer.readBytes(length: buffer.readableBytes) else { return nil }
             frame = .snapshotChunk(index: LogIndex(index), term: Term(term), offset: offset, isLast: last == 1, bytes: bytes)
         case .forward:
-            guard let batch = u64(), let count = buffer.readInteger(endianness: .little, as: UInt32.self),
-                  Int(count) <= buffer.readableBytes / 4 else { return nil }
-            var payloads: [[UInt8]] = []
-            for _ in 0..<count {
-                guard let length = buffer.readInteger(endianness: .little, as: UInt32.self),
-                      let payload = buffer.readBytes(length: Int(length)) else { return nil }
-                payloads.append(payload)
-            }
+            guard let batch = u64(), let payloads = readItems(from: &buffer) else { return nil }
             frame = .forward(batch: batch, payloads: payloads)
         case .forwardAnswer:
             guard let batch = u64(), let firstIndex = u64(), let term = u64(), let leader = u64() else { return nil }
             frame = .forwardAnswer(batch: batch, firstIndex: LogIndex(firstIndex), term: Term(term), leader: NodeID(leader))
+        case .refused:
+            frame = .refused(reason: buffer.readString(length: buffer.readableBytes) ?? "")
+        case .adminRequest:
+            guard let id = u64(), let words = readItems(from: &buffer) else { return nil }
+            frame = .adminRequest(id: id, words: words)
+        case .adminReply:
+            guard let id = u64(), let flag = buffer.readInteger(as: UInt8.self), flag <= 1, let words = readItems(from: &buffer) else { return nil }
+            frame = .adminReply(id: id, isError: flag == 1, words: words)
         }
         return buffer.readableBytes == 0 ? frame : nil
     }

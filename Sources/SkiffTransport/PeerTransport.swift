@@ -4,13 +4,15 @@ import NIOPosix
 import SkiffRaft
 
 /// Connections between the nodes of a cluster: one TCP connection per pair of nodes (the node with the
-/// lower id dials, and redials with backoff when it drops), verified frames, and writes batched per event
-/// loop turn.
+/// lower id dials, and redials with backoff when it drops; the higher one dials too after a few seconds
+/// alone, for a lower peer that does not know it, such as a leader that removed it), verified frames, and
+/// writes batched per event loop turn. The members can change while it runs (`updatePeers`).
 ///
 /// Guarantees: frames to one peer arrive in the order sent, or not at all (Raft tolerates loss); a peer that
 /// is slow to read costs at most `queueBytesMax` of memory plus the one frame that crossed it, after which
 /// frames to it are dropped (`sendNow` streams are not counted: their callers keep one frame in flight); a
-/// connection is used only after both sides said who they are and that they belong to the same cluster.
+/// connection is used only after both sides said who they are and that they belong to the same cluster (a
+/// node of the same cluster that is not a member is let in, so that it can be told it was removed).
 /// All state is confined to `loop`: call every method there.
 public final class PeerTransport: @unchecked Sendable {
     public struct Options: Sendable {
@@ -31,7 +33,25 @@ public final class PeerTransport: @unchecked Sendable {
     let logger: Logger
     private(set) var peers: [NodeID: SocketAddress]
     /// Peer names for log lines.
-    let names: [NodeID: String]
+    private(set) var names: [NodeID: String]
+    /// Why peers refused this node, last reason per peer: each new reason is logged once, as an error.
+    private var refusals: [NodeID: String] = [:]
+    private var fallbackDialing: RepeatedTask?
+    /// Peers without a connection: since when, and when to say so again. The reminders back off from 10 s,
+    /// doubling up to an hour, so a dead peer costs a dozen log lines a day rather than one per redial; a
+    /// peer that was reported unreachable is reported once more when it is back.
+    private var outages: [NodeID: Outage] = [:]
+    private struct Outage {
+        var since: NIODeadline
+        var nextReport: NIODeadline
+        var interval = TimeAmount.seconds(10)
+        var reported = false
+
+        init(since: NIODeadline) {
+            self.since = since
+            nextReport = since + interval
+        }
+    }
     private var channels: [NodeID: Channel] = [:]
     private var reconnectDelay: [NodeID: TimeAmount] = [:]
     private var unflushed = Set<NodeID>()
@@ -67,14 +87,30 @@ public final class PeerTransport: @unchecked Sendable {
         return bootstrap.bind(to: address).map { [self] channel in
             listener = channel
             for peer in peers.keys.sorted() where peer > localID { dial(peer) }
+            let every = options.reconnectDelayMax * 3
+            fallbackDialing = loop.scheduleRepeatedTask(initialDelay: every, delay: every) { [self] _ in
+                for peer in peers.keys.sorted() where peer < localID && channels[peer] == nil { dial(peer) }
+            }
             return channel.localAddress!
         }
+    }
+
+    /// Makes `peers` the members this node connects to, under `names`. New members are dialed (by the rule
+    /// above); a connection to a node no longer listed stays until it closes, and is not redialed.
+    public func updatePeers(_ peers: [NodeID: SocketAddress], names: [NodeID: String]) {
+        loop.preconditionInEventLoop()
+        let added = Set(peers.keys).subtracting(self.peers.keys)
+        self.peers = peers.filter { $0.key != localID }
+        self.names = names
+        guard listener != nil else { return }
+        for peer in added.sorted() where peer > localID { dial(peer) }
     }
 
     /// Closes every connection and stops redialing.
     public func stop() -> EventLoopFuture<Void> {
         loop.preconditionInEventLoop()
         stopped = true
+        fallbackDialing?.cancel()
         let closing = Array(channels.values) + (listener.map { [$0] } ?? [])
         channels.removeAll()
         return EventLoopFuture.andAllComplete(closing.map { $0.close() }, on: loop)
@@ -131,6 +167,7 @@ public final class PeerTransport: @unchecked Sendable {
             .connect(to: address)
             .whenFailure { [self] error in
                 logger.debug("cannot connect to peer", metadata: ["peer": "\(name(of: peer))", "address": "\(address)", "error": "\(error)"])
+                remindOfOutage(peer, error: error)
                 redialLater(peer)
             }
     }
@@ -155,6 +192,9 @@ public final class PeerTransport: @unchecked Sendable {
         }
         channels[peer] = channel
         reconnectDelay[peer] = nil
+        if let outage = outages.removeValue(forKey: peer), outage.reported {
+            logger.notice("peer reachable again", metadata: ["peer": "\(name(of: peer))", "unreachable-for-s": "\((NIODeadline.now() - outage.since).nanoseconds / 1_000_000_000)"])
+        }
         onConnectionChange(peer, true)
     }
 
@@ -162,23 +202,61 @@ public final class PeerTransport: @unchecked Sendable {
         guard let peer else { return }
         if channels[peer] === channel {
             channels[peer] = nil
+            outages[peer] = Outage(since: .now())
             logger.info("peer disconnected", metadata: ["peer": "\(name(of: peer))"])
             onConnectionChange(peer, false)
         }
         redialLater(peer)
     }
 
-    /// Whether a hello from `peer` in `cluster` may open a connection.
-    func admits(_ peer: NodeID, cluster: UInt64) -> String? {
-        if cluster != clusterID { return "it belongs to another cluster (\(cluster), this one is \(clusterID))" }
-        if peers[peer] == nil { return "node \(peer) is not a member this node knows" }
+    /// A dial to `peer` failed: if it has been unreachable long enough since the last reminder, say so, and
+    /// wait twice as long before the next one.
+    private func remindOfOutage(_ peer: NodeID, error: any Error) {
+        let now = NIODeadline.now()
+        guard peers[peer] != nil else { return }
+        guard var outage = outages[peer] else {
+            outages[peer] = Outage(since: now)
+            return
+        }
+        guard now >= outage.nextReport else { return }
+        logger.warning("peer still unreachable", metadata: [
+            "peer": "\(name(of: peer))", "unreachable-for-s": "\((now - outage.since).nanoseconds / 1_000_000_000)", "error": "\(error)",
+            "next-reminder-s": "\(min(outage.interval * 2, .hours(1)).nanoseconds / 1_000_000_000)"])
+        outage.interval = min(outage.interval * 2, .hours(1))
+        outage.nextReport = now + outage.interval
+        outage.reported = true
+        outages[peer] = outage
+    }
+
+    /// Why a hello from `peer` in `cluster` may not open a connection, or nil if it may.
+    func refusal(of peer: NodeID, cluster: UInt64) -> String? {
+        if cluster != clusterID {
+            return "it belongs to another cluster (cluster id \(hex(cluster)); this one is \(hex(clusterID)))"
+        }
+        if peer == localID { return "it has this node's own id \(peer): two nodes share a name" }
+        if peers[peer] == nil { logger.info("a node that is not a member connected", metadata: ["peer": "\(name(of: peer))"]) }
         return nil
+    }
+
+    /// `peer` refused this node's connection, saying why.
+    func refused(by peer: NodeID, reason: String) {
+        if refusals[peer] != reason {
+            refusals[peer] = reason
+            logger.error("a peer refused this node", metadata: ["peer": "\(name(of: peer))", "reason": "\(reason)"])
+        } else {
+            logger.debug("a peer refused this node again", metadata: ["peer": "\(name(of: peer))", "reason": "\(reason)"])
+        }
     }
 
     /// The peer's name if known, else its id.
     public func name(of peer: NodeID) -> String { names[peer] ?? "node-\(peer)" }
 
     var helloFrame: PeerFrame { .hello(node: localID, clusterID: clusterID) }
+}
+
+private func hex(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: 16 - digits.count) + digits
 }
 
 struct PeerFrameEncoder: MessageToByteEncoder {
@@ -217,6 +295,11 @@ final class PeerConnectionHandler: ChannelInboundHandler {
             transport.onFrame(peer, frame)
             return
         }
+        if case .refused(let reason) = frame, let expectedPeer {
+            transport.refused(by: expectedPeer, reason: reason)
+            context.close(promise: nil)
+            return
+        }
         guard case .hello(let node, let cluster) = frame else {
             refuse(context, "the first frame was not a hello")
             return
@@ -225,8 +308,8 @@ final class PeerConnectionHandler: ChannelInboundHandler {
             refuse(context, "dialed node \(expectedPeer) but node \(node) answered")
             return
         }
-        if let reason = transport.admits(node, cluster: cluster) {
-            refuse(context, reason)
+        if let reason = transport.refusal(of: node, cluster: cluster) {
+            refuse(context, "node \(node) may not connect: \(reason)", tellingThePeer: "this node (\(transport.localID)) refused it: \(reason)")
             return
         }
         if expectedPeer == nil { context.writeAndFlush(wrapOutboundOut(transport.helloFrame), promise: nil) }
@@ -246,8 +329,10 @@ final class PeerConnectionHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private func refuse(_ context: ChannelHandlerContext, _ reason: String) {
+    /// Closes the connection, after telling the peer why if `tellingThePeer` is given.
+    private func refuse(_ context: ChannelHandlerContext, _ reason: String, tellingThePeer explanation: String? = nil) {
         transport.logger.warning("refused a peer connection", metadata: ["remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")", "reason": "\(reason)"])
-        context.close(promise: nil)
+        guard let explanation else { return context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.refused(reason: explanation))).whenComplete { _ in context.close(promise: nil) }
     }
 }

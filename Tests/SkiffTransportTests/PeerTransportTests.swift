@@ -76,9 +76,9 @@ import Testing
         }
         deinit { close(descriptor) }
 
-        func sendHello(as node: NodeID) {
+        func sendHello(as node: NodeID, cluster: UInt64 = PeerTransportTests.cluster) {
             var buffer = ByteBuffer()
-            PeerFrame.hello(node: node, clusterID: PeerTransportTests.cluster).write(to: &buffer)
+            PeerFrame.hello(node: node, clusterID: cluster).write(to: &buffer)
             let bytes = Array(buffer.readableBytesView)
             _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
         }
@@ -92,6 +92,44 @@ import Testing
                 if got < 0 { return errno == ECONNRESET }
             }
         }
+
+        /// Everything the other side sent until it closed, as frames.
+        func framesUntilClosed() throws -> [PeerFrame] {
+            var received = ByteBuffer()
+            var scratch = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let got = recv(descriptor, &scratch, scratch.count, 0)
+                if got <= 0 { break }
+                received.writeBytes(scratch[..<got])
+            }
+            var decoder = PeerFrameDecoder(frameBytesMax: 1 << 20)
+            var frames: [PeerFrame] = []
+            while let frame = try decoder.next(from: &received) { frames.append(frame) }
+            return frames
+        }
+    }
+
+    @Test func aNodeOfAnotherClusterIsToldWhyItIsRefused() throws {
+        let node = try Listening()
+        defer { try? node.stop() }
+        let stranger = try RawPeer(port: node.port)
+        stranger.sendHello(as: NodeID(1), cluster: 78)
+        let frames = try stranger.framesUntilClosed()
+        guard case .refused(let reason)? = frames.first, frames.count == 1 else {
+            Issue.record("expected one refusal, got \(frames)")
+            return
+        }
+        #expect(reason.contains("another cluster"))
+        #expect(node.events.all.isEmpty)
+    }
+
+    @Test func aNodeOfTheSameClusterThatIsNotAMemberIsLetIn() throws {
+        // A removed node must still reach the leader, to be told it was removed.
+        let node = try Listening()
+        defer { try? node.stop() }
+        let removed = try RawPeer(port: node.port)
+        removed.sendHello(as: NodeID(9))
+        #expect(try node.waitForEvents(1) == ["9 up"])
     }
 
     @Test func aConnectionThatNeverSaysHelloIsClosed() throws {
