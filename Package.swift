@@ -44,6 +44,7 @@ let package = Package(
         .target(
             name: "SkiffServer",
             dependencies: [
+                "SkiffClient",
                 "SkiffRaft", "SkiffStorage", "SkiffExternal", "SkiffKV", "SkiffRESP", "SkiffTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -56,6 +57,7 @@ let package = Package(
             name: "skiff",
             dependencies: [
                 "SkiffServer",
+                "SkiffClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

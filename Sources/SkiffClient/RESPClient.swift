@@ -25,14 +25,14 @@ public final class RESPClient {
     private let socket: Int32
     private var buffer: [UInt8] = []
 
-    /// Connects to `host` (an IPv4 address) at `port`; every later send and receive waits at most
-    /// `timeoutSeconds`, then throws.
+    /// Connects to `host` (an IPv4 address, or a name that resolves to one) at `port`; every later send and
+    /// receive waits at most `timeoutSeconds`, then throws.
     public init(host: String = "127.0.0.1", port: Int, timeoutSeconds: Double = 10) throws {
-        let descriptor = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr(host)
+        address.sin_addr = try Self.resolve(host)
         address.sin_port = UInt16(port).bigEndian
+        let descriptor = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var timeout = timeval(tv_sec: Int(timeoutSeconds), tv_usec: Int(timeoutSeconds.truncatingRemainder(dividingBy: 1) * 1_000_000))
         setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let connected = withUnsafePointer(to: &address) {
@@ -49,6 +49,20 @@ public final class RESPClient {
     }
 
     deinit { close(socket) }
+
+    private static func resolve(_ host: String) throws -> in_addr {
+        var parsed = in_addr()
+        if inet_pton(AF_INET, host, &parsed) == 1 { return parsed }
+        var hints = addrinfo()
+        hints.ai_family = AF_INET
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var found: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &found) == 0, let first = found, let address = first.pointee.ai_addr else {
+            throw Failure(description: "cannot resolve \(host) to an IPv4 address")
+        }
+        defer { freeaddrinfo(found) }
+        return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+    }
 
     /// Sends one command and reads its reply.
     public func call(_ arguments: String...) throws -> Reply { try call(arguments) }

@@ -67,6 +67,24 @@ extension ClientCommand {
         case "skiff.members":
             try arguments.requireCount(1)
             return .skiffMembers
+        case "skiff.join":
+            try arguments.requireCount(5...6)
+            guard let version = CommandArguments.parseInteger(arguments[4]) else { throw RESPCommandError("ERR the protocol version must be an integer") }
+            return .membership(.join(name: arguments.text(at: 1), peerAddress: arguments.text(at: 2), clientAddress: arguments.text(at: 3),
+                                     protocolVersion: Int(clamping: version), clusterUUID: arguments.count == 6 ? arguments.text(at: 5) : nil))
+        case "skiff.addlearner":
+            try arguments.requireCount(3...4)
+            return .membership(.addLearner(name: arguments.text(at: 1), peerAddress: arguments.text(at: 2),
+                                           clientAddress: arguments.count == 4 ? arguments.text(at: 3) : nil))
+        case "skiff.promote":
+            try arguments.requireCount(2)
+            return .membership(.promote(name: arguments.text(at: 1)))
+        case "skiff.remove":
+            try arguments.requireCount(2)
+            return .membership(.remove(name: arguments.text(at: 1)))
+        case "skiff.transfer":
+            try arguments.requireCount(2)
+            return .membership(.transferLeadership(to: arguments.text(at: 1)))
         default:
             return nil
         }

@@ -29,6 +29,37 @@ public enum ClientCommand: Hashable, Sendable {
     case readOnly, readWrite
     /// SKIFF.STATUS (this node's Raft state) and SKIFF.MEMBERS (the cluster's members).
     case skiffStatus, skiffMembers
+    /// A change of who is in the cluster, run by the leader (a follower hands it over).
+    case membership(MembershipCommand)
+}
+
+/// The SKIFF.* commands that change the cluster's membership or leader. Names are node names (`--id`);
+/// addresses are `HOST:PORT` text, checked by the server.
+public enum MembershipCommand: Hashable, Sendable {
+    /// `SKIFF.JOIN name peer-addr client-addr protocol-version [cluster-uuid]`: a new node asks to come in
+    /// (as a learner); the UUID is given by a node whose data already belongs to a cluster.
+    case join(name: String, peerAddress: String, clientAddress: String, protocolVersion: Int, clusterUUID: String?)
+    /// `SKIFF.ADDLEARNER name peer-addr [client-addr]`
+    case addLearner(name: String, peerAddress: String, clientAddress: String?)
+    /// `SKIFF.PROMOTE name`: a learner that has caught up becomes a voter.
+    case promote(name: String)
+    /// `SKIFF.REMOVE name`
+    case remove(name: String)
+    /// `SKIFF.TRANSFER name`: hand leadership to that voter.
+    case transferLeadership(to: String)
+
+    /// The command as a client sends it, to hand it to the leader.
+    public var words: [[UInt8]] {
+        let text: [String] = switch self {
+        case .join(let name, let peer, let client, let version, let uuid):
+            ["SKIFF.JOIN", name, peer, client, String(version)] + (uuid.map { [$0] } ?? [])
+        case .addLearner(let name, let peer, let client): ["SKIFF.ADDLEARNER", name, peer] + (client.map { [$0] } ?? [])
+        case .promote(let name): ["SKIFF.PROMOTE", name]
+        case .remove(let name): ["SKIFF.REMOVE", name]
+        case .transferLeadership(let name): ["SKIFF.TRANSFER", name]
+        }
+        return text.map { Array($0.utf8) }
+    }
 }
 
 /// HELLO's arguments: `HELLO [protover [AUTH username password] [SETNAME clientname]]`. The version, when

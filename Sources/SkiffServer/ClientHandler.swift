@@ -121,7 +121,7 @@ final class ClientHandler: ChannelInboundHandler {
     private func kind(of command: ClientCommand) -> Kind {
         switch command {
         case .read: session.readOnly ? .other : .read
-        case .write: .write
+        case .write, .membership: .write
         default: .other
         }
     }
@@ -167,6 +167,13 @@ final class ClientHandler: ChannelInboundHandler {
                     finished(.error("ERR the write was not confirmed in time; it may or may not have been applied"), slot: slot)
                 case .failure(.shuttingDown): finished(.error("ERR the server is shutting down; the write may or may not have been applied"), slot: slot)
                 case .failure(.tooLarge(let limit)): finished(.error("ERR the command is larger than the \(limit) bytes one write may be"), slot: slot)
+                }
+            }
+        case .membership(let change):
+            node.runMembership(change) { [self] result in
+                switch result {
+                case .success(let words): finished(words.isEmpty ? .ok : .array(words.map(RESPValue.bulk)), slot: slot)
+                case .failure(let failure): finished(.error(failure.message), slot: slot)
                 }
             }
         case .quit:

@@ -17,7 +17,8 @@ enum InfoReport {
             switch section {
             case "server":
                 lines += ["redis_version:\(redisVersion)", "skiff_version:\(skiffVersion)", "redis_mode:standalone",
-                          "tcp_port:\(configuration.clientAddress.port)", "skiff_node:\(configuration.name)"]
+                          "tcp_port:\(configuration.clientAddress.port)", "skiff_node:\(configuration.name)",
+                          "skiff_cluster:\(status.clusterName)", "skiff_cluster_uuid:\(status.clusterUUID)"]
             case "clients":
                 lines += ["pending_writes:\(status.pendingWrites)", "pending_reads:\(status.pendingReads)"]
             case "replication":
@@ -27,7 +28,8 @@ enum InfoReport {
                           "raft_last_index:\(status.lastIndex)", "raft_members:\(status.members.count)"]
                 for (number, member) in status.members.enumerated() {
                     lines.append("member\(number):name=\(member.name),voter=\(member.isVoter ? 1 : 0),leader=\(member.isLeader ? 1 : 0)"
-                                 + (member.match.map { ",match=\($0)" } ?? "") + (member.replication.map { ",state=\($0)" } ?? ""))
+                                 + ",connected=\(member.connected ? 1 : 0)" + (member.match.map { ",match=\($0)" } ?? "")
+                                 + (member.lag.map { ",lag=\($0)" } ?? "") + (member.replication.map { ",state=\($0)" } ?? ""))
                 }
             case "persistence":
                 let metrics = status.metrics
@@ -77,6 +79,8 @@ enum InfoReport {
         ("flushdb", -1, 0, 0, 0), ("flushall", -1, 0, 0, 0), ("info", -1, 0, 0, 0), ("command", -1, 0, 0, 0),
         ("client", -2, 0, 0, 0), ("config", -2, 0, 0, 0), ("readonly", 1, 0, 0, 0), ("readwrite", 1, 0, 0, 0),
         ("skiff.status", 1, 0, 0, 0), ("skiff.members", 1, 0, 0, 0),
+        ("skiff.join", -5, 0, 0, 0), ("skiff.addlearner", -3, 0, 0, 0), ("skiff.promote", 2, 0, 0, 0), ("skiff.remove", 2, 0, 0, 0),
+        ("skiff.transfer", 2, 0, 0, 0),
     ]
 
     static func commands(_ query: CommandQuery) -> RESPValue {
@@ -93,7 +97,8 @@ enum InfoReport {
 
     static func statusReply(_ status: NodeStatus) -> RESPValue {
         .orderedMap([
-            (.bulk("node"), .bulk(status.name)), (.bulk("role"), .bulk(status.role)), (.bulk("term"), .integer(Int64(status.term))),
+            (.bulk("node"), .bulk(status.name)), (.bulk("cluster"), .bulk(status.clusterName)), (.bulk("cluster_uuid"), .bulk(status.clusterUUID)),
+            (.bulk("role"), .bulk(status.role)), (.bulk("term"), .integer(Int64(status.term))),
             (.bulk("leader"), status.leader.map(RESPValue.bulk) ?? .null),
             (.bulk("commit_index"), .integer(Int64(status.commitIndex))), (.bulk("applied_index"), .integer(Int64(status.appliedIndex))),
             (.bulk("first_index"), .integer(Int64(status.firstIndex))), (.bulk("last_index"), .integer(Int64(status.lastIndex))),
@@ -101,11 +106,19 @@ enum InfoReport {
         ])
     }
 
+    /// One map per member. Roles as this node sees them: its own as it is (a candidate says so), the leader
+    /// as leader, other voters as followers, and learners.
     static func membersReply(_ status: NodeStatus) -> RESPValue {
         .array(status.members.map { member in
-            .orderedMap([
-                (.bulk("name"), .bulk(member.name)), (.bulk("role"), .bulk(member.isLeader ? "leader" : member.isVoter ? "voter" : "learner")),
+            let role = member.name == status.name && status.role != "leader" ? status.role
+                : member.isLeader ? "leader" : member.isVoter ? "follower" : "learner"
+            return .orderedMap([
+                (.bulk("name"), .bulk(member.name)), (.bulk("role"), .bulk(role)),
+                (.bulk("peer_address"), member.peerAddress.map(RESPValue.bulk) ?? .null),
+                (.bulk("client_address"), member.clientAddress.map(RESPValue.bulk) ?? .null),
+                (.bulk("connected"), .integer(member.connected ? 1 : 0)),
                 (.bulk("match"), member.match.map { .integer(Int64($0)) } ?? .null),
+                (.bulk("lag"), member.lag.map { .integer(Int64($0)) } ?? .null),
                 (.bulk("replication"), member.replication.map(RESPValue.bulk) ?? .null),
             ])
         })

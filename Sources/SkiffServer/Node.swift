@@ -37,6 +37,8 @@ public final class Node: @unchecked Sendable {
     var forwardingPausedUntil = NIODeadline.uptimeNanoseconds(0)
     private var ticker: RepeatedTask?
     var ticks: UInt64 = 0
+    /// When the last tick ran, on the monotonic clock: a long gap since means this process stalled.
+    private var lastTickAt = NIODeadline.now()
     var stopped = false
 
     var writes = WriteTracker()
@@ -49,9 +51,22 @@ public final class Node: @unchecked Sendable {
     public internal(set) var metrics = NodeMetrics()
     let serverMetrics = ServerMetrics()
 
-    init(configuration: NodeConfiguration, loop: EventLoop, storage: NodeStorage, core: RaftCore, store: KVStore,
+    /// The cluster this node belongs to, and the configurations it started from.
+    public let identity: ClusterIdentity
+    /// The configuration the transport's peers were last set from, and whether a joiner's seed was added.
+    var peersConfiguration: ClusterConfiguration?
+    var peersSeeded = false
+    /// Every member's name this node has known, for log lines about nodes that have since left.
+    var knownNames: [NodeID: String] = [:]
+    var membership = MembershipWaits()
+    var removalReported = false
+    /// Called once, on the loop, when this node learns that it was removed from the cluster.
+    public var onRemoved: () -> Void = {}
+
+    init(configuration: NodeConfiguration, identity: ClusterIdentity, loop: EventLoop, storage: NodeStorage, core: RaftCore, store: KVStore,
          transport: PeerTransport, snapshotIndex: UInt64, logger: Logger) {
         self.configuration = configuration
+        self.identity = identity
         self.loop = loop
         self.storage = storage
         self.core = core
@@ -67,8 +82,8 @@ public final class Node: @unchecked Sendable {
     }
 
     /// Opens storage, restores the key space from the newest snapshot and the log after it, and builds the
-    /// Raft core. Nothing runs until `start()`.
-    public static func open(configuration: NodeConfiguration, loop: EventLoop, logger: Logger) async throws -> Node {
+    /// Raft core, in the cluster `identity` names. Nothing runs until `start()`.
+    public static func open(configuration: NodeConfiguration, identity: ClusterIdentity, loop: EventLoop, logger: Logger) async throws -> Node {
         try configuration.validate()
         var options = StorageOptions()
         options.wal.fsync = configuration.fsync
@@ -86,10 +101,11 @@ public final class Node: @unchecked Sendable {
         let first = max(storage.wal.firstIndex.rawValue, snapshotIndex + 1)
         let last = storage.wal.lastIndex.rawValue
         let entries = last >= first ? try storage.wal.entries(in: LogIndex(first)...LogIndex(last)) : []
-        var voters = Set(configuration.members.map { ClusterMember.id(of: $0.name) })
-        if configuration.externalWitness { voters.insert(ClusterMember.witnessID) }
-        let recovered = RecoveredState(hardState: storage.wal.hardState, snapshot: snapshot, entries: entries,
-                                       initialConfiguration: ClusterConfiguration(voters: voters))
+        var base = identity.base
+        if configuration.externalWitness, !base.voters.contains(ClusterMember.witnessID) {
+            base = try base.applying(.addVoter(ClusterMember.witnessID)).get()
+        }
+        let recovered = RecoveredState(hardState: storage.wal.hardState, snapshot: snapshot, entries: entries, initialConfiguration: base)
         var raft = RaftConfiguration(id: configuration.nodeID)
         raft.electionTicks = configuration.electionTicks
         raft.heartbeatTicks = configuration.heartbeatTicks
@@ -105,18 +121,15 @@ public final class Node: @unchecked Sendable {
             "snapshot": "\(snapshotIndex)", "log": "\(first)...\(last)", "hard-state": "\(storage.wal.hardState)",
             "cut-tail": "\(recovery.wal.cutTail.map { "\($0)" } ?? "none")",
         ])
-        var peers: [NodeID: SocketAddress] = [:]
-        for member in configuration.members where member.name != configuration.name {
-            peers[ClusterMember.id(of: member.name)] = try SocketAddress.makeAddressResolvingHost(member.peerAddress.host, port: member.peerAddress.port)
-        }
         var transportOptions = PeerTransport.Options()
         transportOptions.frameBytesMax = max(64 << 20, configuration.limits.bulkBytesMax * 4)
-        var names = Dictionary(uniqueKeysWithValues: configuration.members.map { (ClusterMember.id(of: $0.name), $0.name) })
-        if configuration.externalWitness { names[ClusterMember.witnessID] = "external-witness" }
-        let transport = PeerTransport(localID: configuration.nodeID, clusterID: configuration.clusterID, peers: peers, names: names, loop: loop,
+        let transport = PeerTransport(localID: configuration.nodeID, clusterID: identity.clusterID, peers: [:], loop: loop,
                                       options: transportOptions, logger: logger)
-        return Node(configuration: configuration, loop: loop, storage: storage, core: core, store: store, transport: transport,
-                    snapshotIndex: snapshotIndex, logger: logger)
+        let node = Node(configuration: configuration, identity: identity, loop: loop, storage: storage, core: core, store: store,
+                        transport: transport, snapshotIndex: snapshotIndex, logger: logger)
+        node.knownNames = [configuration.nodeID: configuration.name]
+        if configuration.externalWitness { node.knownNames[ClusterMember.witnessID] = "external-witness" }
+        return node
     }
 
     /// Listens for peers and starts the Raft clock. Returns the bound peer address.
@@ -135,7 +148,8 @@ public final class Node: @unchecked Sendable {
             let tick = TimeAmount.nanoseconds(Int64(configuration.tickInterval.components.seconds) * 1_000_000_000
                                               + configuration.tickInterval.components.attoseconds / 1_000_000_000)
             ticker = loop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in onTick() }
-            if configuration.members.count == 1 { core.campaign() }  // a lone node need not wait a timeout
+            syncPeers()
+            if core.clusterConfiguration.voters == [id] { core.campaign() }  // a lone node need not wait a timeout
             scheduleReady()
             return transport.start(listeningOn: address)
         }
@@ -149,6 +163,7 @@ public final class Node: @unchecked Sendable {
             ticker?.cancel()
             writes.failAll(.shuttingDown)
             reads.failAll()
+            membership.failAll()
             return transport.stop()
         }.get()
         while (try? await loop.submit({ [self] in
@@ -161,11 +176,37 @@ public final class Node: @unchecked Sendable {
     }
 
     private func onTick() {
+        noticeStall()
         ticks += 1
         core.tick()
         writes.expire(now: .now())
         reads.retryStale(now: .now(), after: configuration.tickInterval * configuration.electionTicks)
+        membershipTick()
         scheduleReady()
+    }
+
+    /// Like a JVM pause monitor: ticks are due every `tickInterval`, so a much longer gap on the monotonic clock
+    /// (which runs on while the process is stopped, swapped out or starved) means this node did nothing for
+    /// that long. A leader that stalled longer than an election timeout may have been replaced meanwhile: it
+    /// steps down rather than go on as if nothing happened.
+    private func noticeStall() {
+        let now = NIODeadline.now()
+        let gap = now - lastTickAt
+        lastTickAt = now
+        let electionTimeout = timeAmount(configuration.tickInterval * configuration.electionTicks)
+        guard gap * 2 > electionTimeout else { return }
+        let stalled = gap.nanoseconds / 1_000_000
+        if gap > electionTimeout {
+            logger.warning("this node stalled for longer than the election timeout", metadata: [
+                "stalled-ms": "\(stalled)", "election-timeout-ms": "\(electionTimeout.nanoseconds / 1_000_000)",
+                "role": "\(core.role)"])
+            if core.isLeader {
+                core.stepDown()
+                logger.warning("stepped down after the stall: another node may lead by now")
+            }
+        } else {
+            logger.notice("this node stalled", metadata: ["stalled-ms": "\(stalled)"])
+        }
     }
 
     // MARK: Peers
@@ -189,7 +230,11 @@ public final class Node: @unchecked Sendable {
         case .forwardAnswer(let batch, let firstIndex, let term, _):
             writes.forwardAnswered(batch: batch, firstIndex: firstIndex.rawValue, term: term.rawValue)
             if firstIndex == .zero { forwardingPausedUntil = .now() + timeAmount(configuration.tickInterval) }
-        case .hello:
+        case .adminRequest(let request, let words):
+            answerAdminRequest(id: request, words: words, from: peer)
+        case .adminReply(let request, let isError, let words):
+            membership.replied(request, isError: isError, words: words)
+        case .hello, .refused:
             break
         }
         scheduleReady()
@@ -214,6 +259,7 @@ public final class Node: @unchecked Sendable {
     private func processReady() {
         guard !stopped, let ready = core.ready() else { return }
         for entry in ready.committedEntries { apply(entry) }  // first, so that client replies are flushed first
+        syncPeers()  // a configuration takes effect once in the log: its new members must be reachable
         send(ready.messages)
         if let request = ready.externalTailRequest { replayExternalTail(request) }
         for state in ready.readStates { reads.confirmed(state, appliedIndex: storeIndex) }
@@ -305,6 +351,7 @@ public final class Node: @unchecked Sendable {
         storeIndex = entry.index.rawValue
         guard entry.kind == .command else {
             writes.appliedOther(at: entry.index.rawValue)
+            membership.applied(index: entry.index.rawValue, term: entry.term.rawValue)
             return
         }
         guard let proposal = KVProposal(decoding: entry.payload) else {

@@ -12,8 +12,17 @@ public struct NodeConfiguration: Sendable {
     public var dataDirectory = "./skiff-data"
     public var clientAddress = HostAndPort(host: "127.0.0.1", port: 7379)
     public var peerAddress = HostAndPort(host: "127.0.0.1", port: 7380)
-    /// Every voter of a static cluster, this node included: name and peer address.
+    /// Every voter of a static cluster, this node included: name and peer address. Read only when the data
+    /// directory does not yet belong to a cluster (see `ClusterIdentity`).
     public var initialCluster: [ClusterMember] = []
+    /// The operator's name for the cluster, part of its tag; a static cluster's UUID is derived from it.
+    public var clusterName = "skiff"
+    /// Members (client addresses) to ask to let this node in, if its data directory belongs to no cluster yet.
+    public var join: [HostAndPort] = []
+    /// After joining as a learner, ask to become a voter once caught up.
+    public var joinAsVoter = false
+    /// How long to keep trying the members in `join` before giving up.
+    public var joinTimeout: Duration = .seconds(60)
     /// One tick of the Raft clock; elections and heartbeats are whole numbers of ticks.
     public var tickInterval: Duration = .milliseconds(100)
     public var electionTicks = 10
@@ -47,9 +56,6 @@ public struct NodeConfiguration: Sendable {
 
     public var nodeID: NodeID { ClusterMember.id(of: name) }
 
-    /// Identifies the cluster on every peer connection, so nodes of two clusters never talk.
-    public var clusterID: UInt64 { ClusterMember.hash(members.map { "\($0.name)=\($0.peerAddress)" }.sorted().joined(separator: ",")) }
-
     public func validate() throws(ConfigurationError) {
         guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: "=") && $0 != UInt8(ascii: ",") }) else {
             throw ConfigurationError("--id must be a non-empty name without spaces, '=' or ','")
@@ -58,6 +64,13 @@ public struct NodeConfiguration: Sendable {
             throw ConfigurationError("the election timeout must be longer than the heartbeat interval")
         }
         guard snapshotEntries >= 1 else { throw ConfigurationError("--snapshot-entries must be at least 1") }
+        guard !clusterName.isEmpty, clusterName.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
+            throw ConfigurationError("--cluster-name must be a non-empty name without spaces")
+        }
+        if !join.isEmpty {
+            guard initialCluster.isEmpty else { throw ConfigurationError("--join and --initial-cluster exclude each other: a node joins a cluster or is one of its first members") }
+            guard !externalWitness else { throw ConfigurationError("a witness-mode cluster has exactly two nodes: no node can join it") }
+        }
         if !initialCluster.isEmpty {
             guard initialCluster.contains(where: { $0.name == name }) else {
                 throw ConfigurationError("--initial-cluster does not list this node's --id '\(name)'")
@@ -108,6 +121,14 @@ public struct HostAndPort: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Parses `HOST:PORT,HOST:PORT,...`.
+    public static func parseList(_ text: String) throws(ConfigurationError) -> [HostAndPort] {
+        var addresses: [HostAndPort] = []
+        for item in text.split(separator: ",") { addresses.append(try HostAndPort(parsing: String(item))) }
+        guard !addresses.isEmpty else { throw ConfigurationError("no HOST:PORT given") }
+        return addresses
+    }
 }
 
 /// One voter of a static cluster: its name and where its peers reach it.
@@ -119,6 +140,8 @@ public struct ClusterMember: Hashable, Sendable {
         self.name = name
         self.peerAddress = peerAddress
     }
+
+    public var id: NodeID { Self.id(of: name) }
 
     /// Parses `n1=HOST:PORT,n2=HOST:PORT,...`.
     public static func parseList(_ text: String) throws(ConfigurationError) -> [ClusterMember] {

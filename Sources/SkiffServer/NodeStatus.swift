@@ -25,6 +25,9 @@ public struct NodeMetrics: Sendable {
 /// A node's view of itself and its cluster at one moment: what INFO, SKIFF.STATUS and metrics report.
 public struct NodeStatus: Sendable {
     public var name: String
+    /// The cluster tag: its name and UUID.
+    public var clusterName: String
+    public var clusterUUID: String
     public var role: String
     public var term: UInt64
     public var leader: String?
@@ -44,6 +47,12 @@ public struct NodeStatus: Sendable {
         public var name: String
         public var isVoter: Bool
         public var isLeader: Bool
+        public var peerAddress: String?
+        public var clientAddress: String?
+        /// Whether this node has a connection to it (always true for itself).
+        public var connected: Bool
+        /// On the leader: how many entries of its log the member lacks.
+        public var lag: UInt64?
         /// On the leader: the member's highest replicated index and how it is being sent to.
         public var match: UInt64?
         public var replication: String?
@@ -56,8 +65,14 @@ extension Node {
         let followers = core.followers
         let name = self.name(of:)
         let members = configuration.members.sorted().map { member in
-            NodeStatus.Member(name: name(member), isVoter: configuration.voters.contains(member), isLeader: member == core.leader,
-                              match: member == id && core.isLeader ? core.persistedIndex.rawValue : followers[member]?.match.rawValue,
+            let match = member == id && core.isLeader ? core.persistedIndex.rawValue : followers[member]?.match.rawValue
+            let details = details(of: member)
+            return NodeStatus.Member(name: name(member), isVoter: configuration.voters.contains(member), isLeader: member == core.leader,
+                              peerAddress: details?.peerAddress.description,
+                              clientAddress: member == id ? self.configuration.clientAddress.description : details?.clientAddress?.description,
+                              connected: member == id || transport.isConnected(to: member) || (member == ClusterMember.witnessID && witness != nil),
+                              lag: core.isLeader ? match.map { core.lastIndex.rawValue - min($0, core.lastIndex.rawValue) } : nil,
+                              match: match,
                               // The witness gets no appends: the mirror writes its log.
                               replication: followers[member].map { member == ClusterMember.witnessID ? "mirror" : $0.state })
         }
@@ -66,7 +81,8 @@ extension Node {
         case .candidate, .preCandidate: "candidate"
         case .follower: configuration.voters.contains(id) ? "follower" : "learner"
         }
-        return NodeStatus(name: configuration.voters.isEmpty ? "" : name(id), role: role, term: core.term,
+        return NodeStatus(name: configuration.voters.isEmpty ? "" : name(id), clusterName: identity.name, clusterUUID: identity.uuidString,
+                          role: role, term: core.term,
                           leader: core.leader == .none ? nil : name(core.leader), commitIndex: core.commitIndex.rawValue,
                           appliedIndex: storeIndex, firstIndex: core.firstIndex.rawValue, lastIndex: core.lastIndex.rawValue,
                           snapshotIndex: snapshots.lastIndex, keys: store.count, pendingWrites: writes.count, pendingReads: reads.count,

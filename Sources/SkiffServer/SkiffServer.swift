@@ -43,7 +43,8 @@ public final class SkiffServer: Sendable {
                     try await ExternalRestore.rebuild(directory: configuration.dataDirectory, from: store, logger: logger)
                 }
             }
-            let node = try await Node.open(configuration: configuration, loop: loop, logger: logger)
+            let identity = try await ClusterIdentity.establish(for: configuration, logger: logger)
+            let node = try await Node.open(configuration: configuration, identity: identity, loop: loop, logger: logger)
             let peerAddress = try await node.start().get()
             let connections = ConnectionRegistry()
             var limits = RESPLimits()
@@ -68,7 +69,8 @@ public final class SkiffServer: Sendable {
             let metrics = try await configuration.metricsAddress.asyncMap { try await startMetrics(node: node, at: $0) }
             if metrics != nil { logger.info("serving metrics", metadata: ["address": "http://\(configuration.metricsAddress!)/metrics"]) }
             logger.info("serving clients", metadata: ["address": "\(listener.localAddress!)", "peers": "\(peerAddress)",
-                                                      "node": "\(configuration.name)", "data": "\(configuration.dataDirectory)"])
+                                                      "node": "\(configuration.name)", "data": "\(configuration.dataDirectory)",
+                                                      "cluster": "\(identity.tag)"])
             return SkiffServer(node: node, clientAddress: listener.localAddress!, peerAddress: peerAddress, group: group,
                                listener: listener, metricsListener: metrics, connections: connections)
         } catch {
@@ -90,11 +92,15 @@ public final class SkiffServer: Sendable {
         try? await group.shutdownGracefully()
     }
 
-    /// Runs a node until SIGTERM or SIGINT, then stops it gracefully.
+    /// Runs a node until SIGTERM or SIGINT, or until it learns it was removed from the cluster, then stops
+    /// it gracefully.
     public static func run(configuration: NodeConfiguration, logger: Logger) async throws {
         let server = try await start(configuration: configuration, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [NodeService(server: server)],
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await server.node.loop.submit {
+            server.node.onRemoved = { Task { await group.triggerGracefulShutdown() } }
+        }.get()
         try await group.run()
     }
 }

@@ -9,7 +9,10 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             With no options: a one-node cluster with its data in ./skiff-data, clients on 127.0.0.1:7379. \
             For a static cluster, give every node the same --initial-cluster and its own --id, \
-            --peer-addr and --client-addr. Connect with any Redis client: redis-cli -p 7379.
+            --peer-addr and --client-addr. To add a node to a running cluster, start it with an empty data \
+            directory and --join with any member's client address. Connect with any Redis client: redis-cli -p 7379.
+            The cluster a node belongs to is recorded in its data directory on its first start; later starts \
+            keep it.
             """)
 
     @Option(help: "This node's name (its entry in --initial-cluster).") var id = "n1"
@@ -17,6 +20,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Where Redis clients connect (HOST:PORT).") var clientAddr = "127.0.0.1:7379"
     @Option(help: "Where the other nodes connect (HOST:PORT).") var peerAddr = "127.0.0.1:7380"
     @Option(help: "Every voter of a static cluster: NAME=HOST:PEERPORT,... (empty: this node alone).") var initialCluster: String?
+    @Option(help: "The cluster's name, part of its tag (a static cluster's first start only).") var clusterName = "skiff"
+    @Option(help: "Join a running cluster through any of these members' client addresses (HOST:PORT,...); the data directory must be empty. The node comes in as a learner.") var join: String?
+    @Option(help: "learner: stay a learner after joining; voter: ask to be promoted once caught up.") var joinAs = "learner"
+    @Option(help: "Seconds to keep trying the --join members before giving up.") var joinTimeout = 60
     @Option(help: "Milliseconds without a leader before a node campaigns (at least twice the heartbeat interval).") var electionTimeout = 1000
     @Option(help: "Milliseconds between leader heartbeats: the Raft tick.") var heartbeatInterval = 100
     @Option(help: "always: acknowledge writes only once on disk; never: UNSAFE, for benchmarks (a crash loses writes).") var fsync = "always"
@@ -38,6 +45,12 @@ struct Serve: AsyncParsableCommand {
         configuration.clientAddress = try HostAndPort(parsing: clientAddr)
         configuration.peerAddress = try HostAndPort(parsing: peerAddr)
         if let initialCluster, !initialCluster.isEmpty { configuration.initialCluster = try ClusterMember.parseList(initialCluster) }
+        configuration.clusterName = clusterName
+        if let join { configuration.join = try HostAndPort.parseList(join) }
+        guard ["learner", "voter"].contains(joinAs) else { throw ValidationError("--join-as must be learner or voter") }
+        configuration.joinAsVoter = joinAs == "voter"
+        guard joinTimeout >= 1 else { throw ValidationError("--join-timeout must be positive") }
+        configuration.joinTimeout = .seconds(joinTimeout)
         guard heartbeatInterval >= 1, electionTimeout >= 2 * heartbeatInterval else {
             throw ValidationError("--election-timeout must be at least twice --heartbeat-interval (and both positive)")
         }

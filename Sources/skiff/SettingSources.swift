@@ -10,7 +10,7 @@ enum SettingSources {
                         "external-log", "external-witness"]
 
     static func expand(_ arguments: [String], environment: [String: String]) throws -> [String] {
-        let subcommands = ["serve", "demo", "restore", "help", "-h", "--help"]
+        let subcommands = Skiff.configuration.subcommands.map { $0._commandName } + ["help", "-h", "--help"]
         guard arguments.first.map({ $0 == "serve" || !subcommands.contains($0) }) ?? true else { return arguments }
         let rest = arguments.first == "serve" ? Array(arguments.dropFirst()) : arguments
         var settings: [String] = []

@@ -11,6 +11,8 @@ final class SkiffCluster {
         var clientPort: Int
         var peerPort: Int
         var process: Process?
+        /// Comes in with `--join` instead of being one of the first members.
+        var joins = false
     }
 
     let directory: String
@@ -37,16 +39,31 @@ final class SkiffCluster {
 
     func startAll() throws { for name in names { try start(name) } }
 
+    /// Registers a node that is not one of the first members: `start` runs it with `--join` through `through`.
+    func addJoiner(_ name: String, through: [String]) throws {
+        members.append(Member(name: name, clientPort: try freePort(), peerPort: try freePort(), joins: true))
+        joinThrough[name] = through
+    }
+    private var joinThrough: [String: [String]] = [:]
+
+    /// The arguments `start` runs `name` with, before `adding`.
+    func arguments(_ name: String) -> [String] {
+        let member = members.first { $0.name == name }!
+        let first = members.filter { !$0.joins }
+        let cluster = member.joins ? ["--join", joinThrough[name]!.map { "127.0.0.1:\(port($0))" }.joined(separator: ",")]
+            : first.count > 1 ? ["--initial-cluster", first.map { "\($0.name)=127.0.0.1:\($0.peerPort)" }.joined(separator: ",")] : []
+        return ["serve", "--id", name, "--data-dir", dataDirectory(name), "--client-addr", "127.0.0.1:\(member.clientPort)",
+                "--peer-addr", "127.0.0.1:\(member.peerPort)", "--heartbeat-interval", "50", "--election-timeout", "500"]
+            + cluster + extraArguments
+    }
+
     /// Starts `name` with the cluster's arguments and `adding` after them.
     func start(_ name: String, adding: [String] = []) throws {
         let position = members.firstIndex { $0.name == name }!
         let member = members[position]
-        let cluster = members.count > 1 ? ["--initial-cluster", members.map { "\($0.name)=127.0.0.1:\($0.peerPort)" }.joined(separator: ",")] : []
         let process = Process()
         process.executableURL = try executable("skiff")
-        process.arguments = ["serve", "--id", name, "--data-dir", dataDirectory(name), "--client-addr", "127.0.0.1:\(member.clientPort)",
-                             "--peer-addr", "127.0.0.1:\(member.peerPort)", "--heartbeat-interval", "50", "--election-timeout", "500"]
-            + cluster + extraArguments + adding
+        process.arguments = arguments(name) + adding
         if !FileManager.default.fileExists(atPath: logPath(name)) { FileManager.default.createFile(atPath: logPath(name), contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath(name)))
         log.seekToEndOfFile()
@@ -96,6 +113,15 @@ final class SkiffCluster {
     }
 
     func isRunning(_ name: String) -> Bool { members.first { $0.name == name }!.process?.isRunning ?? false }
+
+    /// Waits for `name` to exit by itself and returns its exit status.
+    func waitForExit(_ name: String, seconds: Double) throws -> Int32 {
+        let position = members.firstIndex { $0.name == name }!
+        let process = members[position].process!
+        try waitUntil(seconds: seconds, "\(name) exits") { !process.isRunning }
+        members[position].process = nil
+        return process.terminationStatus
+    }
 
     /// SKIFF.STATUS of `name` as a dictionary (role, term, leader, commit_index, applied_index, ...).
     func status(_ name: String) throws -> [String: String] {

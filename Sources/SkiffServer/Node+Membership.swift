@@ -1,0 +1,248 @@
+import NIOCore
+import SkiffRaft
+import SkiffRESP
+import SkiffTransport
+
+/// Why a membership command did not run, as a Redis error line (`ERR ...`, `TRYAGAIN ...`).
+public struct MembershipFailure: Error, Sendable {
+    public var message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// The protocol version a joining node must speak.
+let joinProtocolVersion = 1
+
+extension Node {
+    // MARK: Who the members are
+
+    /// A member's name and addresses: from the configuration in force, else from those this node started from.
+    func details(of node: NodeID) -> MemberDetails? {
+        for configuration in [core.clusterConfiguration, identity.seed, identity.base] {
+            if let bytes = configuration.details[node], let details = MemberDetails(decoding: bytes) { return details }
+        }
+        return nil
+    }
+
+    /// Points the transport at the members of the configuration in force, and, while that configuration does
+    /// not name this node yet (it joined and has not caught up), at the members it knew when it joined.
+    func syncPeers() {
+        let configuration = core.clusterConfiguration
+        let seeding = !configuration.contains(id) && identity.seed != .empty
+        guard configuration != peersConfiguration || seeding != peersSeeded else { return }
+        peersConfiguration = configuration
+        peersSeeded = seeding
+        var peers: [NodeID: SocketAddress] = [:]
+        for member in configuration.members.union(seeding ? identity.seed.members : []) where member != id {
+            guard let details = details(of: member) else { continue }  // the witness: the node answers for it
+            knownNames[member] = details.name
+            do {
+                peers[member] = try SocketAddress.makeAddressResolvingHost(details.peerAddress.host, port: details.peerAddress.port)
+            } catch {
+                logger.warning("cannot resolve a member's peer address", metadata: ["peer": "\(details.name)", "address": "\(details.peerAddress)"])
+            }
+        }
+        transport.updatePeers(peers, names: knownNames)
+    }
+
+    // MARK: Membership commands
+
+    /// Runs `command` on the leader (handing it over if this node does not lead); `completion` runs on the
+    /// loop with the reply's words (none for a plain OK) once the change is committed.
+    public func runMembership(_ command: MembershipCommand, completion: @escaping (Result<[[UInt8]], MembershipFailure>) -> Void) {
+        guard !stopped else { return completion(.failure(MembershipFailure("ERR the server is shutting down"))) }
+        guard witness == nil else {
+            return completion(.failure(MembershipFailure("ERR a witness-mode cluster has exactly two nodes; its membership cannot change")))
+        }
+        if core.isLeader { return lead(command, completion: completion) }
+        guard core.leader != .none, transport.isConnected(to: core.leader) else {
+            return completion(.failure(MembershipFailure("TRYAGAIN no leader is available; nothing was changed, retry")))
+        }
+        let request = membership.forward(completion, deadline: .now() + timeAmount(configuration.requestTimeout))
+        transport.send(.adminRequest(id: request, words: command.words), to: core.leader)
+    }
+
+    /// A follower handed over a membership command: run it if this node leads.
+    func answerAdminRequest(id request: UInt64, words: [[UInt8]], from peer: NodeID) {
+        let reply: (Result<[[UInt8]], MembershipFailure>) -> Void = { [self] result in
+            switch result {
+            case .success(let words): transport.send(.adminReply(id: request, isError: false, words: words), to: peer)
+            case .failure(let failure): transport.send(.adminReply(id: request, isError: true, words: [Array(failure.message.utf8)]), to: peer)
+            }
+        }
+        guard case .success(.membership(let command)) = ClientCommand.parse(words) else {
+            return reply(.failure(MembershipFailure("ERR the forwarded membership command does not parse")))
+        }
+        guard core.isLeader else { return reply(.failure(MembershipFailure("TRYAGAIN the node asked no longer leads; retry"))) }
+        lead(command, completion: reply)
+    }
+
+    /// The leader's side of each command: checks, then a configuration entry, answered once applied.
+    private func lead(_ command: MembershipCommand, completion: @escaping (Result<[[UInt8]], MembershipFailure>) -> Void) {
+        let configuration = core.clusterConfiguration
+        func member(named name: String) -> NodeID? {
+            let node = ClusterMember.id(of: name)
+            guard configuration.contains(node) else { return nil }
+            return (details(of: node)?.name ?? name) == name ? node : nil
+        }
+        func propose(_ change: ConfigurationChange, details: MemberDetails?, answer: [[UInt8]]) {
+            switch core.proposeConfigurationChange(change, details: details?.encoded()) {
+            case .success(let index):
+                membership.awaitCommit(index: index.rawValue, term: core.term, answer: answer, completion: completion,
+                                       deadline: .now() + timeAmount(self.configuration.requestTimeout))
+                scheduleReady()
+            case .failure(.configurationChangeInProgress(let index)):
+                completion(.failure(MembershipFailure("TRYAGAIN the membership change at index \(index) is not committed yet; retry")))
+            case .failure(let refusal):
+                completion(.failure(MembershipFailure("ERR \(refusal)")))
+            }
+        }
+        switch command {
+        case .join(let name, let peer, let client, let version, let uuid):
+            guard version == joinProtocolVersion else {
+                return completion(.failure(MembershipFailure("ERR JOIN-REFUSED the joining node speaks protocol \(version); this cluster speaks \(joinProtocolVersion)")))
+            }
+            if let uuid, uuid != identity.uuidString {
+                return completion(.failure(MembershipFailure("ERR JOIN-REFUSED the node's data belongs to cluster \(uuid), not to this cluster \(identity.tag)")))
+            }
+            switch newMember(name: name, peer: peer, client: client, configuration: configuration) {
+            case .failure(let failure):
+                completion(.failure(MembershipFailure("ERR JOIN-REFUSED \(failure.message)")))
+            case .success(nil):
+                completion(.success(joinAnswer(for: ClusterMember.id(of: name))))  // it joined before: the same answer
+            case .success(let details?):
+                guard uuid == nil else {
+                    return completion(.failure(MembershipFailure("ERR JOIN-REFUSED \(name) holds data of this cluster but is not a member (it was removed): empty its data directory to join again")))
+                }
+                propose(.addLearner(ClusterMember.id(of: name)), details: details, answer: joinAnswer(for: ClusterMember.id(of: name)))
+            }
+        case .addLearner(let name, let peer, let client):
+            switch newMember(name: name, peer: peer, client: client, configuration: configuration) {
+            case .failure(let failure): completion(.failure(MembershipFailure("ERR \(failure.message)")))
+            case .success(nil): completion(.failure(MembershipFailure("ERR \(name) is already a member")))
+            case .success(let details?): propose(.addLearner(ClusterMember.id(of: name)), details: details, answer: [])
+            }
+        case .promote(let name):
+            guard let node = member(named: name), configuration.learners.contains(node) else {
+                return completion(.failure(MembershipFailure("ERR \(name) is not a learner of this cluster")))
+            }
+            // Caught up: within a moment's writes of the commit index, so that its promotion costs no availability.
+            let match = core.followers[node]?.match.rawValue ?? 0
+            guard match + 1_000 >= core.commitIndex.rawValue else {
+                return completion(.failure(MembershipFailure("TRYAGAIN \(name) has not caught up yet (it holds up to \(match), the cluster has committed \(core.commitIndex)); retry")))
+            }
+            propose(.addVoter(node), details: nil, answer: [])
+        case .remove(let name):
+            guard let node = member(named: name) else { return completion(.failure(MembershipFailure("ERR \(name) is not a member of this cluster"))) }
+            propose(.remove(node), details: nil, answer: [])
+        case .transferLeadership(let name):
+            guard let node = member(named: name) else { return completion(.failure(MembershipFailure("ERR \(name) is not a member of this cluster"))) }
+            if node == id { return completion(.success([])) }
+            if let refusal = core.transferLeadership(to: node) { return completion(.failure(MembershipFailure("ERR \(refusal)"))) }
+            scheduleReady()
+            completion(.success([]))
+        }
+    }
+
+    /// A node that may be added: its details, nil if it is already the member it says it is, or why not (a
+    /// message without an error code).
+    private func newMember(name: String, peer: String, client: String?, configuration: ClusterConfiguration) -> Result<MemberDetails?, MembershipFailure> {
+        guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: "=") && $0 != UInt8(ascii: ",") }) else {
+            return .failure(MembershipFailure("'\(name)' is not a node name (no spaces, '=' or ',')"))
+        }
+        let details: MemberDetails
+        do {
+            details = MemberDetails(name: name, peerAddress: try HostAndPort(parsing: peer), clientAddress: try client.map { try HostAndPort(parsing: $0) })
+        } catch {
+            return .failure(MembershipFailure("\(error)"))
+        }
+        let node = ClusterMember.id(of: name)
+        guard node != ClusterMember.witnessID else { return .failure(MembershipFailure("the name \(name) is reserved; choose another")) }
+        guard configuration.contains(node) else { return .success(details) }
+        guard let current = self.details(of: node), current.name == name else {
+            return .failure(MembershipFailure("the node id of \(name) is taken by member \(self.details(of: node)?.name ?? "\(node)"); choose another name"))
+        }
+        guard current.peerAddress == details.peerAddress else {
+            return .failure(MembershipFailure("the name \(name) is taken by a member at \(current.peerAddress); choose another name or remove that member first"))
+        }
+        return .success(nil)
+    }
+
+    /// What a joining node needs: the cluster tag, its role, the configuration its log starts from, and the
+    /// current one (whose members it dials until its log catches up).
+    private func joinAnswer(for node: NodeID) -> [[UInt8]] {
+        let base = core.clusterConfiguration(at: LogIndex(core.firstIndex.rawValue - 1))
+        let current = core.clusterConfiguration
+        return [("cluster", identity.name), ("uuid", identity.uuidString), ("role", current.voters.contains(node) ? "voter" : "learner"),
+                ("base", ClusterIdentity.hex(base.encoded())), ("seed", ClusterIdentity.hex(current.encoded()))]
+            .flatMap { [Array($0.0.utf8), Array($0.1.utf8)] }
+    }
+
+    // MARK: Upkeep, each tick
+
+    /// Expires waits, notices this node's removal, and asks for a learner's promotion once it caught up.
+    func membershipTick() {
+        membership.expire(now: .now())
+        if core.isRemoved, !removalReported {
+            removalReported = true
+            logger.error("this node was removed from the cluster; shutting down (empty its data directory and join again to come back)",
+                         metadata: ["cluster": "\(identity.tag)"])
+            onRemoved()
+        }
+        let caughtUp = core.commitIndex.rawValue > 0 && storeIndex >= core.commitIndex.rawValue
+        if configuration.joinAsVoter, core.clusterConfiguration.learners.contains(id), caughtUp, ticks % 20 == 0 {
+            runMembership(.promote(name: configuration.name)) { [self] result in
+                if case .failure(let failure) = result { logger.debug("promotion not granted yet", metadata: ["reason": "\(failure.message)"]) }
+                else { logger.notice("promoted from learner to voter") }
+            }
+        }
+    }
+}
+
+/// Membership commands waiting: those handed to the leader (by request id) and those proposed here (by the
+/// index of their configuration entry), each with a deadline.
+struct MembershipWaits {
+    typealias Completion = (Result<[[UInt8]], MembershipFailure>) -> Void
+    private var forwarded: [UInt64: (completion: Completion, deadline: NIODeadline)] = [:]
+    private var proposed: [UInt64: (term: UInt64, answer: [[UInt8]], completion: Completion, deadline: NIODeadline)] = [:]
+    private var nextRequest: UInt64 = 1
+
+    mutating func forward(_ completion: @escaping Completion, deadline: NIODeadline) -> UInt64 {
+        defer { nextRequest += 1 }
+        forwarded[nextRequest] = (completion, deadline)
+        return nextRequest
+    }
+
+    mutating func replied(_ request: UInt64, isError: Bool, words: [[UInt8]]) {
+        guard let waiting = forwarded.removeValue(forKey: request) else { return }
+        waiting.completion(isError ? .failure(MembershipFailure(words.first.map { String(decoding: $0, as: UTF8.self) } ?? "ERR")) : .success(words))
+    }
+
+    mutating func awaitCommit(index: UInt64, term: UInt64, answer: [[UInt8]], completion: @escaping Completion, deadline: NIODeadline) {
+        proposed[index] = (term, answer, completion, deadline)
+    }
+
+    /// The entry at `index` was applied, from `term`: the change waited on there took effect if the terms match.
+    mutating func applied(index: UInt64, term: UInt64) {
+        guard let waiting = proposed.removeValue(forKey: index) else { return }
+        waiting.completion(waiting.term == term ? .success(waiting.answer)
+                           : .failure(MembershipFailure("ERR leadership changed before the membership change was committed; it was not made")))
+    }
+
+    mutating func expire(now: NIODeadline) {
+        for (request, waiting) in forwarded where waiting.deadline <= now {
+            forwarded[request] = nil
+            waiting.completion(.failure(MembershipFailure("TRYAGAIN the leader did not answer in time; check SKIFF.MEMBERS before retrying")))
+        }
+        for (index, waiting) in proposed where waiting.deadline <= now {
+            proposed[index] = nil
+            waiting.completion(.failure(MembershipFailure("ERR the membership change was not committed in time; check SKIFF.MEMBERS before retrying")))
+        }
+    }
+
+    mutating func failAll() {
+        let waiting = forwarded.values.map(\.completion) + proposed.values.map(\.completion)
+        forwarded.removeAll()
+        proposed.removeAll()
+        for completion in waiting { completion(.failure(MembershipFailure("ERR the server is shutting down; check SKIFF.MEMBERS for whether the change was made"))) }
+    }
+}

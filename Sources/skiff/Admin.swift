@@ -1,0 +1,131 @@
+import ArgumentParser
+import Foundation
+import SkiffClient
+
+/// Which node an admin command talks to (any member: changes are handed to the leader).
+struct ServerOptions: ParsableArguments {
+    @Option(help: "A member's client address, HOST:PORT.") var server = "127.0.0.1:7379"
+    @Option(help: "The password, if the cluster requires AUTH.") var password: String?
+    @Option(help: "Seconds to wait for the answer.") var timeout = 15.0
+
+    /// Sends one command and returns its reply; a Redis error reply becomes a failure with its message.
+    func call(_ arguments: [String]) throws -> RESPClient.Reply {
+        guard let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]) else {
+            throw ValidationError("--server must be HOST:PORT")
+        }
+        let client: RESPClient
+        do { client = try RESPClient(host: String(server[..<colon]), port: port, timeoutSeconds: timeout) } catch {
+            throw AdminFailure("cannot reach \(server): \(error)")
+        }
+        if let password, case .error(let message) = try client.call("AUTH", password) { throw AdminFailure(message) }
+        let reply = try client.call(arguments)
+        if case .error(let message) = reply { throw AdminFailure(message) }
+        return reply
+    }
+}
+
+struct AdminFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs `body`, printing a failure as one line and exiting with 1.
+func reportingFailure(_ body: () throws -> Void) throws {
+    do { try body() } catch let failure as AdminFailure {
+        FileHandle.standardError.write(Data("skiff: \(failure.description)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// A RESP2 map (a flat array of keys and values) as ordered pairs.
+func pairs(_ reply: RESPClient.Reply) -> [(String, RESPClient.Reply)] {
+    guard case .array(let items) = reply else { return [] }
+    return stride(from: 0, to: items.count - 1, by: 2).map { (items[$0].text, items[$0 + 1]) }
+}
+
+func jsonValue(_ reply: RESPClient.Reply) -> Any {
+    switch reply {
+    case .integer(let value): value
+    case .bulk(nil): NSNull()
+    case .array(let items): items.map(jsonValue)
+    default: reply.text
+    }
+}
+
+func printJSON(_ value: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+struct Members: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the cluster's members: role, addresses, whether connected, and (asked of the leader) lag.")
+    @OptionGroup var server: ServerOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        try reportingFailure {
+            guard case .array(let members) = try server.call(["SKIFF.MEMBERS"]) else { throw AdminFailure("SKIFF.MEMBERS answered something else") }
+            let rows = members.map { Dictionary(pairs($0), uniquingKeysWith: { first, _ in first }) }
+            if json { return try printJSON(rows.map { $0.mapValues(jsonValue) }) }
+            let columns = ["name", "role", "peer_address", "client_address", "connected", "match", "lag"]
+            let table = [columns] + rows.map { row in columns.map { row[$0].map { $0 == .bulk(nil) ? "-" : $0.text } ?? "-" } }
+            let widths = columns.indices.map { column in table.map { $0[column].count }.max()! }
+            for line in table {
+                print(line.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+            }
+        }
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show one node's view of the cluster: its role, term, leader and log positions.")
+    @OptionGroup var server: ServerOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        try reportingFailure {
+            let fields = pairs(try server.call(["SKIFF.STATUS"]))
+            if json { return try printJSON(Dictionary(fields.map { ($0.0, jsonValue($0.1)) }, uniquingKeysWith: { first, _ in first })) }
+            for (key, value) in fields { print("\(key): \(value == .bulk(nil) ? "-" : value.text)") }
+        }
+    }
+}
+
+/// The membership subcommands: each sends one SKIFF.* command and prints OK.
+struct AddLearner: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Add a node as a learner: it receives the log and serves reads, but does not vote (see promote).",
+        discussion: "Start the node itself with an empty data directory and --join instead, to have it add itself.")
+    @OptionGroup var server: ServerOptions
+    @Argument(help: "The node's name (its --id).") var name: String
+    @Argument(help: "Its peer address, HOST:PORT.") var peerAddress: String
+    @Argument(help: "Its client address, HOST:PORT.") var clientAddress: String?
+
+    func run() throws {
+        try reportingFailure { print(try server.call(["SKIFF.ADDLEARNER", name, peerAddress] + (clientAddress.map { [$0] } ?? [])).text) }
+    }
+}
+
+struct Promote: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Make a learner that has caught up a voter.")
+    @OptionGroup var server: ServerOptions
+    @Argument(help: "The learner's name.") var name: String
+    func run() throws { try reportingFailure { print(try server.call(["SKIFF.PROMOTE", name]).text) } }
+}
+
+struct Remove: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove a member. A removed node that is still running shuts down once it hears of it.")
+    @OptionGroup var server: ServerOptions
+    @Argument(help: "The member's name.") var name: String
+    func run() throws { try reportingFailure { print(try server.call(["SKIFF.REMOVE", name]).text) } }
+}
+
+struct TransferLeader: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "transfer-leader", abstract: "Hand leadership to another voter (it takes over within an election timeout).")
+    @OptionGroup var server: ServerOptions
+    @Argument(help: "The voter's name.") var name: String
+    func run() throws { try reportingFailure { print(try server.call(["SKIFF.TRANSFER", name]).text) } }
+}
