@@ -82,6 +82,17 @@ extension ClientCommand {
         case "skiff.remove":
             try arguments.requireCount(2)
             return .membership(.remove(name: arguments.text(at: 1)))
+        case "skiff.watch":
+            try arguments.requireCount(2...4)
+            guard arguments.count == 2 || (arguments.count == 4 && arguments.word(at: 2) == "from") else { throw RESPCommandError("ERR syntax error") }
+            var from: UInt64?
+            if arguments.count == 4 {
+                guard let revision = CommandArguments.parseInteger(arguments[3]), revision >= 1 else {
+                    throw RESPCommandError("ERR the revision must be a positive integer")
+                }
+                from = UInt64(revision)
+            }
+            return .watch(prefix: arguments[1], from: from)
         case "skiff.transfer":
             try arguments.requireCount(2)
             return .membership(.transferLeadership(to: arguments.text(at: 1)))

@@ -31,6 +31,8 @@ public enum ClientCommand: Hashable, Sendable {
     case skiffStatus, skiffMembers
     /// A change of who is in the cluster, run by the leader (a follower hands it over).
     case membership(MembershipCommand)
+    /// SKIFF.WATCH prefix [FROM revision]: stream every change under `prefix`, from `from` (or from now).
+    case watch(prefix: [UInt8], from: UInt64?)
 }
 
 /// The SKIFF.* commands that change the cluster's membership or leader. Names are node names (`--id`);

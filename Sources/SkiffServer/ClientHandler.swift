@@ -26,6 +26,12 @@ final class ClientHandler: ChannelInboundHandler {
     private var flushScheduled = false
     private var readPaused = false
     private var closeAfterFlush = false
+    /// Set once SKIFF.WATCH started: the connection then streams events and takes only PING and QUIT.
+    private var watch: (id: Int64, prefix: [UInt8], next: UInt64)?
+    /// Events handed to a connection that could not take more (not writable), since it last could.
+    private var eventsWhileBlocked = 0
+    /// A watcher this many events behind is cut off, so that it costs bounded memory.
+    static let watchLagMax = 10_000
 
     enum Kind { case read, write, other }
     /// Commands waiting for the ones in flight, in order.
@@ -65,6 +71,17 @@ final class ClientHandler: ChannelInboundHandler {
         if outstanding < node.configuration.limits.pipelineDepthMax { context.read() } else { readPaused = true }
     }
 
+    func channelInactive(context: ChannelHandlerContext) {
+        if let watch { node.stopWatch(watch.id) }
+        watch = nil
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { eventsWhileBlocked = 0 }
+        context.fireChannelWritabilityChanged()
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let protocolError = error as? RESPProtocolError {
             var buffer = context.channel.allocator.buffer(capacity: 64)
@@ -81,10 +98,7 @@ final class ClientHandler: ChannelInboundHandler {
     /// Fills reply `slot`; replies go out once every earlier one is ready.
     func reply(_ value: RESPValue, slot: Int) {
         pending[pendingStart + slot - written] = (value, session.protocolVersion)
-        guard !flushScheduled else { return }
-        flushScheduled = true
-        let handler = NIOLoopBound(self, eventLoop: node.loop)
-        node.loop.execute { handler.value.flushScheduledReplies() }
+        scheduleFlush()
     }
 
     private func flushScheduledReplies() {
@@ -118,6 +132,48 @@ final class ClientHandler: ChannelInboundHandler {
         }
     }
 
+    // MARK: Watching
+
+    /// Sends each event as `[set, revision, key, value]` or `[del, revision, key]`, after every earlier reply.
+    private func stream(_ events: [WatchEvent]) {
+        guard let current = watch, !closeAfterFlush else { return }
+        for event in events {
+            let head: [RESPValue] = [.bulk(event.value == nil ? "del" : "set"), .integer(Int64(event.revision)), .bulk(event.key)]
+            pending.append((.array(head + (event.value.map { [.bulk($0)] } ?? [])), session.protocolVersion))
+        }
+        watch = (current.id, current.prefix, events.last!.revision + 1)
+        if context?.channel.isWritable == false {
+            eventsWhileBlocked += events.count
+            if eventsWhileBlocked > Self.watchLagMax {
+                // Not from inside the hub's delivery: it is in the middle of a change.
+                let handler = NIOLoopBound(self, eventLoop: node.loop)
+                node.loop.execute {
+                    handler.value.endWatch("ERR watch cut off: the client fell more than \(Self.watchLagMax) events behind; resume with FROM \(current.next)",
+                                           stillRegistered: true)
+                }
+                return
+            }
+        }
+        scheduleFlush()
+    }
+
+    /// Ends the watch with an error line and closes the connection once everything before it is written.
+    private func endWatch(_ reason: String, stillRegistered: Bool) {
+        guard let current = watch else { return }
+        if stillRegistered { node.stopWatch(current.id) }
+        watch = nil
+        pending.append((.error(reason), session.protocolVersion))
+        closeAfterFlush = true
+        scheduleFlush()
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let handler = NIOLoopBound(self, eventLoop: node.loop)
+        node.loop.execute { handler.value.flushScheduledReplies() }
+    }
+
     private func kind(of command: ClientCommand) -> Kind {
         switch command {
         case .read: session.readOnly ? .other : .read
@@ -149,6 +205,12 @@ final class ClientHandler: ChannelInboundHandler {
 
     private func execute(_ command: ClientCommand, kind: Kind, slot: Int) {
         if let refusal = session.refusal(for: command) { return reply(refusal, slot: slot) }
+        if watch != nil {
+            switch command {
+            case .ping, .quit: break
+            default: return reply(.error("ERR this connection is watching; it takes only PING and QUIT"), slot: slot)
+            }
+        }
         if kind != .other {
             inFlight += 1
             inFlightKind = kind
@@ -175,6 +237,18 @@ final class ClientHandler: ChannelInboundHandler {
                 case .success(let words): finished(words.isEmpty ? .ok : .array(words.map(RESPValue.bulk)), slot: slot)
                 case .failure(let failure): finished(.error(failure.message), slot: slot)
                 }
+            }
+        case .watch(let prefix, let from):
+            watch = (0, prefix, from ?? 0)  // so that the backlog, delivered before the id is known, is streamed
+            let started = node.startWatch(prefix: prefix, from: from, deliver: { [self] events in stream(events) },
+                                          cut: { [self] reason in endWatch(reason, stillRegistered: false) })
+            switch started {
+            case .failure(let refusal):
+                watch = nil
+                reply(.error(refusal.message), slot: slot)
+            case .success(let (id, start)):
+                watch!.id = id
+                reply(.array([.bulk("watch"), .bulk(prefix), .integer(Int64(start))]), slot: slot)
             }
         case .quit:
             closeAfterFlush = true

@@ -65,7 +65,7 @@ struct ClientSession {
         case .command(let query): return InfoReport.commands(query)
         case .skiffStatus: return InfoReport.statusReply(node.status)
         case .skiffMembers: return InfoReport.membersReply(node.status)
-        case .read, .write, .membership, .quit: preconditionFailure("\(command) is executed by the connection handler")
+        case .read, .write, .membership, .watch, .quit: preconditionFailure("\(command) is executed by the connection handler")
         }
     }
 

@@ -24,6 +24,16 @@ extension Node {
         scheduleReady()
     }
 
+    /// Starts a watch of `prefix` from revision `from` (from the next change if nil). `deliver` gets each batch
+    /// of events; `cut` is called, instead, if the node ends the watch (the watch is then already gone).
+    func startWatch(prefix: [UInt8], from: UInt64?, deliver: @escaping ([WatchEvent]) -> Void,
+                    cut: @escaping (String) -> Void) -> Result<(id: Int64, from: UInt64), WatchRefusal> {
+        guard !stopped else { return .failure(WatchRefusal(requested: from ?? 0, oldest: watches.historyStart)) }
+        return watches.add(prefix: prefix, from: from, appliedIndex: storeIndex, deliver: deliver, cut: cut)
+    }
+
+    func stopWatch(_ id: Int64) { watches.remove(id) }
+
     /// Proposes (on the leader) or forwards (to the leader) every queued write, as one batch.
     func flushWrites() {
         guard writes.hasQueued, !stopped else { return }

@@ -140,6 +140,7 @@ extension Node {
         }
         store = received
         storeIndex = snapshot.index.rawValue
+        watches.replaced(at: snapshot.index.rawValue)
         writes.coveredBySnapshot(through: snapshot.index.rawValue)
         let copy = Handoff(value: received.copy())
         let storage = storage

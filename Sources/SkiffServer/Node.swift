@@ -59,6 +59,7 @@ public final class Node: @unchecked Sendable {
     /// Every member's name this node has known, for log lines about nodes that have since left.
     var knownNames: [NodeID: String] = [:]
     var membership = MembershipWaits()
+    var watches: WatchHub
     var removalReported = false
     /// Called once, on the loop, when this node learns that it was removed from the cluster.
     public var onRemoved: () -> Void = {}
@@ -77,6 +78,7 @@ public final class Node: @unchecked Sendable {
         walLastIndex = storage.wal.lastIndex.rawValue
         snapshots = SnapshotState(lastIndex: snapshotIndex)
         storeIndex = snapshotIndex
+        watches = WatchHub(appliedIndex: snapshotIndex)
         external = configuration.externalLog.map { ExternalMirror(store: $0) }
         witness = configuration.externalWitness ? configuration.externalLog.map { WitnessPeer(store: $0) } : nil
     }
@@ -164,6 +166,7 @@ public final class Node: @unchecked Sendable {
             writes.failAll(.shuttingDown)
             reads.failAll()
             membership.failAll()
+            watches.cutAll("ERR the server is shutting down; resume the watch on another member")
             return transport.stop()
         }.get()
         while (try? await loop.submit({ [self] in
@@ -357,7 +360,10 @@ public final class Node: @unchecked Sendable {
         guard let proposal = KVProposal(decoding: entry.payload) else {
             fatalError("log entry \(entry.index) is not a command this version understands; upgrade this node")
         }
+        let keys = WatchHub.keys(of: proposal.command, in: store)
+        let existed = keys.map(store.contains)
         let reply = store.apply(proposal.command, at: entry.index.rawValue)
+        watches.record(revision: entry.index.rawValue, keys: keys, existedBefore: existed, store: store)
         if proposal.origin == id.rawValue {
             writes.applied(requestID: proposal.requestID, at: entry.index.rawValue, reply: reply)
         } else {

@@ -129,3 +129,78 @@ struct TransferLeader: ParsableCommand {
     @Argument(help: "The voter's name.") var name: String
     func run() throws { try reportingFailure { print(try server.call(["SKIFF.TRANSFER", name]).text) } }
 }
+
+struct Watch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print every change under a key prefix as it is committed: `REVISION set KEY VALUE` or `REVISION del KEY`.",
+        discussion: """
+            Revisions are log indices, the same on every member. If the member it is connected to goes away, \
+            it resumes on the next one in --servers from the revision after the last one printed, so no change \
+            is printed twice or skipped. A revision older than the members remember is an error.
+            """)
+    @Argument(help: "The key prefix (empty for every key).") var prefix = ""
+    @Option(help: "Start at this revision (default: the next change).") var from: UInt64?
+    @Option(help: "Members' client addresses to use in turn, HOST:PORT,...") var servers = "127.0.0.1:7379"
+    @Option(help: "The password, if the cluster requires AUTH.") var password: String?
+    @Option(help: "Exit after printing this many changes.") var count: Int?
+    @Option(help: "Seconds to keep trying when no member answers.") var patience = 30.0
+
+    func run() throws {
+        let members = servers.split(separator: ",").map(String.init)
+        var next = from
+        var printed = 0
+        var lastContact = Date()
+        var position = 0
+        var compactedAt = Set<String>()  // members that no longer hold the revision to resume from
+        while count.map({ printed < $0 }) ?? true {
+            let server = members[position % members.count]
+            position += 1
+            do {
+                guard let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]) else {
+                    throw ValidationError("--servers must be HOST:PORT,...")
+                }
+                let client = try RESPClient(host: String(server[..<colon]), port: port, timeoutSeconds: 3)
+                if let password, case .error(let message) = try client.call("AUTH", password) { throw AdminFailure(message) }
+                let start = try client.call(["SKIFF.WATCH", prefix] + (next.map { ["FROM", String($0)] } ?? []))
+                if case .error(let message) = start {
+                    guard message.hasPrefix("ERR revision") else { throw AdminFailure("\(server): \(message)") }
+                    compactedAt.insert(server)
+                    guard compactedAt.count < Set(members).count else { throw AdminFailure(message) }  // nobody can fill the gap
+                    continue
+                }
+                compactedAt.removeAll()
+                lastContact = Date()
+                var pinged = false
+                while count.map({ printed < $0 }) ?? true {
+                    let reply: RESPClient.Reply
+                    do { reply = try client.readReply() } catch {
+                        guard !pinged else { throw error }
+                        pinged = true  // quiet, or gone? A member that is there answers a PING.
+                        try client.send(raw: RESPClient.encode(["PING"]))
+                        continue
+                    }
+                    pinged = false
+                    lastContact = Date()
+                    guard case .array(let fields) = reply, fields.count >= 3, case .integer(let revision) = fields[1] else {
+                        if case .error(let message) = reply { throw AdminFailure("\(server): \(message)") }
+                        continue  // PONG
+                    }
+                    let line = "\(revision) \(fields[0].text) \(fields[2].text)" + (fields.count > 3 ? " \(fields[3].text)" : "")
+                    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                    next = UInt64(revision) + 1
+                    printed += 1
+                }
+            } catch let failure as AdminFailure where failure.description.hasPrefix("ERR revision") {
+                FileHandle.standardError.write(Data("skiff watch: \(failure.description)\n".utf8))
+                throw ExitCode(1)
+            } catch {
+                FileHandle.standardError.write(Data("skiff watch: \(server): \(error); trying the next member\n".utf8))
+                guard Date().timeIntervalSince(lastContact) < patience else {
+                    FileHandle.standardError.write(Data("skiff watch: no member answered for \(Int(patience)) s\n".utf8))
+                    throw ExitCode(1)
+                }
+                if position % members.count == 0 { Thread.sleep(forTimeInterval: 0.2) }
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@ struct Skiff: AsyncParsableCommand {
             one `name = value` per line, # for comments). Flags win over the environment, which wins over the file.
             """,
         subcommands: [Serve.self, Demo.self, Restore.self, Status.self, Members.self, AddLearner.self, Promote.self, Remove.self,
-                      TransferLeader.self],
+                      TransferLeader.self, Watch.self],
         defaultSubcommand: Serve.self)
 
     /// Parses the command line with the config file's and the environment's settings placed before it, so

@@ -82,6 +82,11 @@ import Testing
         #expect(try learner.call("GET", "key299") == .bulk(Array("value299".utf8)))
         #expect(try learner.call("SET", "from-learner", "1") == .simple("OK"))
         #expect(try Self.members(cluster, leader)["n4"]?["role"] == "learner")
+        // It serves a watch too: a change made through the leader reaches the learner's watcher.
+        let watcher = try RESPClient(port: cluster.port("n4"))
+        guard case .array = try watcher.call("SKIFF.WATCH", "key7") else { throw Timeout(description: "SKIFF.WATCH failed on the learner") }
+        #expect(try client.call("SET", "key7", "seven") == .simple("OK"))
+        #expect(try watcher.readReply().text.hasSuffix("key7 seven"))
 
         // The CLI promotes it, through any member.
         let promoted = try run("skiff", ["promote", "n4", "--server", "127.0.0.1:\(cluster.port(follower))"])

@@ -1,0 +1,125 @@
+import SkiffKV
+
+/// One change to one key: its value after the change, or nil if the change removed it. `revision` is the
+/// index of the log entry that made it, the same on every member.
+public struct WatchEvent: Equatable, Sendable {
+    public var revision: UInt64
+    public var key: [UInt8]
+    public var value: [UInt8]?
+}
+
+/// The recent changes to the key space, so that a watch can start, or resume after a reconnection to any
+/// member, from a past revision; and the watches to tell of new ones.
+///
+/// Guarantees: a watch gets every change under its prefix from its first revision on, once each and in
+/// log order, or is told it cannot (the revision is older than the history kept here). The history is
+/// bounded by `eventsMax` events and `bytesMax` bytes of keys and values; the oldest revisions go first,
+/// whole. It starts empty when the node starts (at its applied index) and when it installs a snapshot.
+struct WatchHub {
+    static let eventsMax = 100_000
+    static let bytesMax = 64 << 20
+
+    /// Events with revisions from `historyStart` on are all here; earlier ones are not.
+    private(set) var historyStart: UInt64
+    private var events: [WatchEvent] = []
+    private var eventsStart = 0
+    private var bytes = 0
+    private var watches: [Int64: (prefix: [UInt8], deliver: ([WatchEvent]) -> Void, cut: (String) -> Void)] = [:]
+    private var nextWatch: Int64 = 1
+
+    init(appliedIndex: UInt64) { historyStart = appliedIndex + 1 }
+
+    var watchCount: Int { watches.count }
+
+    /// The keys `command` may change in `store`, as it stands before the command is applied.
+    static func keys(of command: KVCommand, in store: KVStore) -> [[UInt8]] {
+        switch command {
+        case .set(let key, _, _, _), .incrementBy(let key, _), .incrementByFloat(let key, _), .append(let key, _),
+             .setRange(let key, _, _), .getDelete(let key):
+            [key]
+        case .delete(let keys): keys
+        case .setMany(let pairs), .setManyIfNoneExist(let pairs): pairs.map(\.key)
+        case .rename(let from, let to, _): [from, to]
+        case .removeAll: store.keys(matching: GlobPattern(Array("*".utf8)))
+        }
+    }
+
+    /// Records what the entry at `revision` changed, given the keys it could change and which of them existed
+    /// before, and tells the watches.
+    mutating func record(revision: UInt64, keys: [[UInt8]], existedBefore: [Bool], store: KVStore) {
+        var changes: [WatchEvent] = []
+        for (key, existed) in zip(keys, existedBefore) {
+            if store.revision(of: key) == revision {
+                changes.append(WatchEvent(revision: revision, key: key, value: store.value(for: key)))
+            } else if existed, !store.contains(key) {
+                changes.append(WatchEvent(revision: revision, key: key, value: nil))
+            }
+        }
+        guard !changes.isEmpty else { return }
+        events += changes
+        bytes += changes.reduce(0) { $0 + $1.key.count + ($1.value?.count ?? 0) }
+        trim()
+        for (_, watch) in watches {
+            let mine = changes.filter { $0.key.starts(with: watch.prefix) }
+            if !mine.isEmpty { watch.deliver(mine) }
+        }
+    }
+
+    /// Forgets the oldest revisions, whole, until the history fits its bounds again.
+    private mutating func trim() {
+        while events.count - eventsStart > Self.eventsMax || bytes > Self.bytesMax {
+            let oldest = events[eventsStart].revision
+            while eventsStart < events.count, events[eventsStart].revision == oldest {
+                bytes -= events[eventsStart].key.count + (events[eventsStart].value?.count ?? 0)
+                eventsStart += 1
+            }
+            historyStart = oldest + 1
+        }
+        if eventsStart > events.count / 2, eventsStart > 1024 {
+            events.removeFirst(eventsStart)
+            eventsStart = 0
+        }
+    }
+
+    /// Starts a watch of `prefix` from revision `from` (the next change, if nil): the events since then
+    /// are delivered at once. Fails with the oldest revision available if `from` is older.
+    mutating func add(prefix: [UInt8], from: UInt64?, appliedIndex: UInt64, deliver: @escaping ([WatchEvent]) -> Void,
+                      cut: @escaping (String) -> Void) -> Result<(id: Int64, from: UInt64), WatchRefusal> {
+        let start = from ?? appliedIndex + 1
+        guard start >= historyStart else { return .failure(WatchRefusal(requested: start, oldest: historyStart)) }
+        let id = nextWatch
+        nextWatch += 1
+        watches[id] = (prefix, deliver, cut)
+        let backlog = events[eventsStart...].filter { $0.revision >= start && $0.key.starts(with: prefix) }
+        if !backlog.isEmpty { deliver(Array(backlog)) }
+        return .success((id, start))
+    }
+
+    mutating func remove(_ id: Int64) { watches[id] = nil }
+
+    /// The key space was replaced by a snapshot at `index`: what changed before it is unknown here, so every
+    /// watch is cut off (it may resume on another member) and the history starts again after it.
+    mutating func replaced(at index: UInt64) {
+        events.removeAll()
+        eventsStart = 0
+        bytes = 0
+        historyStart = index + 1
+        let cut = watches.values.map(\.cut)
+        watches.removeAll()
+        for cut in cut { cut("ERR watch cut off: this node installed a snapshot at revision \(index) and does not know the changes before it; resume on another member") }
+    }
+
+    /// The node is stopping: every watch ends.
+    mutating func cutAll(_ reason: String) {
+        let cut = watches.values.map(\.cut)
+        watches.removeAll()
+        for cut in cut { cut(reason) }
+    }
+}
+
+/// A watch asked for revisions older than the history holds.
+struct WatchRefusal: Error {
+    var requested: UInt64
+    var oldest: UInt64
+    var message: String { "ERR revision \(requested) is compacted here; the oldest revision available is \(oldest)" }
+}
