@@ -68,10 +68,11 @@ extension ClientCommand {
             try arguments.requireCount(1)
             return .skiffMembers
         case "skiff.join":
-            try arguments.requireCount(5...6)
-            guard let version = CommandArguments.parseInteger(arguments[4]) else { throw RESPCommandError("ERR the protocol version must be an integer") }
-            return .membership(.join(name: arguments.text(at: 1), peerAddress: arguments.text(at: 2), clientAddress: arguments.text(at: 3),
-                                     protocolVersion: Int(clamping: version), clusterUUID: arguments.count == 6 ? arguments.text(at: 5) : nil))
+            try arguments.requireCount(6...7)
+            guard let id = UInt64(arguments.text(at: 2)), id != 0 else { throw RESPCommandError("ERR the node id must be a positive integer") }
+            guard let version = CommandArguments.parseInteger(arguments[5]) else { throw RESPCommandError("ERR the protocol version must be an integer") }
+            return .membership(.join(name: arguments.text(at: 1), nodeID: id, peerAddress: arguments.text(at: 3), clientAddress: arguments.text(at: 4),
+                                     protocolVersion: Int(clamping: version), clusterUUID: arguments.count == 7 ? arguments.text(at: 6) : nil))
         case "skiff.addlearner":
             try arguments.requireCount(3...4)
             return .membership(.addLearner(name: arguments.text(at: 1), peerAddress: arguments.text(at: 2),

@@ -38,9 +38,10 @@ public enum ClientCommand: Hashable, Sendable {
 /// The SKIFF.* commands that change the cluster's membership or leader. Names are node names (`--id`);
 /// addresses are `HOST:PORT` text, checked by the server.
 public enum MembershipCommand: Hashable, Sendable {
-    /// `SKIFF.JOIN name peer-addr client-addr protocol-version [cluster-uuid]`: a new node asks to come in
-    /// (as a learner); the UUID is given by a node whose data already belongs to a cluster.
-    case join(name: String, peerAddress: String, clientAddress: String, protocolVersion: Int, clusterUUID: String?)
+    /// `SKIFF.JOIN name node-id peer-addr client-addr protocol-version [cluster-uuid]`: a new node asks to
+    /// come in (as a learner) under the Raft id it drew; the UUID is given by a node whose data already
+    /// belongs to a cluster.
+    case join(name: String, nodeID: UInt64, peerAddress: String, clientAddress: String, protocolVersion: Int, clusterUUID: String?)
     /// `SKIFF.ADDLEARNER name peer-addr [client-addr]`
     case addLearner(name: String, peerAddress: String, clientAddress: String?)
     /// `SKIFF.PROMOTE name`: a learner that has caught up becomes a voter.
@@ -53,8 +54,8 @@ public enum MembershipCommand: Hashable, Sendable {
     /// The command as a client sends it, to hand it to the leader.
     public var words: [[UInt8]] {
         let text: [String] = switch self {
-        case .join(let name, let peer, let client, let version, let uuid):
-            ["SKIFF.JOIN", name, peer, client, String(version)] + (uuid.map { [$0] } ?? [])
+        case .join(let name, let id, let peer, let client, let version, let uuid):
+            ["SKIFF.JOIN", name, String(id), peer, client, String(version)] + (uuid.map { [$0] } ?? [])
         case .addLearner(let name, let peer, let client): ["SKIFF.ADDLEARNER", name, peer] + (client.map { [$0] } ?? [])
         case .promote(let name): ["SKIFF.PROMOTE", name]
         case .remove(let name): ["SKIFF.REMOVE", name]

@@ -50,6 +50,13 @@ extension RaftCore {
         }
     }
 
+    /// The transport connected `node`. A leader tells a node that neither its configuration nor its committed
+    /// one includes that it was removed: a removed learner never campaigns, so it would not learn otherwise.
+    public mutating func reportConnected(_ node: NodeID) {
+        guard role == .leader, node != id, !clusterConfiguration.contains(node), !configuration(at: log.committed).contains(node) else { return }
+        tellRemoved(node)
+    }
+
     /// A node learns it was removed once a committed configuration leaves it out after an earlier one had it
     /// (or when the leader says so, see `Message.Kind.removed`). A removed node never campaigns. A configuration
     /// that includes it again, such as an operator adding it back, clears the mark.

@@ -62,10 +62,12 @@ extension RaftCore {
     }
 
     /// A leader says a committed configuration leaves this node out. Ignored if this node holds a later
-    /// configuration that includes it (an operator added it back); otherwise it stops campaigning for good,
-    /// until a configuration that includes it reaches its log.
+    /// configuration that includes it, in its log or its snapshot (an operator added it back, or the sender
+    /// is a stale leader that never saw it join); otherwise it stops campaigning for good, until a
+    /// configuration that includes it reaches its log.
     private mutating func handleRemoved(term messageTerm: UInt64, configurationIndex: UInt64) {
-        if let latest = configurationEntries.last, latest.index > configurationIndex, latest.configuration.contains(id) { return }
+        let latestIndex = configurationEntries.last?.index ?? log.snapshotIndex
+        if latestIndex > configurationIndex, clusterConfiguration.contains(id) { return }
         if messageTerm > term || role != .follower { becomeFollower(term: max(term, messageTerm), leader: .none) }
         isRemoved = true
     }

@@ -16,7 +16,8 @@ extension ClusterIdentity {
         let directory = configuration.dataDirectory
         if let recorded = try load(directory: directory) {
             if !configuration.join.isEmpty {
-                switch try await ask(configuration, uuid: recorded.uuidString, patience: .seconds(5), logger: logger) {
+                let nodeID = recorded.nodeID ?? configuration.nodeID
+                switch try await ask(configuration, nodeID: nodeID, uuid: recorded.uuidString, patience: .seconds(5), logger: logger) {
                 case .some: logger.info("the cluster confirms this node is a member", metadata: ["cluster": "\(recorded.tag)"])
                 case nil: logger.notice("no member confirmed this node's membership in time; starting from its own data")
                 }
@@ -27,14 +28,19 @@ extension ClusterIdentity {
             return recorded
         }
         guard !configuration.join.isEmpty else {
-            let identity = derived(name: configuration.clusterName, members: configuration.members)
+            var identity = derived(name: configuration.clusterName, members: configuration.members)
+            // A node alone needs to agree with nobody: its cluster gets a UUID of its own, so that another
+            // one-node cluster of the same name (say, the same node formed again) is never taken for it.
+            if configuration.initialCluster.isEmpty, !ExternalRestore.holdsNodeData(directory) { identity.uuid = randomUUID() }
             try identity.save(directory: directory)
             return identity
         }
         guard !ExternalRestore.holdsNodeData(directory) else {
             throw ConfigurationError("\(directory) holds a node's data but names no cluster; a node joins with an empty data directory")
         }
-        guard let answer = try await ask(configuration, uuid: nil, patience: configuration.joinTimeout, logger: logger) else {
+        var drawn = NodeID(0)
+        while drawn == .none || drawn == ClusterMember.witnessID { drawn = NodeID(UInt64.random(in: 1...(UInt64.max >> 1))) }
+        guard let answer = try await ask(configuration, nodeID: drawn, uuid: nil, patience: configuration.joinTimeout, logger: logger) else {
             throw ConfigurationError("no member of \(configuration.join.map(\.description).joined(separator: ", ")) let this node in within \(configuration.joinTimeout); is the cluster running?")
         }
         try answer.save(directory: directory)
@@ -43,27 +49,37 @@ extension ClusterIdentity {
     }
 
     /// Sends SKIFF.JOIN to each member in turn, with backoff, until one answers or `patience` runs out (nil).
-    /// Throws the cluster's reason if it refuses.
-    private static func ask(_ configuration: NodeConfiguration, uuid: String?, patience: Duration, logger: Logger) async throws -> ClusterIdentity? {
-        let request = ["SKIFF.JOIN", configuration.name, configuration.peerAddress.description, configuration.clientAddress.description,
-                       String(joinProtocolVersion)] + (uuid.map { [$0] } ?? [])
+    /// Throws the cluster's reason if it refuses (`RemovedFromCluster` if this node was a member and is no
+    /// longer). Every other error is retried: a join asked again is answered the same way.
+    private static func ask(_ configuration: NodeConfiguration, nodeID: NodeID, uuid: String?, patience: Duration,
+                            logger: Logger) async throws -> ClusterIdentity? {
+        let request = ["SKIFF.JOIN", configuration.name, String(nodeID.rawValue), configuration.peerAddress.description,
+                       configuration.clientAddress.description, String(joinProtocolVersion)] + (uuid.map { [$0] } ?? [])
+        let password = configuration.password
         let clock = ContinuousClock()
         let deadline = clock.now + patience
         var delay = Duration.milliseconds(100)
         while true {
             for member in configuration.join {
                 let reply: RESPClient.Reply
+                let seconds = max(1, min(10, Double((deadline - clock.now).components.seconds)))
                 do {
-                    reply = try await offThread { try RESPClient(host: member.host, port: member.port, timeoutSeconds: 10).call(request) }
+                    reply = try await offThread {
+                        let client = try RESPClient(host: member.host, port: member.port, timeoutSeconds: seconds)
+                        if let password, case .error(let message) = try client.call("AUTH", password) { return .error(message) }
+                        return try client.call(request)
+                    }
                 } catch {
                     logger.debug("cannot reach a member to join through", metadata: ["member": "\(member)", "error": "\(error)"])
                     continue
                 }
                 switch reply {
-                case .error(let message) where message.hasPrefix("TRYAGAIN"):
-                    logger.info("a member asked to retry the join", metadata: ["member": "\(member)", "reason": "\(message)"])
-                case .error(let message):
+                case .error(let message) where message.contains("JOIN-REFUSED REMOVED"):
+                    throw RemovedFromCluster(reason: message)
+                case .error(let message) where message.contains("JOIN-REFUSED") || message.hasPrefix("NOAUTH") || message.hasPrefix("WRONGPASS"):
                     throw ConfigurationError("the cluster refused this node: \(message)")
+                case .error(let message):
+                    logger.info("the join is to be retried", metadata: ["member": "\(member)", "reason": "\(message)"])
                 case .array(let words):
                     guard let identity = decodeJoinAnswer(words.map(\.text)) else {
                         throw ConfigurationError("\(member) answered the join with something this version does not understand: \(reply.text)")
@@ -79,16 +95,23 @@ extension ClusterIdentity {
         }
     }
 
-    /// `cluster NAME uuid UUID role ROLE base HEX seed HEX`, as the leader's `joinAnswer` gives it.
+    /// `cluster NAME uuid UUID node ID base HEX seed HEX`, as the leader's `joinAnswer` gives it.
     static func decodeJoinAnswer(_ words: [String]) -> ClusterIdentity? {
         guard words.count % 2 == 0 else { return nil }
         var fields: [String: String] = [:]
         for position in stride(from: 0, to: words.count, by: 2) { fields[words[position]] = words[position + 1] }
         guard let name = fields["cluster"], let uuid = fields["uuid"].flatMap(parseUUID),
               let base = fields["base"].flatMap(bytes(fromHex:)).flatMap(ClusterConfiguration.init(decoding:)),
-              let seed = fields["seed"].flatMap(bytes(fromHex:)).flatMap(ClusterConfiguration.init(decoding:)) else { return nil }
-        return ClusterIdentity(name: name, uuid: uuid, base: base, seed: seed)
+              let seed = fields["seed"].flatMap(bytes(fromHex:)).flatMap(ClusterConfiguration.init(decoding:)),
+              let node = fields["node"].flatMap({ UInt64($0) }), node != 0 else { return nil }
+        return ClusterIdentity(name: name, uuid: uuid, base: base, seed: seed, nodeID: NodeID(node))
     }
+}
+
+/// The cluster says this node was a member and is no longer: it must not run with its old data.
+public struct RemovedFromCluster: Error, CustomStringConvertible {
+    public var reason: String
+    public var description: String { "this node was removed from the cluster: \(reason)" }
 }
 
 /// Runs blocking work on a thread of its own, so that it holds no thread of Swift's concurrency pool.

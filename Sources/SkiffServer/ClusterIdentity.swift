@@ -7,7 +7,8 @@ import SkiffRaft
 /// the configuration the node's log starts from, and, for a node that joined, the members it knew then.
 ///
 /// Guarantees: a node runs in one cluster for the life of its data directory; nodes whose tags differ
-/// never exchange a message (the tag's first 8 bytes go in every peer connection's hello).
+/// never exchange a message (the tag's first 8 bytes go in every peer connection's hello). A static cluster
+/// formed again with the same name and members gets the same tag: a new one needs a new name.
 public struct ClusterIdentity: Equatable, Sendable {
     public var name: String
     /// 16 bytes. A static cluster's is derived from its name and its initial members (every node computes the
@@ -18,13 +19,26 @@ public struct ClusterIdentity: Equatable, Sendable {
     /// For a node that joined: the configuration when it joined, whose members it dials until its log
     /// holds a configuration that names it. Empty for a node of a static cluster.
     public var seed: ClusterConfiguration
+    /// For a node that joined: its Raft id, drawn at random for this data directory, so that a node that
+    /// lost its disk and joins again is a new voter that cannot reuse an old vote. Nil for a node of a
+    /// static cluster, whose id is derived from its name.
+    public var nodeID: NodeID?
 
-    public init(name: String, uuid: [UInt8], base: ClusterConfiguration, seed: ClusterConfiguration = .empty) {
+    public init(name: String, uuid: [UInt8], base: ClusterConfiguration, seed: ClusterConfiguration = .empty, nodeID: NodeID? = nil) {
         precondition(uuid.count == 16, "a UUID has 16 bytes")
         self.name = name
         self.uuid = uuid
         self.base = base
         self.seed = seed
+        self.nodeID = nodeID
+    }
+
+    /// A new UUID for a cluster formed by one node alone, which needs to agree with nobody.
+    static func randomUUID() -> [UInt8] {
+        var uuid = (0..<16).map { _ in UInt8.random(in: 0...255) }
+        uuid[6] = uuid[6] & 0x0f | 0x40  // version 4: random
+        uuid[8] = uuid[8] & 0x3f | 0x80
+        return uuid
     }
 
     /// The identity of a static cluster: `members` are its voters, with their details.
@@ -93,6 +107,7 @@ public struct ClusterIdentity: Equatable, Sendable {
     func encoded() -> String {
         var text = "skiff-cluster 1\nname \(name)\nuuid \(uuidString)\nbase \(Self.hex(base.encoded()))\n"
         if seed != .empty { text += "seed \(Self.hex(seed.encoded()))\n" }
+        if let nodeID { text += "node \(nodeID.rawValue)\n" }
         return text + "checksum \(String(KVStore.stableHash(Array(text.utf8)), radix: 16))\n"
     }
 
@@ -114,7 +129,12 @@ public struct ClusterIdentity: Equatable, Sendable {
             guard let decoded = bytes(fromHex: text).flatMap(ClusterConfiguration.init(decoding:)) else { return nil }
             seed = decoded
         }
-        return ClusterIdentity(name: name, uuid: uuid, base: base, seed: seed)
+        var nodeID: NodeID?
+        if let text = fields["node"] {
+            guard let raw = UInt64(text), raw != 0 else { return nil }
+            nodeID = NodeID(raw)
+        }
+        return ClusterIdentity(name: name, uuid: uuid, base: base, seed: seed, nodeID: nodeID)
     }
 
     static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }

@@ -79,7 +79,7 @@ enum InfoReport {
         ("flushdb", -1, 0, 0, 0), ("flushall", -1, 0, 0, 0), ("info", -1, 0, 0, 0), ("command", -1, 0, 0, 0),
         ("client", -2, 0, 0, 0), ("config", -2, 0, 0, 0), ("readonly", 1, 0, 0, 0), ("readwrite", 1, 0, 0, 0),
         ("skiff.status", 1, 0, 0, 0), ("skiff.members", 1, 0, 0, 0),
-        ("skiff.join", -5, 0, 0, 0), ("skiff.addlearner", -3, 0, 0, 0), ("skiff.promote", 2, 0, 0, 0), ("skiff.remove", 2, 0, 0, 0),
+        ("skiff.join", -6, 0, 0, 0), ("skiff.addlearner", -3, 0, 0, 0), ("skiff.promote", 2, 0, 0, 0), ("skiff.remove", 2, 0, 0, 0),
         ("skiff.transfer", 2, 0, 0, 0), ("skiff.watch", -2, 0, 0, 0),
     ]
 

@@ -73,107 +73,130 @@ extension Node {
             return reply(.failure(MembershipFailure("ERR the forwarded membership command does not parse")))
         }
         guard core.isLeader else { return reply(.failure(MembershipFailure("TRYAGAIN the node asked no longer leads; retry"))) }
+        guard witness == nil else {
+            return reply(.failure(MembershipFailure("ERR a witness-mode cluster has exactly two nodes; its membership cannot change")))
+        }
         lead(command, completion: reply)
+    }
+
+    /// The member called `name`: by the name in its details, or, for a member without details (a static
+    /// member of a cluster older than details), by the id its name hashes to.
+    func member(named name: String, in configuration: ClusterConfiguration) -> NodeID? {
+        if let found = configuration.members.first(where: { details(of: $0)?.name == name }) { return found }
+        let hashed = ClusterMember.id(of: name)
+        return configuration.contains(hashed) && details(of: hashed) == nil ? hashed : nil
     }
 
     /// The leader's side of each command: checks, then a configuration entry, answered once applied.
     private func lead(_ command: MembershipCommand, completion: @escaping (Result<[[UInt8]], MembershipFailure>) -> Void) {
         let configuration = core.clusterConfiguration
-        func member(named name: String) -> NodeID? {
-            let node = ClusterMember.id(of: name)
-            guard configuration.contains(node) else { return nil }
-            return (details(of: node)?.name ?? name) == name ? node : nil
-        }
+        func fail(_ message: String) { completion(.failure(MembershipFailure(message))) }
         func propose(_ change: ConfigurationChange, details: MemberDetails?, answer: [[UInt8]]) {
             switch core.proposeConfigurationChange(change, details: details?.encoded()) {
             case .success(let index):
                 membership.awaitCommit(index: index.rawValue, term: core.term, answer: answer, completion: completion,
                                        deadline: .now() + timeAmount(self.configuration.requestTimeout))
                 scheduleReady()
-            case .failure(.configurationChangeInProgress(let index)):
-                completion(.failure(MembershipFailure("TRYAGAIN the membership change at index \(index) is not committed yet; retry")))
+            case .failure(.configurationChangeInProgress):
+                fail("TRYAGAIN an earlier membership change, or this leader's first entry, is not committed yet; retry")
+            case .failure(.leadershipTransferInProgress):
+                fail("TRYAGAIN leadership is being handed over; retry")
             case .failure(let refusal):
-                completion(.failure(MembershipFailure("ERR \(refusal)")))
+                fail("ERR \(refusal)")
             }
         }
         switch command {
-        case .join(let name, let peer, let client, let version, let uuid):
+        case .join(let name, let requestedID, let peer, let client, let version, let uuid):
             guard version == joinProtocolVersion else {
-                return completion(.failure(MembershipFailure("ERR JOIN-REFUSED the joining node speaks protocol \(version); this cluster speaks \(joinProtocolVersion)")))
+                return fail("ERR JOIN-REFUSED the joining node speaks protocol \(version); this cluster speaks \(joinProtocolVersion)")
             }
             if let uuid, uuid != identity.uuidString {
-                return completion(.failure(MembershipFailure("ERR JOIN-REFUSED the node's data belongs to cluster \(uuid), not to this cluster \(identity.tag)")))
+                return fail("ERR JOIN-REFUSED the node's data belongs to cluster \(uuid), not to this cluster \(identity.tag)")
             }
-            switch newMember(name: name, peer: peer, client: client, configuration: configuration) {
-            case .failure(let failure):
-                completion(.failure(MembershipFailure("ERR JOIN-REFUSED \(failure.message)")))
-            case .success(nil):
-                completion(.success(joinAnswer(for: ClusterMember.id(of: name))))  // it joined before: the same answer
-            case .success(let details?):
-                guard uuid == nil else {
-                    return completion(.failure(MembershipFailure("ERR JOIN-REFUSED \(name) holds data of this cluster but is not a member (it was removed): empty its data directory to join again")))
+            let details: MemberDetails
+            switch memberDetails(name: name, peer: peer, client: client) {
+            case .failure(let failure): return fail("ERR JOIN-REFUSED \(failure.message)")
+            case .success(let parsed): details = parsed
+            }
+            let committed = core.clusterConfiguration(at: core.commitIndex)
+            if let existing = member(named: name, in: configuration) {
+                guard self.details(of: existing)?.peerAddress == details.peerAddress else {
+                    return fail("ERR JOIN-REFUSED the name \(name) is taken by a member at \(self.details(of: existing)?.peerAddress.description ?? "?"); choose another name or remove that member first")
                 }
-                propose(.addLearner(ClusterMember.id(of: name)), details: details, answer: joinAnswer(for: ClusterMember.id(of: name)))
+                // The same node asking again; or a learner added by SKIFF.ADDLEARNER, which the first node that
+                // joins with its name and address takes over (a learner has no vote to reuse).
+                let sameNode = existing == NodeID(requestedID)
+                let learnerSlot = uuid == nil && configuration.learners.contains(existing) && existing == ClusterMember.id(of: name)
+                guard sameNode || learnerSlot else {
+                    return fail("ERR JOIN-REFUSED \(name) is already a member under another id: a node that lost its data must be removed (skiff remove \(name)) and join again")
+                }
+                guard committed.contains(existing) else { return fail("TRYAGAIN the join of \(name) is not committed yet; retry") }
+                return completion(.success(joinAnswer(for: existing)))
             }
+            guard uuid == nil else {
+                return fail("ERR JOIN-REFUSED REMOVED \(name) is no longer a member of \(identity.tag); empty its data directory to join again")
+            }
+            let node = NodeID(requestedID)
+            guard node != ClusterMember.witnessID, !configuration.contains(node) else {
+                return fail("TRYAGAIN the node id \(requestedID) is taken; retry with another")
+            }
+            propose(.addLearner(node), details: details, answer: joinAnswer(for: node))
         case .addLearner(let name, let peer, let client):
-            switch newMember(name: name, peer: peer, client: client, configuration: configuration) {
-            case .failure(let failure): completion(.failure(MembershipFailure("ERR \(failure.message)")))
-            case .success(nil): completion(.failure(MembershipFailure("ERR \(name) is already a member")))
-            case .success(let details?): propose(.addLearner(ClusterMember.id(of: name)), details: details, answer: [])
+            switch memberDetails(name: name, peer: peer, client: client) {
+            case .failure(let failure): return fail("ERR \(failure.message)")
+            case .success(let details):
+                let node = ClusterMember.id(of: name)
+                guard member(named: name, in: configuration) == nil else { return fail("ERR \(name) is already a member") }
+                guard node != ClusterMember.witnessID, !configuration.contains(node) else {
+                    return fail("ERR the id that \(name) hashes to is taken; choose another name")
+                }
+                propose(.addLearner(node), details: details, answer: [])
             }
         case .promote(let name):
-            guard let node = member(named: name), configuration.learners.contains(node) else {
-                return completion(.failure(MembershipFailure("ERR \(name) is not a learner of this cluster")))
+            guard let node = member(named: name, in: configuration), configuration.learners.contains(node) else {
+                return fail("ERR \(name) is not a learner of this cluster")
             }
             // Caught up: within a moment's writes of the commit index, so that its promotion costs no availability.
             let match = core.followers[node]?.match.rawValue ?? 0
             guard match + 1_000 >= core.commitIndex.rawValue else {
-                return completion(.failure(MembershipFailure("TRYAGAIN \(name) has not caught up yet (it holds up to \(match), the cluster has committed \(core.commitIndex)); retry")))
+                return fail("TRYAGAIN \(name) has not caught up yet (it holds up to \(match), the cluster has committed \(core.commitIndex)); retry")
             }
             propose(.addVoter(node), details: nil, answer: [])
         case .remove(let name):
-            guard let node = member(named: name) else { return completion(.failure(MembershipFailure("ERR \(name) is not a member of this cluster"))) }
+            guard let node = member(named: name, in: configuration) else { return fail("ERR \(name) is not a member of this cluster") }
             propose(.remove(node), details: nil, answer: [])
         case .transferLeadership(let name):
-            guard let node = member(named: name) else { return completion(.failure(MembershipFailure("ERR \(name) is not a member of this cluster"))) }
+            guard let node = member(named: name, in: configuration) else { return fail("ERR \(name) is not a member of this cluster") }
             if node == id { return completion(.success([])) }
-            if let refusal = core.transferLeadership(to: node) { return completion(.failure(MembershipFailure("ERR \(refusal)"))) }
+            if let refusal = core.transferLeadership(to: node) { return fail("ERR \(name) cannot take over: \(refusal)") }
             scheduleReady()
             completion(.success([]))
         }
     }
 
-    /// A node that may be added: its details, nil if it is already the member it says it is, or why not (a
-    /// message without an error code).
-    private func newMember(name: String, peer: String, client: String?, configuration: ClusterConfiguration) -> Result<MemberDetails?, MembershipFailure> {
+    /// A new member's details, or why they are not valid (a message without an error code).
+    private func memberDetails(name: String, peer: String, client: String?) -> Result<MemberDetails, MembershipFailure> {
         guard !name.isEmpty, name.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: "=") && $0 != UInt8(ascii: ",") }) else {
             return .failure(MembershipFailure("'\(name)' is not a node name (no spaces, '=' or ',')"))
         }
-        let details: MemberDetails
         do {
-            details = MemberDetails(name: name, peerAddress: try HostAndPort(parsing: peer), clientAddress: try client.map { try HostAndPort(parsing: $0) })
+            return .success(MemberDetails(name: name, peerAddress: try HostAndPort(parsing: peer), clientAddress: try client.map { try HostAndPort(parsing: $0) }))
         } catch {
             return .failure(MembershipFailure("\(error)"))
         }
-        let node = ClusterMember.id(of: name)
-        guard node != ClusterMember.witnessID else { return .failure(MembershipFailure("the name \(name) is reserved; choose another")) }
-        guard configuration.contains(node) else { return .success(details) }
-        guard let current = self.details(of: node), current.name == name else {
-            return .failure(MembershipFailure("the node id of \(name) is taken by member \(self.details(of: node)?.name ?? "\(node)"); choose another name"))
-        }
-        guard current.peerAddress == details.peerAddress else {
-            return .failure(MembershipFailure("the name \(name) is taken by a member at \(current.peerAddress); choose another name or remove that member first"))
-        }
-        return .success(nil)
     }
 
-    /// What a joining node needs: the cluster tag, its role, the configuration its log starts from, and the
-    /// current one (whose members it dials until its log catches up).
+    /// What a joining node needs: the cluster tag, its id, the configuration its log starts from, and the
+    /// current one with every member's details this leader knows (whose members it dials until its log
+    /// catches up).
     private func joinAnswer(for node: NodeID) -> [[UInt8]] {
         let base = core.clusterConfiguration(at: LogIndex(core.firstIndex.rawValue - 1))
         let current = core.clusterConfiguration
-        return [("cluster", identity.name), ("uuid", identity.uuidString), ("role", current.voters.contains(node) ? "voter" : "learner"),
-                ("base", ClusterIdentity.hex(base.encoded())), ("seed", ClusterIdentity.hex(current.encoded()))]
+        var known: [NodeID: [UInt8]] = [:]
+        for member in current.members { known[member] = details(of: member)?.encoded() }
+        let seed = ClusterConfiguration(voters: current.voters, learners: current.learners, details: known)
+        return [("cluster", identity.name), ("uuid", identity.uuidString), ("node", String(node.rawValue)),
+                ("base", ClusterIdentity.hex(base.encoded())), ("seed", ClusterIdentity.hex(seed.encoded()))]
             .flatMap { [Array($0.0.utf8), Array($0.1.utf8)] }
     }
 
@@ -225,7 +248,7 @@ struct MembershipWaits {
     mutating func applied(index: UInt64, term: UInt64) {
         guard let waiting = proposed.removeValue(forKey: index) else { return }
         waiting.completion(waiting.term == term ? .success(waiting.answer)
-                           : .failure(MembershipFailure("ERR leadership changed before the membership change was committed; it was not made")))
+                           : .failure(MembershipFailure("TRYAGAIN leadership changed before the membership change was committed; it was not made, retry")))
     }
 
     mutating func expire(now: NIODeadline) {

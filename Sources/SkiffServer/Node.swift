@@ -61,8 +61,11 @@ public final class Node: @unchecked Sendable {
     var membership = MembershipWaits()
     var watches: WatchHub
     var removalReported = false
-    /// Called once, on the loop, when this node learns that it was removed from the cluster.
-    public var onRemoved: () -> Void = {}
+    /// Called once, on the loop, when this node learns that it was removed from the cluster (at once when set,
+    /// if it already has).
+    public var onRemoved: () -> Void = {} {
+        didSet { if removalReported { onRemoved() } }
+    }
 
     init(configuration: NodeConfiguration, identity: ClusterIdentity, loop: EventLoop, storage: NodeStorage, core: RaftCore, store: KVStore,
          transport: PeerTransport, snapshotIndex: UInt64, logger: Logger) {
@@ -74,7 +77,7 @@ public final class Node: @unchecked Sendable {
         self.store = store
         self.transport = transport
         self.logger = logger
-        id = configuration.nodeID
+        id = identity.nodeID ?? configuration.nodeID
         walLastIndex = storage.wal.lastIndex.rawValue
         snapshots = SnapshotState(lastIndex: snapshotIndex)
         storeIndex = snapshotIndex
@@ -108,7 +111,8 @@ public final class Node: @unchecked Sendable {
             base = try base.applying(.addVoter(ClusterMember.witnessID)).get()
         }
         let recovered = RecoveredState(hardState: storage.wal.hardState, snapshot: snapshot, entries: entries, initialConfiguration: base)
-        var raft = RaftConfiguration(id: configuration.nodeID)
+        let nodeID = identity.nodeID ?? configuration.nodeID
+        var raft = RaftConfiguration(id: nodeID)
         raft.electionTicks = configuration.electionTicks
         raft.heartbeatTicks = configuration.heartbeatTicks
         if configuration.externalLog != nil {
@@ -125,11 +129,11 @@ public final class Node: @unchecked Sendable {
         ])
         var transportOptions = PeerTransport.Options()
         transportOptions.frameBytesMax = max(64 << 20, configuration.limits.bulkBytesMax * 4)
-        let transport = PeerTransport(localID: configuration.nodeID, clusterID: identity.clusterID, peers: [:], loop: loop,
+        let transport = PeerTransport(localID: nodeID, clusterID: identity.clusterID, peers: [:], loop: loop,
                                       options: transportOptions, logger: logger)
         let node = Node(configuration: configuration, identity: identity, loop: loop, storage: storage, core: core, store: store,
                         transport: transport, snapshotIndex: snapshotIndex, logger: logger)
-        node.knownNames = [configuration.nodeID: configuration.name]
+        node.knownNames = [nodeID: configuration.name]
         if configuration.externalWitness { node.knownNames[ClusterMember.witnessID] = "external-witness" }
         return node
     }
@@ -139,7 +143,12 @@ public final class Node: @unchecked Sendable {
         loop.flatSubmit { [self] in
             transport.onFrame = { [self] peer, frame in received(frame, from: peer) }
             transport.onConnectionChange = { [self] peer, connected in
-                if !connected { writes.connectionLost(to: peer) }
+                if connected {
+                    core.reportConnected(peer)
+                    scheduleReady()
+                } else {
+                    writes.connectionLost(to: peer)
+                }
             }
             let address: SocketAddress
             do {

@@ -43,6 +43,7 @@ public final class SkiffServer: Sendable {
                     try await ExternalRestore.rebuild(directory: configuration.dataDirectory, from: store, logger: logger)
                 }
             }
+            try configuration.validate()  // before anything is recorded in the data directory
             let identity = try await ClusterIdentity.establish(for: configuration, logger: logger)
             let node = try await Node.open(configuration: configuration, identity: identity, loop: loop, logger: logger)
             let peerAddress = try await node.start().get()

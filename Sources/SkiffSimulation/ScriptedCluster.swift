@@ -94,6 +94,8 @@ public final class ScriptedCluster {
 
     public func stepDown(_ id: UInt64) { nodes[NodeID(id)]!.core!.stepDown() }
 
+    public func reportConnected(_ id: UInt64, _ peer: UInt64) { nodes[NodeID(id)]!.core!.reportConnected(NodeID(peer)) }
+
     public func read(_ id: UInt64, requestID: UInt64) -> RaftRefusal? {
         nodes[NodeID(id)]!.core!.requestRead(id: requestID)
     }

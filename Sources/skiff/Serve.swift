@@ -86,6 +86,11 @@ struct Serve: AsyncParsableCommand {
         var logger = Logger(label: "skiff")
         logger[metadataKey: "node"] = "\(configuration.name)"
         if configuration.fsync == .never { logger.warning("--fsync never: UNSAFE, acknowledged writes are lost if the machine crashes") }
-        try await SkiffServer.run(configuration: configuration, logger: logger)
+        do {
+            try await SkiffServer.run(configuration: configuration, logger: logger)
+        } catch let removed as RemovedFromCluster {
+            // Exit 0, as a node removed while running does, so that a supervisor does not bring it back.
+            logger.error("\(removed); not starting (empty the data directory and join again to come back)")
+        }
     }
 }

@@ -64,6 +64,43 @@ import Testing
         #expect(cluster.core(3).isRemoved)
     }
 
+    /// A stale leader that never saw a node join cannot remove it: the node's configuration, even one that
+    /// only its snapshot holds, is later than the one the notice comes from.
+    @Test func aStaleLeaderCannotRemoveANodeThatOnlyItsSnapshotSaysJoined() {
+        let cluster = ScriptedCluster(voters: [1, 2, 3], others: [4])
+        cluster.elect(1)
+        cluster.stabilize()
+        _ = try! cluster.change(1, .addLearner(NodeID(4))).get()
+        for _ in 0..<3 { cluster.tick(1); cluster.stabilize() }
+        _ = cluster.propose(1, "after the join")
+        for _ in 0..<3 { cluster.tick(1); cluster.stabilize() }
+        cluster.snapshot(4)
+        #expect(cluster.core(4).clusterConfiguration.learners.contains(NodeID(4)))
+        let stale = Message(from: NodeID(1), to: NodeID(4), term: Term(1), kind: .removed(configurationIndex: .zero))
+        cluster.inject([stale])
+        cluster.deliver()
+        #expect(!cluster.core(4).isRemoved)
+    }
+
+    /// A learner never campaigns, so a removed one would never ask anyone; the leader tells it when it connects.
+    @Test func aLeaderTellsAConnectingNonMemberThatItWasRemoved() {
+        let cluster = ScriptedCluster(voters: [1, 2, 3], learners: [4])
+        cluster.elect(1)
+        cluster.stabilize()
+        cluster.isolate(4)
+        _ = try! cluster.change(1, .remove(NodeID(4))).get()
+        for _ in 0..<30 { cluster.tickAll(); cluster.stabilize() }
+        cluster.heal()
+        for _ in 0..<30 { cluster.tickAll(); cluster.stabilize() }
+        #expect(!cluster.core(4).isRemoved, "nothing told it yet")
+        cluster.reportConnected(1, 4)
+        cluster.stabilize()
+        #expect(cluster.core(4).isRemoved)
+        cluster.reportConnected(1, 2)  // a member: nothing to tell
+        cluster.stabilize()
+        #expect(!cluster.core(2).isRemoved)
+    }
+
     /// A real campaign (without pre-vote) forgets the leader of the old term.
     @Test func aCandidateKnowsNoLeader() {
         let cluster = ScriptedCluster(voters: [1, 2, 3]) { $0.preVote = false }
