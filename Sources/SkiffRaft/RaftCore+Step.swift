@@ -61,13 +61,15 @@ extension RaftCore {
         }
     }
 
-    /// A leader says a committed configuration leaves this node out. Ignored if this node holds a later
-    /// configuration that includes it, in its log or its snapshot (an operator added it back, or the sender
-    /// is a stale leader that never saw it join); otherwise it stops campaigning for good, until a
-    /// configuration that includes it reaches its log.
+    /// A leader says a committed configuration leaves this node out. Ignored if this node knows a later
+    /// committed configuration that includes it, in its log or its snapshot (an operator added it back, or
+    /// the sender is a stale leader that never saw it join); otherwise it stops campaigning for good, until
+    /// a configuration that includes it reaches its log. Only a committed one counts: a deposed leader's
+    /// uncommitted configuration must not let it ignore its removal.
     private mutating func handleRemoved(term messageTerm: UInt64, configurationIndex: UInt64) {
-        let latestIndex = configurationEntries.last?.index ?? log.snapshotIndex
-        if latestIndex > configurationIndex, clusterConfiguration.contains(id) { return }
+        let committed = configurationEntries.last { $0.index <= log.committed }
+        let latestIndex = committed?.index ?? log.snapshotIndex
+        if latestIndex > configurationIndex, (committed?.configuration ?? baseConfiguration).contains(id) { return }
         if messageTerm > term || role != .follower { becomeFollower(term: max(term, messageTerm), leader: .none) }
         isRemoved = true
     }

@@ -28,10 +28,13 @@ final class ClientHandler: ChannelInboundHandler {
     private var closeAfterFlush = false
     /// Set once SKIFF.WATCH started: the connection then streams events and takes only PING and QUIT.
     private var watch: (id: Int64, prefix: [UInt8], next: UInt64)?
-    /// Events handed to a connection that could not take more (not writable), since it last could.
+    /// Events (and their bytes) handed to a connection that could not take more (not writable), since it
+    /// last could.
     private var eventsWhileBlocked = 0
-    /// A watcher this many events behind is cut off, so that it costs bounded memory.
+    private var bytesWhileBlocked = 0
+    /// A watcher this many events or bytes behind is cut off, so that it costs bounded memory.
     static let watchLagMax = 10_000
+    static let watchLagBytesMax = 64 << 20
 
     enum Kind { case read, write, other }
     /// Commands waiting for the ones in flight, in order.
@@ -78,7 +81,10 @@ final class ClientHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { eventsWhileBlocked = 0 }
+        if context.channel.isWritable {
+            eventsWhileBlocked = 0
+            bytesWhileBlocked = 0
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -144,25 +150,24 @@ final class ClientHandler: ChannelInboundHandler {
         watch = (current.id, current.prefix, events.last!.revision + 1)
         if context?.channel.isWritable == false {
             eventsWhileBlocked += events.count
-            if eventsWhileBlocked > Self.watchLagMax {
+            bytesWhileBlocked += events.reduce(0) { $0 + $1.key.count + ($1.value?.count ?? 0) }
+            if eventsWhileBlocked > Self.watchLagMax || bytesWhileBlocked > Self.watchLagBytesMax {
                 // Not from inside the hub's delivery: it is in the middle of a change.
                 let handler = NIOLoopBound(self, eventLoop: node.loop)
-                node.loop.execute {
-                    handler.value.endWatch("ERR watch cut off: the client fell more than \(Self.watchLagMax) events behind; resume with FROM \(current.next)",
-                                           stillRegistered: true)
-                }
-                return
+                node.loop.execute { handler.value.endWatch(nil, stillRegistered: true) }
             }
         }
         scheduleFlush()
     }
 
-    /// Ends the watch with an error line and closes the connection once everything before it is written.
-    private func endWatch(_ reason: String, stillRegistered: Bool) {
+    /// Ends the watch with an error line (nil: the client fell behind) and closes the connection once
+    /// everything before it is written.
+    private func endWatch(_ reason: String?, stillRegistered: Bool) {
         guard let current = watch else { return }
         if stillRegistered { node.stopWatch(current.id) }
         watch = nil
-        pending.append((.error(reason), session.protocolVersion))
+        let behind = "ERR watch cut off: the client fell more than \(Self.watchLagMax) changes or \(Self.watchLagBytesMax >> 20) MiB behind"
+        pending.append((.error((reason ?? behind) + "; resume with FROM \(current.next)"), session.protocolVersion))
         closeAfterFlush = true
         scheduleFlush()
     }
@@ -248,6 +253,7 @@ final class ClientHandler: ChannelInboundHandler {
                 reply(.error(refusal.message), slot: slot)
             case .success(let (id, start)):
                 watch!.id = id
+                if watch!.next == 0 { watch!.next = start }
                 reply(.array([.bulk("watch"), .bulk(prefix), .integer(Int64(start))]), slot: slot)
             }
         case .quit:

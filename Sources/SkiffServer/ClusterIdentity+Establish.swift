@@ -95,7 +95,7 @@ extension ClusterIdentity {
         }
     }
 
-    /// `cluster NAME uuid UUID node ID base HEX seed HEX`, as the leader's `joinAnswer` gives it.
+    /// `cluster NAME uuid UUID node ID joined INDEX base HEX seed HEX`, as the leader's `joinAnswer` gives it.
     static func decodeJoinAnswer(_ words: [String]) -> ClusterIdentity? {
         guard words.count % 2 == 0 else { return nil }
         var fields: [String: String] = [:]
@@ -103,8 +103,10 @@ extension ClusterIdentity {
         guard let name = fields["cluster"], let uuid = fields["uuid"].flatMap(parseUUID),
               let base = fields["base"].flatMap(bytes(fromHex:)).flatMap(ClusterConfiguration.init(decoding:)),
               let seed = fields["seed"].flatMap(bytes(fromHex:)).flatMap(ClusterConfiguration.init(decoding:)),
-              let node = fields["node"].flatMap({ UInt64($0) }), node != 0 else { return nil }
-        return ClusterIdentity(name: name, uuid: uuid, base: base, seed: seed, nodeID: NodeID(node))
+              let node = fields["node"].flatMap({ UInt64($0) }), node != 0, let joined = fields["joined"].flatMap({ UInt64($0) }) else { return nil }
+        var identity = ClusterIdentity(name: name, uuid: uuid, base: base, seed: seed, nodeID: NodeID(node))
+        identity.joinedAt = joined
+        return identity
     }
 }
 

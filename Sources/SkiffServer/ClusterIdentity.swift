@@ -23,6 +23,9 @@ public struct ClusterIdentity: Equatable, Sendable {
     /// lost its disk and joins again is a new voter that cannot reuse an old vote. Nil for a node of a
     /// static cluster, whose id is derived from its name.
     public var nodeID: NodeID?
+    /// For a node that joined: a log index at or after the entry that added it. Until it has applied that
+    /// far, a removal notice (which a stale leader that never saw it join may send) is not acted on.
+    public var joinedAt: UInt64 = 0
 
     public init(name: String, uuid: [UInt8], base: ClusterConfiguration, seed: ClusterConfiguration = .empty, nodeID: NodeID? = nil) {
         precondition(uuid.count == 16, "a UUID has 16 bytes")
@@ -107,7 +110,7 @@ public struct ClusterIdentity: Equatable, Sendable {
     func encoded() -> String {
         var text = "skiff-cluster 1\nname \(name)\nuuid \(uuidString)\nbase \(Self.hex(base.encoded()))\n"
         if seed != .empty { text += "seed \(Self.hex(seed.encoded()))\n" }
-        if let nodeID { text += "node \(nodeID.rawValue)\n" }
+        if let nodeID { text += "node \(nodeID.rawValue)\njoined \(joinedAt)\n" }
         return text + "checksum \(String(KVStore.stableHash(Array(text.utf8)), radix: 16))\n"
     }
 
@@ -134,7 +137,12 @@ public struct ClusterIdentity: Equatable, Sendable {
             guard let raw = UInt64(text), raw != 0 else { return nil }
             nodeID = NodeID(raw)
         }
-        return ClusterIdentity(name: name, uuid: uuid, base: base, seed: seed, nodeID: nodeID)
+        var identity = ClusterIdentity(name: name, uuid: uuid, base: base, seed: seed, nodeID: nodeID)
+        if let text = fields["joined"] {
+            guard let index = UInt64(text) else { return nil }
+            identity.joinedAt = index
+        }
+        return identity
     }
 
     static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }

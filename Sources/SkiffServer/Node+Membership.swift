@@ -91,10 +91,10 @@ extension Node {
     private func lead(_ command: MembershipCommand, completion: @escaping (Result<[[UInt8]], MembershipFailure>) -> Void) {
         let configuration = core.clusterConfiguration
         func fail(_ message: String) { completion(.failure(MembershipFailure(message))) }
-        func propose(_ change: ConfigurationChange, details: MemberDetails?, answer: [[UInt8]]) {
+        func propose(_ change: ConfigurationChange, details: MemberDetails?, answer: (UInt64) -> [[UInt8]] = { _ in [] }) {
             switch core.proposeConfigurationChange(change, details: details?.encoded()) {
             case .success(let index):
-                membership.awaitCommit(index: index.rawValue, term: core.term, answer: answer, completion: completion,
+                membership.awaitCommit(index: index.rawValue, term: core.term, answer: answer(index.rawValue), completion: completion,
                                        deadline: .now() + timeAmount(self.configuration.requestTimeout))
                 scheduleReady()
             case .failure(.configurationChangeInProgress):
@@ -123,15 +123,16 @@ extension Node {
                 guard self.details(of: existing)?.peerAddress == details.peerAddress else {
                     return fail("ERR JOIN-REFUSED the name \(name) is taken by a member at \(self.details(of: existing)?.peerAddress.description ?? "?"); choose another name or remove that member first")
                 }
-                // The same node asking again; or a learner added by SKIFF.ADDLEARNER, which the first node that
-                // joins with its name and address takes over (a learner has no vote to reuse).
+                // The same node asking again; or a learner (added by SKIFF.ADDLEARNER, or by a join whose answer
+                // was lost), which a fresh node that joins with its name and address takes over: a learner has
+                // no vote to reuse.
                 let sameNode = existing == NodeID(requestedID)
-                let learnerSlot = uuid == nil && configuration.learners.contains(existing) && existing == ClusterMember.id(of: name)
+                let learnerSlot = uuid == nil && configuration.learners.contains(existing)
                 guard sameNode || learnerSlot else {
                     return fail("ERR JOIN-REFUSED \(name) is already a member under another id: a node that lost its data must be removed (skiff remove \(name)) and join again")
                 }
                 guard committed.contains(existing) else { return fail("TRYAGAIN the join of \(name) is not committed yet; retry") }
-                return completion(.success(joinAnswer(for: existing)))
+                return completion(.success(joinAnswer(for: existing, joinedAt: core.commitIndex.rawValue)))
             }
             guard uuid == nil else {
                 return fail("ERR JOIN-REFUSED REMOVED \(name) is no longer a member of \(identity.tag); empty its data directory to join again")
@@ -140,7 +141,7 @@ extension Node {
             guard node != ClusterMember.witnessID, !configuration.contains(node) else {
                 return fail("TRYAGAIN the node id \(requestedID) is taken; retry with another")
             }
-            propose(.addLearner(node), details: details, answer: joinAnswer(for: node))
+            propose(.addLearner(node), details: details) { [self] index in joinAnswer(for: node, joinedAt: index) }
         case .addLearner(let name, let peer, let client):
             switch memberDetails(name: name, peer: peer, client: client) {
             case .failure(let failure): return fail("ERR \(failure.message)")
@@ -150,7 +151,7 @@ extension Node {
                 guard node != ClusterMember.witnessID, !configuration.contains(node) else {
                     return fail("ERR the id that \(name) hashes to is taken; choose another name")
                 }
-                propose(.addLearner(node), details: details, answer: [])
+                propose(.addLearner(node), details: details)
             }
         case .promote(let name):
             guard let node = member(named: name, in: configuration), configuration.learners.contains(node) else {
@@ -161,10 +162,10 @@ extension Node {
             guard match + 1_000 >= core.commitIndex.rawValue else {
                 return fail("TRYAGAIN \(name) has not caught up yet (it holds up to \(match), the cluster has committed \(core.commitIndex)); retry")
             }
-            propose(.addVoter(node), details: nil, answer: [])
+            propose(.addVoter(node), details: nil)
         case .remove(let name):
             guard let node = member(named: name, in: configuration) else { return fail("ERR \(name) is not a member of this cluster") }
-            propose(.remove(node), details: nil, answer: [])
+            propose(.remove(node), details: nil)
         case .transferLeadership(let name):
             guard let node = member(named: name, in: configuration) else { return fail("ERR \(name) is not a member of this cluster") }
             if node == id { return completion(.success([])) }
@@ -189,13 +190,13 @@ extension Node {
     /// What a joining node needs: the cluster tag, its id, the configuration its log starts from, and the
     /// current one with every member's details this leader knows (whose members it dials until its log
     /// catches up).
-    private func joinAnswer(for node: NodeID) -> [[UInt8]] {
+    private func joinAnswer(for node: NodeID, joinedAt: UInt64) -> [[UInt8]] {
         let base = core.clusterConfiguration(at: LogIndex(core.firstIndex.rawValue - 1))
         let current = core.clusterConfiguration
         var known: [NodeID: [UInt8]] = [:]
         for member in current.members { known[member] = details(of: member)?.encoded() }
         let seed = ClusterConfiguration(voters: current.voters, learners: current.learners, details: known)
-        return [("cluster", identity.name), ("uuid", identity.uuidString), ("node", String(node.rawValue)),
+        return [("cluster", identity.name), ("uuid", identity.uuidString), ("node", String(node.rawValue)), ("joined", String(joinedAt)),
                 ("base", ClusterIdentity.hex(base.encoded())), ("seed", ClusterIdentity.hex(seed.encoded()))]
             .flatMap { [Array($0.0.utf8), Array($0.1.utf8)] }
     }
@@ -205,7 +206,7 @@ extension Node {
     /// Expires waits, notices this node's removal, and asks for a learner's promotion once it caught up.
     func membershipTick() {
         membership.expire(now: .now())
-        if core.isRemoved, !removalReported {
+        if core.isRemoved, !removalReported, storeIndex >= identity.joinedAt {
             removalReported = true
             logger.error("this node was removed from the cluster; shutting down (empty its data directory and join again to come back)",
                          metadata: ["cluster": "\(identity.tag)"])

@@ -28,7 +28,7 @@ extension Node {
     /// of events; `cut` is called, instead, if the node ends the watch (the watch is then already gone).
     func startWatch(prefix: [UInt8], from: UInt64?, deliver: @escaping ([WatchEvent]) -> Void,
                     cut: @escaping (String) -> Void) -> Result<(id: Int64, from: UInt64), WatchRefusal> {
-        guard !stopped else { return .failure(WatchRefusal(requested: from ?? 0, oldest: watches.historyStart)) }
+        guard !stopped else { return .failure(WatchRefusal(message: "TRYAGAIN the server is shutting down; watch another member")) }
         return watches.add(prefix: prefix, from: from, appliedIndex: storeIndex, deliver: deliver, cut: cut)
     }
 

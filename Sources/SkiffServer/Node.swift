@@ -175,7 +175,7 @@ public final class Node: @unchecked Sendable {
             writes.failAll(.shuttingDown)
             reads.failAll()
             membership.failAll()
-            watches.cutAll("ERR the server is shutting down; resume the watch on another member")
+            watches.cutAll("ERR the server is shutting down: resume the watch on another member")
             return transport.stop()
         }.get()
         while (try? await loop.submit({ [self] in

@@ -75,7 +75,7 @@ extension Node {
                               match: match,
                               // The witness gets no appends: the mirror writes its log.
                               replication: followers[member].map { member == ClusterMember.witnessID ? "mirror" : $0.state })
-        }
+        }.sorted { $0.name < $1.name }
         let role = switch core.role {
         case .leader: "leader"
         case .candidate, .preCandidate: "candidate"

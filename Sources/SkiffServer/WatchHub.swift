@@ -24,15 +24,21 @@ struct WatchHub {
     private var events: [WatchEvent] = []
     private var eventsStart = 0
     private var bytes = 0
-    private var watches: [Int64: (prefix: [UInt8], deliver: ([WatchEvent]) -> Void, cut: (String) -> Void)] = [:]
+    private var watches: [Int64: (prefix: [UInt8], start: UInt64, deliver: ([WatchEvent]) -> Void, cut: (String) -> Void)] = [:]
     private var nextWatch: Int64 = 1
 
     init(appliedIndex: UInt64) { historyStart = appliedIndex + 1 }
 
     var watchCount: Int { watches.count }
 
-    /// The keys `command` may change in `store`, as it stands before the command is applied.
+    /// The keys `command` may change in `store`, as it stands before the command is applied: each once, in
+    /// an order every member computes alike (the command's own, or the store's enumeration order).
     static func keys(of command: KVCommand, in store: KVStore) -> [[UInt8]] {
+        var seen = Set<[UInt8]>()
+        return named(by: command, in: store).filter { seen.insert($0).inserted }
+    }
+
+    private static func named(by command: KVCommand, in store: KVStore) -> [[UInt8]] {
         switch command {
         case .set(let key, _, _, _), .incrementBy(let key, _), .incrementByFloat(let key, _), .append(let key, _),
              .setRange(let key, _, _), .getDelete(let key):
@@ -40,7 +46,7 @@ struct WatchHub {
         case .delete(let keys): keys
         case .setMany(let pairs), .setManyIfNoneExist(let pairs): pairs.map(\.key)
         case .rename(let from, let to, _): [from, to]
-        case .removeAll: store.keys(matching: GlobPattern(Array("*".utf8)))
+        case .removeAll: store.scan(cursor: 0, count: Int.max, pattern: nil).keys
         }
     }
 
@@ -59,7 +65,7 @@ struct WatchHub {
         events += changes
         bytes += changes.reduce(0) { $0 + $1.key.count + ($1.value?.count ?? 0) }
         trim()
-        for (_, watch) in watches {
+        for (_, watch) in watches where revision >= watch.start {
             let mine = changes.filter { $0.key.starts(with: watch.prefix) }
             if !mine.isEmpty { watch.deliver(mine) }
         }
@@ -86,10 +92,12 @@ struct WatchHub {
     mutating func add(prefix: [UInt8], from: UInt64?, appliedIndex: UInt64, deliver: @escaping ([WatchEvent]) -> Void,
                       cut: @escaping (String) -> Void) -> Result<(id: Int64, from: UInt64), WatchRefusal> {
         let start = from ?? appliedIndex + 1
-        guard start >= historyStart else { return .failure(WatchRefusal(requested: start, oldest: historyStart)) }
+        guard start >= historyStart else {
+            return .failure(WatchRefusal(message: "ERR revision \(start) is compacted here; the oldest revision available is \(historyStart)"))
+        }
         let id = nextWatch
         nextWatch += 1
-        watches[id] = (prefix, deliver, cut)
+        watches[id] = (prefix, start, deliver, cut)
         let backlog = events[eventsStart...].filter { $0.revision >= start && $0.key.starts(with: prefix) }
         if !backlog.isEmpty { deliver(Array(backlog)) }
         return .success((id, start))
@@ -117,9 +125,7 @@ struct WatchHub {
     }
 }
 
-/// A watch asked for revisions older than the history holds.
+/// Why a watch cannot start here: it asked for revisions older than the history holds, or the node is stopping.
 struct WatchRefusal: Error {
-    var requested: UInt64
-    var oldest: UInt64
-    var message: String { "ERR revision \(requested) is compacted here; the oldest revision available is \(oldest)" }
+    var message: String
 }

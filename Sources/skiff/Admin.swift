@@ -147,7 +147,10 @@ struct Watch: ParsableCommand {
 
     func run() throws {
         let members = servers.split(separator: ",").map(String.init)
-        var next = from
+        // Where to resume: the last revision printed and how many of its changes were (one entry can change
+        // several keys, and a connection can break between them), or where the first watch started.
+        var last: (revision: UInt64, printed: Int)?
+        var start = from
         var printed = 0
         var lastContact = Date()
         var position = 0
@@ -159,35 +162,38 @@ struct Watch: ParsableCommand {
                 guard let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]) else {
                     throw ValidationError("--servers must be HOST:PORT,...")
                 }
-                let client = try RESPClient(host: String(server[..<colon]), port: port, timeoutSeconds: 3)
+                // A quiet stream times out after 10 s and is simply opened again where it stopped.
+                let client = try RESPClient(host: String(server[..<colon]), port: port, timeoutSeconds: 10)
                 if let password, case .error(let message) = try client.call("AUTH", password) { throw AdminFailure(message) }
-                let start = try client.call(["SKIFF.WATCH", prefix] + (next.map { ["FROM", String($0)] } ?? []))
-                if case .error(let message) = start {
+                let resumeFrom = last?.revision ?? start
+                var skip = last?.printed ?? 0
+                let reply = try client.call(["SKIFF.WATCH", prefix] + (resumeFrom.map { ["FROM", String($0)] } ?? []))
+                if case .error(let message) = reply {
                     guard message.hasPrefix("ERR revision") else { throw AdminFailure("\(server): \(message)") }
                     compactedAt.insert(server)
                     guard compactedAt.count < Set(members).count else { throw AdminFailure(message) }  // nobody can fill the gap
                     continue
                 }
+                if start == nil, case .array(let fields) = reply, fields.count == 3, case .integer(let first) = fields[2] { start = UInt64(first) }
                 compactedAt.removeAll()
                 lastContact = Date()
-                var pinged = false
+                position -= 1  // this member works: come back to it first
                 while count.map({ printed < $0 }) ?? true {
-                    let reply: RESPClient.Reply
-                    do { reply = try client.readReply() } catch {
-                        guard !pinged else { throw error }
-                        pinged = true  // quiet, or gone? A member that is there answers a PING.
-                        try client.send(raw: RESPClient.encode(["PING"]))
+                    let event = try client.readReply()
+                    lastContact = Date()
+                    guard case .array(let fields) = event, fields.count >= 3, case .integer(let signed) = fields[1] else {
+                        if case .error(let message) = event { throw AdminFailure("\(server): \(message)") }
                         continue
                     }
-                    pinged = false
-                    lastContact = Date()
-                    guard case .array(let fields) = reply, fields.count >= 3, case .integer(let revision) = fields[1] else {
-                        if case .error(let message) = reply { throw AdminFailure("\(server): \(message)") }
-                        continue  // PONG
+                    let revision = UInt64(signed)
+                    if let done = last, revision < done.revision { continue }  // never go back
+                    if let done = last, revision == done.revision, skip > 0 {
+                        skip -= 1  // printed before the reconnection
+                        continue
                     }
                     let line = "\(revision) \(fields[0].text) \(fields[2].text)" + (fields.count > 3 ? " \(fields[3].text)" : "")
                     FileHandle.standardOutput.write(Data((line + "\n").utf8))
-                    next = UInt64(revision) + 1
+                    last = last?.revision == revision ? (revision, last!.printed + 1) : (revision, 1)
                     printed += 1
                 }
             } catch let failure as AdminFailure where failure.description.hasPrefix("ERR revision") {
@@ -199,6 +205,7 @@ struct Watch: ParsableCommand {
                     FileHandle.standardError.write(Data("skiff watch: no member answered for \(Int(patience)) s\n".utf8))
                     throw ExitCode(1)
                 }
+                position += 1
                 if position % members.count == 0 { Thread.sleep(forTimeInterval: 0.2) }
             }
         }

@@ -82,6 +82,26 @@ import Testing
         #expect(!cluster.core(4).isRemoved)
     }
 
+    /// A deposed leader's own uncommitted configuration, however late in its log, does not let it ignore the
+    /// notice that the cluster removed it.
+    @Test func anUncommittedConfigurationDoesNotOutweighARemoval() {
+        let cluster = ScriptedCluster(voters: [1, 2, 3], others: [4])
+        cluster.elect(1)
+        cluster.stabilize()
+        cluster.isolate(1)
+        for number in 0..<5 { _ = cluster.propose(1, "lost \(number)") }
+        _ = try! cluster.change(1, .addLearner(NodeID(4))).get()
+        cluster.stabilize()
+        let late = cluster.core(1).lastIndex
+        #expect(late.rawValue > 3 && cluster.core(1).commitIndex < late)
+        cluster.drop { _ in true }
+        cluster.heal()
+        let notice = Message(from: NodeID(2), to: NodeID(1), term: Term(2), kind: .removed(configurationIndex: LogIndex(3)))
+        cluster.inject([notice])
+        cluster.deliver()
+        #expect(cluster.core(1).isRemoved)
+    }
+
     /// A learner never campaigns, so a removed one would never ask anyone; the leader tells it when it connects.
     @Test func aLeaderTellsAConnectingNonMemberThatItWasRemoved() {
         let cluster = ScriptedCluster(voters: [1, 2, 3], learners: [4])

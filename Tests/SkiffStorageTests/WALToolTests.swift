@@ -57,12 +57,15 @@ import Testing
         let dir = TemporaryDirectory()
         let writer = Process()
         writer.executableURL = try toolURL("skiff-wal-writer")
-        writer.arguments = [dir.path, "8"]
+        // Bounded: 8 × 5,000 appends (about 10 s of writing here). Unbounded, the WAL grew for as long as the
+        // loop ran, each verify read all of it, and a loaded machine made the test take over 13 minutes.
+        writer.arguments = [dir.path, "8", "5000"]
         writer.standardOutput = FileHandle.nullDevice
         try writer.run()
         defer { writer.terminate(); writer.waitUntilExit() }
         var sawEntries = false
-        for _ in 0..<20 {
+        let deadline = Date().addingTimeInterval(90)
+        for _ in 0..<20 where Date() < deadline {
             try await Task.sleep(for: .milliseconds(50))
             let (status, output, error) = try runTool("skiff-wal", ["verify", dir.path])
             #expect(!output.contains("corruption"), "\(output)")
