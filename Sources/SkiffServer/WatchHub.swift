@@ -34,8 +34,10 @@ struct WatchHub {
     /// The keys `command` may change in `store`, as it stands before the command is applied: each once, in
     /// an order every member computes alike (the command's own, or the store's enumeration order).
     static func keys(of command: KVCommand, in store: KVStore) -> [[UInt8]] {
+        let keys = named(by: command, in: store)
+        guard keys.count > 1 else { return keys }  // the common case, on the apply path: no set to build
         var seen = Set<[UInt8]>()
-        return named(by: command, in: store).filter { seen.insert($0).inserted }
+        return keys.filter { seen.insert($0).inserted }
     }
 
     private static func named(by command: KVCommand, in store: KVStore) -> [[UInt8]] {
