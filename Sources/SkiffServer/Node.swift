@@ -81,7 +81,7 @@ public final class Node: @unchecked Sendable {
         walLastIndex = storage.wal.lastIndex.rawValue
         snapshots = SnapshotState(lastIndex: snapshotIndex)
         storeIndex = snapshotIndex
-        watches = WatchHub(appliedIndex: snapshotIndex)
+        watches = WatchHub(appliedIndex: snapshotIndex, eventsMax: configuration.watchHistory)
         external = configuration.externalLog.map { ExternalMirror(store: $0) }
         witness = configuration.externalWitness ? configuration.externalLog.map { WitnessPeer(store: $0) } : nil
     }

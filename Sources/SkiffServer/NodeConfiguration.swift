@@ -23,6 +23,8 @@ public struct NodeConfiguration: Sendable {
     public var joinAsVoter = false
     /// How long to keep trying the members in `join` before giving up.
     public var joinTimeout: Duration = .seconds(60)
+    /// Changes kept in memory for watches to start or resume from (and at most 256 bytes of memory each).
+    public var watchHistory = 50_000
     /// One tick of the Raft clock; elections and heartbeats are whole numbers of ticks.
     public var tickInterval: Duration = .milliseconds(100)
     public var electionTicks = 10
@@ -64,6 +66,7 @@ public struct NodeConfiguration: Sendable {
             throw ConfigurationError("the election timeout must be longer than the heartbeat interval")
         }
         guard snapshotEntries >= 1 else { throw ConfigurationError("--snapshot-entries must be at least 1") }
+        guard watchHistory >= 1 else { throw ConfigurationError("--watch-history must be at least 1") }
         guard !clusterName.isEmpty, clusterName.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
             throw ConfigurationError("--cluster-name must be a non-empty name without spaces")
         }

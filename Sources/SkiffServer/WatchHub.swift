@@ -13,11 +13,15 @@ public struct WatchEvent: Equatable, Sendable {
 ///
 /// Guarantees: a watch gets every change under its prefix from its first revision on, once each and in
 /// log order, or is told it cannot (the revision is older than the history kept here). The history is
-/// bounded by `eventsMax` events and `bytesMax` bytes of keys and values; the oldest revisions go first,
-/// whole. It starts empty when the node starts (at its applied index) and when it installs a snapshot.
+/// bounded by `eventsMax` events and by `eventsMax` × 256 bytes of memory (keys, values and
+/// `eventOverheadBytes` per event); the oldest revisions go first, whole. It starts empty when the node
+/// starts (at its applied index) and when it installs a snapshot.
 struct WatchHub {
-    static let eventsMax = 100_000
-    static let bytesMax = 64 << 20
+    let eventsMax: Int
+    var bytesMax: Int { eventsMax * 256 }
+    /// What an event costs beyond its key and value bytes: the struct, two heap allocations and the array's
+    /// slack (measured: 50,000 changes of 100-byte values took about 22 MiB, some 450 bytes each).
+    static let eventOverheadBytes = 160
 
     /// Events with revisions from `historyStart` on are all here; earlier ones are not.
     private(set) var historyStart: UInt64
@@ -27,7 +31,11 @@ struct WatchHub {
     private var watches: [Int64: (prefix: [UInt8], start: UInt64, deliver: ([WatchEvent]) -> Void, cut: (String) -> Void)] = [:]
     private var nextWatch: Int64 = 1
 
-    init(appliedIndex: UInt64) { historyStart = appliedIndex + 1 }
+    init(appliedIndex: UInt64, eventsMax: Int) {
+        precondition(eventsMax >= 1, "a history holds at least one change")
+        historyStart = appliedIndex + 1
+        self.eventsMax = eventsMax
+    }
 
     var watchCount: Int { watches.count }
 
@@ -65,7 +73,7 @@ struct WatchHub {
         }
         guard !changes.isEmpty else { return }
         events += changes
-        bytes += changes.reduce(0) { $0 + $1.key.count + ($1.value?.count ?? 0) }
+        bytes += changes.reduce(0) { $0 + Self.cost(of: $1) }
         trim()
         for (_, watch) in watches where revision >= watch.start {
             let mine = changes.filter { $0.key.starts(with: watch.prefix) }
@@ -75,10 +83,10 @@ struct WatchHub {
 
     /// Forgets the oldest revisions, whole, until the history fits its bounds again.
     private mutating func trim() {
-        while events.count - eventsStart > Self.eventsMax || bytes > Self.bytesMax {
+        while events.count - eventsStart > eventsMax || bytes > bytesMax {
             let oldest = events[eventsStart].revision
             while eventsStart < events.count, events[eventsStart].revision == oldest {
-                bytes -= events[eventsStart].key.count + (events[eventsStart].value?.count ?? 0)
+                bytes -= Self.cost(of: events[eventsStart])
                 eventsStart += 1
             }
             historyStart = oldest + 1
@@ -88,6 +96,8 @@ struct WatchHub {
             eventsStart = 0
         }
     }
+
+    private static func cost(of event: WatchEvent) -> Int { event.key.count + (event.value?.count ?? 0) + eventOverheadBytes }
 
     /// Starts a watch of `prefix` from revision `from` (the next change, if nil): the events since then
     /// are delivered at once. Fails with the oldest revision available if `from` is older.

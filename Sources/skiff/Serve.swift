@@ -24,6 +24,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Join a running cluster through any of these members' client addresses (HOST:PORT,...); the data directory must be empty. The node comes in as a learner.") var join: String?
     @Option(help: "learner: stay a learner after joining; voter: ask to be promoted once caught up.") var joinAs = "learner"
     @Option(help: "Seconds to keep trying the --join members before giving up.") var joinTimeout = 60
+    @Option(help: "Changes each node keeps in memory for watches to start or resume from (each costs at most 256 bytes; older revisions are refused).") var watchHistory = 50_000
     @Option(help: "Milliseconds without a leader before a node campaigns (at least twice the heartbeat interval).") var electionTimeout = 1000
     @Option(help: "Milliseconds between leader heartbeats: the Raft tick.") var heartbeatInterval = 100
     @Option(help: "always: acknowledge writes only once on disk; never: UNSAFE, for benchmarks (a crash loses writes).") var fsync = "always"
@@ -51,6 +52,7 @@ struct Serve: AsyncParsableCommand {
         configuration.joinAsVoter = joinAs == "voter"
         guard joinTimeout >= 1 else { throw ValidationError("--join-timeout must be positive") }
         configuration.joinTimeout = .seconds(joinTimeout)
+        configuration.watchHistory = watchHistory
         guard heartbeatInterval >= 1, electionTimeout >= 2 * heartbeatInterval else {
             throw ValidationError("--election-timeout must be at least twice --heartbeat-interval (and both positive)")
         }
