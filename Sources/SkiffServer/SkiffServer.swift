@@ -94,24 +94,33 @@ public final class SkiffServer: Sendable {
     }
 
     /// Runs a node until SIGTERM or SIGINT, or until it learns it was removed from the cluster, then stops
-    /// it gracefully.
+    /// it gracefully. The signals are watched before the node starts, so one that arrives while it is
+    /// starting still stops it gracefully once it has started.
     public static func run(configuration: NodeConfiguration, logger: Logger) async throws {
-        let server = try await start(configuration: configuration, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [NodeService(server: server)],
-                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await server.node.loop.submit {
-            server.node.onRemoved = { Task { await group.triggerGracefulShutdown() } }
-        }.get()
+        // A node that returns by itself (it was removed) ends the group as a signal would, not as a failure.
+        let service = ServiceGroupConfiguration.ServiceConfiguration(service: NodeService(configuration: configuration, logger: logger),
+                                                                     successTerminationBehavior: .gracefullyShutdownGroup)
+        let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }
 
-/// Waits for the shutdown signal, then stops the server.
+/// Starts the node, waits for the shutdown signal or the node's removal, then stops it.
 struct NodeService: Service {
-    let server: SkiffServer
+    let configuration: NodeConfiguration
+    let logger: Logger
 
     func run() async throws {
-        try? await gracefulShutdown()
+        // A signal while the node is still starting (joining can take a while) abandons the start.
+        let starting = Task { try await SkiffServer.start(configuration: configuration, logger: logger) }
+        let server = try await withGracefulShutdownHandler { try await starting.value } onGracefulShutdown: { starting.cancel() }
+        let (removed, removal) = AsyncStream<Void>.makeStream()
+        try await server.node.loop.submit { server.node.onRemoved = { removal.yield() } }.get()
+        await withGracefulShutdownHandler {
+            for await _ in removed { break }
+        } onGracefulShutdown: {
+            removal.finish()
+        }
         server.node.logger.info("shutting down")
         await server.stop()
         server.node.logger.info("stopped")

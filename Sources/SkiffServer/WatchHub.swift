@@ -37,8 +37,6 @@ struct WatchHub {
         self.eventsMax = eventsMax
     }
 
-    var watchCount: Int { watches.count }
-
     /// The keys `command` may change in `store`, as it stands before the command is applied: each once, in
     /// an order every member computes alike (the command's own, or the store's enumeration order).
     static func keys(of command: KVCommand, in store: KVStore) -> [[UInt8]] {

@@ -93,6 +93,9 @@ struct Serve: AsyncParsableCommand {
         } catch let removed as RemovedFromCluster {
             // Exit 0, as a node removed while running does, so that a supervisor does not bring it back.
             logger.error("\(removed); not starting (empty the data directory and join again to come back)")
+        } catch is CancellationError {
+            logger.notice("stopped by a signal before the node had started")
+            throw ExitCode(1)
         }
     }
 }

@@ -44,7 +44,8 @@ import Testing
         let stranger = try SkiffCluster(nodes: 1, extraArguments: ["--cluster-name", "elsewhere"])
         try stranger.start("n1")
         #expect(try RESPClient(port: stranger.port("n1")).call("SET", "mine", "1") == .simple("OK"))
-        #expect(try stranger.terminate("n1") == 0)
+        let stopped = try stranger.terminate("n1")
+        #expect(stopped == 0, "SIGTERM should stop the node gracefully; its log:\n\(stranger.log("n1"))")
         let attempt = try run("skiff", stranger.arguments("n1").filter { $0 != "elsewhere" && $0 != "--cluster-name" }
                                 + ["--join", "127.0.0.1:\(cluster.port("n2"))", "--join-timeout", "10"], seconds: 30)
         #expect(attempt.status != 0)
