@@ -27,7 +27,7 @@ final class ClientHandler: ChannelInboundHandler {
     private var readPaused = false
     private var closeAfterFlush = false
     /// Set once SKIFF.WATCH started: the connection then streams events and takes only PING and QUIT.
-    private var watch: (id: Int64, prefix: [UInt8], next: UInt64)?
+    private var watch: (id: Int64, next: UInt64)?
     /// Events (and their bytes) handed to a connection that could not take more (not writable), since it
     /// last could.
     private var eventsWhileBlocked = 0
@@ -147,7 +147,7 @@ final class ClientHandler: ChannelInboundHandler {
             let head: [RESPValue] = [.bulk(event.value == nil ? "del" : "set"), .integer(Int64(event.revision)), .bulk(event.key)]
             pending.append((.array(head + (event.value.map { [.bulk($0)] } ?? [])), session.protocolVersion))
         }
-        watch = (current.id, current.prefix, events.last!.revision + 1)
+        watch = (current.id, events.last!.revision + 1)
         if context?.channel.isWritable == false {
             eventsWhileBlocked += events.count
             bytesWhileBlocked += events.reduce(0) { $0 + $1.key.count + ($1.value?.count ?? 0) }
@@ -244,7 +244,7 @@ final class ClientHandler: ChannelInboundHandler {
                 }
             }
         case .watch(let prefix, let from):
-            watch = (0, prefix, from ?? 0)  // so that the backlog, delivered before the id is known, is streamed
+            watch = (0, from ?? 0)  // so that the backlog, delivered before the id is known, is streamed
             let started = node.startWatch(prefix: prefix, from: from, deliver: { [self] events in stream(events) },
                                           cut: { [self] reason in endWatch(reason, stillRegistered: false) })
             switch started {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SkiffClient
+import SkiffServer
 
 /// Which node an admin command talks to (any member: changes are handed to the leader).
 struct ServerOptions: ParsableArguments {
@@ -10,11 +11,10 @@ struct ServerOptions: ParsableArguments {
 
     /// Sends one command and returns its reply; a Redis error reply becomes a failure with its message.
     func call(_ arguments: [String]) throws -> RESPClient.Reply {
-        guard let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]) else {
-            throw ValidationError("--server must be HOST:PORT")
-        }
+        let address: HostAndPort
+        do { address = try HostAndPort(parsing: server) } catch { throw ValidationError("--server: \(error)") }
         let client: RESPClient
-        do { client = try RESPClient(host: String(server[..<colon]), port: port, timeoutSeconds: timeout) } catch {
+        do { client = try RESPClient(host: address.host, port: address.port, timeoutSeconds: timeout) } catch {
             throw AdminFailure("cannot reach \(server): \(error)")
         }
         if let password, case .error(let message) = try client.call("AUTH", password) { throw AdminFailure(message) }
@@ -145,8 +145,12 @@ struct Watch: ParsableCommand {
     @Option(help: "Exit after printing this many changes.") var count: Int?
     @Option(help: "Seconds to keep trying when no member answers.") var patience = 30.0
 
+    func validate() throws {
+        do { _ = try HostAndPort.parseList(servers) } catch { throw ValidationError("--servers: \(error)") }
+    }
+
     func run() throws {
-        let members = servers.split(separator: ",").map(String.init)
+        let members = try HostAndPort.parseList(servers)
         // Where to resume: the last revision printed and how many of its changes were (one entry can change
         // several keys, and a connection can break between them), or where the first watch started.
         var last: (revision: UInt64, printed: Int)?
@@ -156,14 +160,12 @@ struct Watch: ParsableCommand {
         var position = 0
         var compactedAt = Set<String>()  // members that no longer hold the revision to resume from
         while count.map({ printed < $0 }) ?? true {
-            let server = members[position % members.count]
+            let address = members[position % members.count]
+            let server = address.description
             position += 1
             do {
-                guard let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]) else {
-                    throw ValidationError("--servers must be HOST:PORT,...")
-                }
                 // A quiet stream times out after 10 s and is simply opened again where it stopped.
-                let client = try RESPClient(host: String(server[..<colon]), port: port, timeoutSeconds: 10)
+                let client = try RESPClient(host: address.host, port: address.port, timeoutSeconds: 10)
                 if let password, case .error(let message) = try client.call("AUTH", password) { throw AdminFailure(message) }
                 let resumeFrom = last?.revision ?? start
                 var skip = last?.printed ?? 0
@@ -171,7 +173,7 @@ struct Watch: ParsableCommand {
                 if case .error(let message) = reply {
                     guard message.hasPrefix("ERR revision") else { throw AdminFailure("\(server): \(message)") }
                     compactedAt.insert(server)
-                    guard compactedAt.count < Set(members).count else { throw AdminFailure(message) }  // nobody can fill the gap
+                    guard compactedAt.count < Set(members.map(\.description)).count else { throw AdminFailure(message) }  // nobody can fill the gap
                     continue
                 }
                 if start == nil, case .array(let fields) = reply, fields.count == 3, case .integer(let first) = fields[2] { start = UInt64(first) }

@@ -22,6 +22,9 @@ import Testing
         #expect(events.map(\.text).map { $0.split(separator: " ").first.map(String.init) ?? "" } == ["set", "set", "del"])
         #expect(events[1].text.hasSuffix("a:1 xz"))
         #expect(try watcher.call("GET", "a:1") == .error("ERR this connection is watching; it takes only PING and QUIT"))
+        // A malformed member list is bad input, refused at once, not a member to keep retrying.
+        let malformed = try run("skiff", ["watch", "a:", "--servers", "no-port-here"], seconds: 10)
+        #expect(malformed.status != 0 && malformed.output.contains("--servers"), "\(malformed.output)")
 
         // After a restart the node remembers changes only from its snapshot on.
         for number in 0..<120 { _ = try writer.call("SET", "c:\(number)", "v") }
