@@ -97,6 +97,15 @@ extension ClientCommand {
         case "skiff.transfer":
             try arguments.requireCount(2)
             return .membership(.transferLeadership(to: arguments.text(at: 1)))
+        case "skiff.init":
+            try arguments.requireCount(3...)
+            return .membership(.initialise(clusterName: arguments.text(at: 1), voters: (2..<arguments.count).map { arguments.text(at: $0) }))
+        case "skiff.adopt":
+            try arguments.requireCount(3...)
+            guard arguments.count % 2 == 1 else { throw RESPCommandError("ERR SKIFF.ADOPT takes key value pairs") }
+            var fields: [String: String] = [:]
+            for position in stride(from: 1, to: arguments.count, by: 2) { fields[arguments.text(at: position)] = arguments.text(at: position + 1) }
+            return .membership(.adopt(fields: fields))
         default:
             return nil
         }

@@ -50,6 +50,11 @@ public enum MembershipCommand: Hashable, Sendable {
     case remove(name: String)
     /// `SKIFF.TRANSFER name`: hand leadership to that voter.
     case transferLeadership(to: String)
+    /// `SKIFF.INIT cluster-name voter...`: form a cluster of waiting (uninitialised) nodes.
+    case initialise(clusterName: String, voters: [String])
+    /// `SKIFF.ADOPT key value ...`: the node coordinating an init hands a waiting voter the cluster's
+    /// identity (`cluster NAME uuid UUID base HEX`).
+    case adopt(fields: [String: String])
 
     /// The command as a client sends it, to hand it to the leader.
     public var words: [[UInt8]] {
@@ -60,6 +65,8 @@ public enum MembershipCommand: Hashable, Sendable {
         case .promote(let name): ["SKIFF.PROMOTE", name]
         case .remove(let name): ["SKIFF.REMOVE", name]
         case .transferLeadership(let name): ["SKIFF.TRANSFER", name]
+        case .initialise(let name, let voters): ["SKIFF.INIT", name] + voters
+        case .adopt(let fields): ["SKIFF.ADOPT"] + fields.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }
         }
         return text.map { Array($0.utf8) }
     }

@@ -70,7 +70,7 @@ struct ClientSession {
     }
 
     /// Checks a password against the configured one; nil if accepted.
-    private mutating func authenticate(user: [UInt8]?, password given: [UInt8]) -> RESPValue? {
+    mutating func authenticate(user: [UInt8]?, password given: [UInt8]) -> RESPValue? {
         guard let password else {
             return .error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
         }

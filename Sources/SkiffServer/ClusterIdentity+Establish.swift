@@ -17,7 +17,7 @@ extension ClusterIdentity {
         if let recorded = try load(directory: directory) {
             if !configuration.join.isEmpty {
                 let nodeID = recorded.nodeID ?? configuration.nodeID
-                switch try await ask(configuration, nodeID: nodeID, uuid: recorded.uuidString, patience: .seconds(5), logger: logger) {
+                switch try await askToJoin(configuration, nodeID: nodeID, uuid: recorded.uuidString, patience: .seconds(5), logger: logger) {
                 case .some: logger.info("the cluster confirms this node is a member", metadata: ["cluster": "\(recorded.tag)"])
                 case nil: logger.notice("no member confirmed this node's membership in time; starting from its own data")
                 }
@@ -26,6 +26,12 @@ extension ClusterIdentity {
                 logger.notice("--initial-cluster and --cluster-name are used only on a node's first start; this data directory belongs to cluster \(recorded.tag)")
             }
             return recorded
+        }
+        if configuration.awaitInit {
+            guard !ExternalRestore.holdsNodeData(directory) else {
+                throw ConfigurationError("\(directory) holds a node's data but names no cluster; a node waits to be initialised with an empty data directory")
+            }
+            return try await WaitingNode(configuration: configuration, logger: logger).waitForIdentity()
         }
         guard !configuration.join.isEmpty else {
             var identity = derived(name: configuration.clusterName, members: configuration.members)
@@ -38,9 +44,7 @@ extension ClusterIdentity {
         guard !ExternalRestore.holdsNodeData(directory) else {
             throw ConfigurationError("\(directory) holds a node's data but names no cluster; a node joins with an empty data directory")
         }
-        var drawn = NodeID(0)
-        while drawn == .none || drawn == ClusterMember.witnessID { drawn = NodeID(UInt64.random(in: 1...(UInt64.max >> 1))) }
-        guard let answer = try await ask(configuration, nodeID: drawn, uuid: nil, patience: configuration.joinTimeout, logger: logger) else {
+        guard let answer = try await askToJoin(configuration, nodeID: drawNodeID(), uuid: nil, patience: configuration.joinTimeout, logger: logger) else {
             throw ConfigurationError("no member of \(configuration.join.map(\.description).joined(separator: ", ")) let this node in within \(configuration.joinTimeout); is the cluster running?")
         }
         try answer.save(directory: directory)
@@ -48,11 +52,19 @@ extension ClusterIdentity {
         return answer
     }
 
+    /// A Raft id for a node that joins: random, so that a node that lost its disk never reuses an old vote.
+    static func drawNodeID() -> NodeID {
+        var drawn = NodeID(0)
+        while drawn == .none || drawn == ClusterMember.witnessID { drawn = NodeID(UInt64.random(in: 1...(UInt64.max >> 1))) }
+        return drawn
+    }
+
     /// Sends SKIFF.JOIN to each member in turn, with backoff, until one answers or `patience` runs out (nil).
     /// Throws the cluster's reason if it refuses (`RemovedFromCluster` if this node was a member and is no
-    /// longer). Every other error is retried: a join asked again is answered the same way.
-    private static func ask(_ configuration: NodeConfiguration, nodeID: NodeID, uuid: String?, patience: Duration,
-                            logger: Logger) async throws -> ClusterIdentity? {
+    /// longer). Every other error is retried: a join asked again is answered the same way. A member that
+    /// waits to be initialised itself answers `UNINITIALISED`, which is handed to `waiting`.
+    static func askToJoin(_ configuration: NodeConfiguration, nodeID: NodeID, uuid: String?, patience: Duration, logger: Logger,
+                          waiting: (String) -> Void = { _ in }) async throws -> ClusterIdentity? {
         let request = ["SKIFF.JOIN", configuration.name, String(nodeID.rawValue), configuration.peerAddress.description,
                        configuration.clientAddress.description, String(joinProtocolVersion)] + (uuid.map { [$0] } ?? [])
         let password = configuration.password
@@ -78,6 +90,8 @@ extension ClusterIdentity {
                     throw RemovedFromCluster(reason: message)
                 case .error(let message) where message.contains("JOIN-REFUSED") || message.hasPrefix("NOAUTH") || message.hasPrefix("WRONGPASS"):
                     throw ConfigurationError("the cluster refused this node: \(message)")
+                case .error(let message) where message.hasPrefix("UNINITIALISED"):
+                    waiting(message)
                 case .error(let message):
                     logger.info("the join is to be retried", metadata: ["member": "\(member)", "reason": "\(message)"])
                 case .array(let words):

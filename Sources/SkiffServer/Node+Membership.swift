@@ -50,6 +50,7 @@ extension Node {
     /// loop with the reply's words (none for a plain OK) once the change is committed.
     public func runMembership(_ command: MembershipCommand, completion: @escaping (Result<[[UInt8]], MembershipFailure>) -> Void) {
         guard !stopped else { return completion(.failure(MembershipFailure("ERR the server is shutting down"))) }
+        if let answer = answerInitialised(command) { return completion(answer) }
         guard witness == nil else {
             return completion(.failure(MembershipFailure("ERR a witness-mode cluster has exactly two nodes; its membership cannot change")))
         }
@@ -59,6 +60,22 @@ extension Node {
         }
         let request = membership.forward(completion, deadline: .now() + timeAmount(configuration.requestTimeout))
         transport.send(.adminRequest(id: request, words: command.words), to: core.leader)
+    }
+
+    /// SKIFF.INIT and SKIFF.ADOPT reaching a node that has a cluster: they succeed only if they name the
+    /// cluster it is in, so that an init repeated (its answer lost) is harmless and no node changes cluster.
+    private func answerInitialised(_ command: MembershipCommand) -> Result<[[UInt8]], MembershipFailure>? {
+        let refusal = MembershipFailure("ERR ALREADY-INITIALISED this node belongs to cluster \(identity.tag), whose first voters are \(identity.voterNames.sorted().joined(separator: ", "))")
+        switch command {
+        case .initialise(let name, let voters):
+            if let problem = WaitingNode.checkInit(clusterName: name, voters: voters) { return .failure(MembershipFailure(problem)) }
+            guard name == identity.name, Set(voters) == Set(identity.voterNames) else { return .failure(refusal) }
+            return .success([Array("cluster \(identity.tag) is initialised, with voters \(voters.sorted().joined(separator: ", "))".utf8)])
+        case .adopt(let fields):
+            return fields["uuid"] == identity.uuidString ? .success([]) : .failure(refusal)
+        default:
+            return nil
+        }
     }
 
     /// A follower handed over a membership command: run it if this node leads.
@@ -166,6 +183,8 @@ extension Node {
         case .remove(let name):
             guard let node = member(named: name, in: configuration) else { return fail("ERR \(name) is not a member of this cluster") }
             propose(.remove(node), details: nil)
+        case .initialise, .adopt:
+            fail("ERR SKIFF.INIT and SKIFF.ADOPT are answered by the node they are sent to")
         case .transferLeadership(let name):
             guard let node = member(named: name, in: configuration) else { return fail("ERR \(name) is not a member of this cluster") }
             if node == id { return completion(.success([])) }

@@ -19,6 +19,8 @@ public struct NodeConfiguration: Sendable {
     public var clusterName = "skiff"
     /// Members (client addresses) to ask to let this node in, if its data directory belongs to no cluster yet.
     public var join: [HostAndPort] = []
+    /// Without a recorded cluster, wait to be initialised (`skiff init`) instead of forming one alone.
+    public var awaitInit = false
     /// After joining as a learner, ask to become a voter once caught up.
     public var joinAsVoter = false
     /// How long to keep trying the members in `join` before giving up.
@@ -73,6 +75,12 @@ public struct NodeConfiguration: Sendable {
         if !join.isEmpty {
             guard initialCluster.isEmpty else { throw ConfigurationError("--join and --initial-cluster exclude each other: a node joins a cluster or is one of its first members") }
             guard !externalWitness else { throw ConfigurationError("a witness-mode cluster has exactly two nodes: no node can join it") }
+        }
+        if awaitInit {
+            guard initialCluster.isEmpty else { throw ConfigurationError("--await-init and --initial-cluster exclude each other: skiff init names the first members") }
+            guard !externalWitness, !restoreFromExternal else {
+                throw ConfigurationError("--await-init forms a new cluster: it goes with neither --external-witness nor --restore-from-external")
+            }
         }
         if !initialCluster.isEmpty {
             guard initialCluster.contains(where: { $0.name == name }) else {

@@ -92,6 +92,29 @@ struct Status: ParsableCommand {
     }
 }
 
+struct Init: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Form a cluster of nodes waiting to be initialised (started with --await-init).",
+        discussion: """
+            Send it to any waiting node: it is handed to the coordinating node (the voter whose name sorts \
+            first), which makes the cluster's tag, records it, and hands it to the other voters. Every voter \
+            must have made itself known first (start each with --await-init --join pointing at a waiting \
+            node). Waiting nodes that are not voters join the new cluster as learners. Repeating an init that \
+            succeeded is harmless; a node already in another cluster refuses.
+            """)
+    @OptionGroup var server: ServerOptions
+    @Option(help: "The cluster's name, part of its tag.") var name: String
+    @Option(help: "The first voters' names (their --id), comma-separated.") var voters: String
+
+    func run() throws {
+        let names = voters.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard !names.contains(where: \.isEmpty) else { throw ValidationError("--voters must be names separated by commas") }
+        var server = server
+        server.timeout = max(server.timeout, 40)  // the coordinator waits up to 20 s for each voter
+        try reportingFailure { print(try server.call(["SKIFF.INIT", name] + names).text) }
+    }
+}
+
 /// The membership subcommands: each sends one SKIFF.* command and prints OK.
 struct AddLearner: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -10,7 +10,9 @@ struct Serve: AsyncParsableCommand {
             With no options: a one-node cluster with its data in ./skiff-data, clients on 127.0.0.1:7379. \
             For a static cluster, give every node the same --initial-cluster and its own --id, \
             --peer-addr and --client-addr. To add a node to a running cluster, start it with an empty data \
-            directory and --join with any member's client address. Connect with any Redis client: redis-cli -p 7379.
+            directory and --join with any member's client address. To form a cluster without listing it \
+            up front, start each node with --await-init (and --join pointing at one waiting node), then run \
+            skiff init --name NAME --voters A,B,C against any of them. Connect with any Redis client: redis-cli -p 7379.
             The cluster a node belongs to is recorded in its data directory on its first start; later starts \
             keep it.
             """)
@@ -22,6 +24,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Every voter of a static cluster: NAME=HOST:PEERPORT,... (empty: this node alone).") var initialCluster: String?
     @Option(help: "The cluster's name, part of its tag (a static cluster's first start only).") var clusterName = "skiff"
     @Option(help: "Join a running cluster through any of these members' client addresses (HOST:PORT,...); the data directory must be empty. The node comes in as a learner.") var join: String?
+    @Flag(help: "With an empty data directory: wait to be initialised by skiff init (or to join, with --join) instead of forming a one-node cluster. Command line only.") var awaitInit = false
     @Option(help: "learner: stay a learner after joining; voter: ask to be promoted once caught up.") var joinAs = "learner"
     @Option(help: "Seconds to keep trying the --join members before giving up.") var joinTimeout = 60
     @Option(help: "Changes each node keeps in memory for watches to start or resume from (each costs at most 256 bytes; older revisions are refused).") var watchHistory = 50_000
@@ -48,6 +51,7 @@ struct Serve: AsyncParsableCommand {
         if let initialCluster, !initialCluster.isEmpty { configuration.initialCluster = try ClusterMember.parseList(initialCluster) }
         configuration.clusterName = clusterName
         if let join { configuration.join = try HostAndPort.parseList(join) }
+        configuration.awaitInit = awaitInit
         guard ["learner", "voter"].contains(joinAs) else { throw ValidationError("--join-as must be learner or voter") }
         configuration.joinAsVoter = joinAs == "voter"
         guard joinTimeout >= 1 else { throw ValidationError("--join-timeout must be positive") }

@@ -11,7 +11,7 @@ struct Skiff: AsyncParsableCommand {
             name in capitals with _ for -, e.g. SKIFF_DATA_DIR) or a config file (--config FILE or SKIFF_CONFIG: \
             one `name = value` per line, # for comments). Flags win over the environment, which wins over the file.
             """,
-        subcommands: [Serve.self, Demo.self, Restore.self, Status.self, Members.self, AddLearner.self, Promote.self, Remove.self,
+        subcommands: [Serve.self, Demo.self, Restore.self, Init.self, Status.self, Members.self, AddLearner.self, Promote.self, Remove.self,
                       TransferLeader.self, Watch.self],
         defaultSubcommand: Serve.self)
 

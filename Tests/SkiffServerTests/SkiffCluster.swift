@@ -44,13 +44,18 @@ final class SkiffCluster {
         members.append(Member(name: name, clientPort: try freePort(), peerPort: try freePort(), joins: true))
         joinThrough[name] = through
     }
-    private var joinThrough: [String: [String]] = [:]
+    /// The members each node is started with `--join` through.
+    var joinThrough: [String: [String]] = [:]
+    /// Whether the first members start with `--await-init` (and `--join` through `joinThrough`), to be formed
+    /// by `skiff init`, instead of as a static cluster.
+    var awaitingInit = false
 
     /// The arguments `start` runs `name` with, before `adding`.
     func arguments(_ name: String) -> [String] {
         let member = members.first { $0.name == name }!
         let first = members.filter { !$0.joins }
-        let cluster = member.joins ? ["--join", joinThrough[name]!.map { "127.0.0.1:\(port($0))" }.joined(separator: ",")]
+        let cluster = awaitingInit && !member.joins ? ["--await-init"] + (joinThrough[name].map { ["--join", $0.map { "127.0.0.1:\(port($0))" }.joined(separator: ",")] } ?? [])
+            : member.joins ? ["--join", joinThrough[name]!.map { "127.0.0.1:\(port($0))" }.joined(separator: ",")]
             : first.count > 1 ? ["--initial-cluster", first.map { "\($0.name)=127.0.0.1:\($0.peerPort)" }.joined(separator: ",")] : []
         return ["serve", "--id", name, "--data-dir", dataDirectory(name), "--client-addr", "127.0.0.1:\(member.clientPort)",
                 "--peer-addr", "127.0.0.1:\(member.peerPort)", "--heartbeat-interval", "50", "--election-timeout", "500"]

@@ -1,0 +1,69 @@
+import Foundation
+import SkiffClient
+import Testing
+
+/// Forming a cluster of waiting nodes with `skiff init`, with real processes.
+@Suite(.serialized) struct InitTests {
+    @Test func waitingNodesAreFormedBySkiffInitSentToAnyOfThemOnceAndForAll() throws {
+        let cluster = try SkiffCluster(nodes: 4)
+        cluster.awaitingInit = true
+        cluster.joinThrough = ["n2": ["n1"], "n3": ["n1"], "n4": ["n2"]]
+        try cluster.startAll()
+        func initialise(_ voters: String, name: String = "prod", through node: String = "n4") throws -> (status: Int32, output: String) {
+            try run("skiff", ["init", "--name", name, "--voters", voters, "--server", "127.0.0.1:\(cluster.port(node))"], seconds: 60)
+        }
+
+        // Waiting, a node serves nothing but forming a cluster.
+        try waitUntil(seconds: 20, "n1 listens") { (try? RESPClient(port: cluster.port("n1")).call("PING")) == .simple("PONG") }
+        #expect(try RESPClient(port: cluster.port("n1")).call("SET", "k", "v").text.hasPrefix("UNINITIALISED"))
+        let unknown = try initialise("n1,n2,n9")
+        #expect(unknown.status != 0)
+        #expect(unknown.output.contains("UNKNOWN-VOTERS") && unknown.output.contains("n9"), "\(unknown.output)")
+        #expect(!FileManager.default.fileExists(atPath: cluster.dataDirectory("n1") + "/cluster"), "a failed init records nothing")
+
+        // n4 is no voter: it hands the init to n1, the voter whose name sorts first. It may take the nodes a
+        // moment to learn each other's addresses.
+        var formed = (status: Int32(1), output: "")
+        try waitUntil(seconds: 30, "the init succeeds") {
+            formed = try initialise("n3,n2,n1")
+            return formed.status == 0
+        }
+        #expect(formed.output.contains("initialised cluster prod"), "\(formed.output)")
+        try waitUntil(seconds: 30, "n4 joins as a learner") {
+            (try? MembershipTests.members(cluster, cluster.waitForLeader())["n4"]?["role"]) == "learner"
+        }
+        let members = try MembershipTests.members(cluster, cluster.waitForLeader())
+        #expect(Set(members.keys) == ["n1", "n2", "n3", "n4"])
+        #expect(["n1", "n2", "n3"].allSatisfy { ["leader", "follower"].contains(members[$0]?["role"]) }, "\(members)")
+        #expect(members["n2"]?["client_address"] == "127.0.0.1:\(cluster.port("n2"))", "init records every voter's client address")
+        let tags = try cluster.names.map { try cluster.status($0)["cluster_uuid"] ?? "" }
+        #expect(Set(tags).count == 1 && tags[0].count == 36, "\(tags)")
+        #expect(try cluster.status("n1")["cluster"] == "prod")
+        #expect(try RESPClient(port: cluster.port("n4")).call("SET", "k", "v") == .simple("OK"))
+        #expect(try RESPClient(port: cluster.port("n1")).call("GET", "k") == .bulk(Array("v".utf8)))
+
+        // Repeating the init is harmless; an init into another cluster is refused.
+        let repeated = try initialise("n1,n2,n3", through: "n3")
+        #expect(repeated.status == 0 && repeated.output.contains("is initialised"), "\(repeated.output)")
+        let other = try initialise("n1,n2", name: "elsewhere", through: "n2")
+        #expect(other.status != 0 && other.output.contains("ALREADY-INITIALISED"), "\(other.output)")
+
+        // A voter restarted with the same command line (still --await-init) keeps its cluster and data.
+        cluster.kill("n2")
+        try cluster.start("n2")
+        try waitUntil(seconds: 20, "n2 serves again") { (try? cluster.status("n2")["cluster_uuid"]) == tags[0] }
+        try waitUntil(seconds: 20, "n2 reads the write") {
+            (try? RESPClient(port: cluster.port("n2")).call("GET", "k")) == .bulk(Array("v".utf8))
+        }
+    }
+
+    @Test func aWaitingNodeStopsOnSIGTERMWithoutRecordingAnything() throws {
+        let cluster = try SkiffCluster(nodes: 1)
+        cluster.awaitingInit = true
+        try cluster.start("n1")
+        try waitUntil(seconds: 20, "n1 listens") { (try? RESPClient(port: cluster.port("n1")).call("PING")) == .simple("PONG") }
+        #expect(try cluster.terminate("n1") == 1)
+        #expect(cluster.log("n1").contains("stopped by a signal before the node had started"))
+        #expect(!FileManager.default.fileExists(atPath: cluster.dataDirectory("n1") + "/cluster"))
+    }
+}
