@@ -97,6 +97,10 @@ extension ClientCommand {
         case "skiff.transfer":
             try arguments.requireCount(2)
             return .membership(.transferLeadership(to: arguments.text(at: 1)))
+        case "skiff.standby":
+            try arguments.requireCount(5)
+            guard let id = UInt64(arguments.text(at: 2)), id != 0 else { throw RESPCommandError("ERR the node id must be a positive integer") }
+            return .membership(.standby(name: arguments.text(at: 1), nodeID: id, peerAddress: arguments.text(at: 3), clientAddress: arguments.text(at: 4)))
         case "skiff.init":
             try arguments.requireCount(3...)
             return .membership(.initialise(clusterName: arguments.text(at: 1), voters: (2..<arguments.count).map { arguments.text(at: $0) }))

@@ -50,6 +50,9 @@ public enum MembershipCommand: Hashable, Sendable {
     case remove(name: String)
     /// `SKIFF.TRANSFER name`: hand leadership to that voter.
     case transferLeadership(to: String)
+    /// `SKIFF.STANDBY name node-id peer-addr client-addr`: a node that was removed, and is configured to stand
+    /// by, asks to be added back as a learner under its own id (it kept its data, vote included).
+    case standby(name: String, nodeID: UInt64, peerAddress: String, clientAddress: String)
     /// `SKIFF.INIT cluster-name voter...`: form a cluster of waiting (uninitialised) nodes.
     case initialise(clusterName: String, voters: [String])
     /// `SKIFF.ADOPT key value ...`: the node coordinating an init hands a waiting voter the cluster's
@@ -65,6 +68,7 @@ public enum MembershipCommand: Hashable, Sendable {
         case .promote(let name): ["SKIFF.PROMOTE", name]
         case .remove(let name): ["SKIFF.REMOVE", name]
         case .transferLeadership(let name): ["SKIFF.TRANSFER", name]
+        case .standby(let name, let id, let peer, let client): ["SKIFF.STANDBY", name, String(id), peer, client]
         case .initialise(let name, let voters): ["SKIFF.INIT", name] + voters
         case .adopt(let fields): ["SKIFF.ADOPT"] + fields.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }
         }

@@ -80,7 +80,7 @@ enum InfoReport {
         ("client", -2, 0, 0, 0), ("config", -2, 0, 0, 0), ("readonly", 1, 0, 0, 0), ("readwrite", 1, 0, 0, 0),
         ("skiff.status", 1, 0, 0, 0), ("skiff.members", 1, 0, 0, 0),
         ("skiff.join", -6, 0, 0, 0), ("skiff.addlearner", -3, 0, 0, 0), ("skiff.promote", 2, 0, 0, 0), ("skiff.remove", 2, 0, 0, 0),
-        ("skiff.transfer", 2, 0, 0, 0), ("skiff.watch", -2, 0, 0, 0), ("skiff.init", -3, 0, 0, 0), ("skiff.adopt", -3, 0, 0, 0),
+        ("skiff.transfer", 2, 0, 0, 0), ("skiff.watch", -2, 0, 0, 0), ("skiff.standby", 5, 0, 0, 0), ("skiff.init", -3, 0, 0, 0), ("skiff.adopt", -3, 0, 0, 0),
     ]
 
     static func commands(_ query: CommandQuery) -> RESPValue {

@@ -183,6 +183,20 @@ extension Node {
         case .remove(let name):
             guard let node = member(named: name, in: configuration) else { return fail("ERR \(name) is not a member of this cluster") }
             propose(.remove(node), details: nil)
+        case .standby(let name, let requestedID, let peer, let client):
+            let details: MemberDetails
+            switch memberDetails(name: name, peer: peer, client: client) {
+            case .failure(let failure): return fail("ERR \(failure.message)")
+            case .success(let parsed): details = parsed
+            }
+            let node = NodeID(requestedID)
+            if let existing = member(named: name, in: configuration) {
+                guard existing == node else { return fail("ERR \(name) is a member under another id; this node cannot stand by under that name") }
+                guard core.clusterConfiguration(at: core.commitIndex).contains(node) else { return fail("TRYAGAIN the standby of \(name) is not committed yet; retry") }
+                return completion(.success([]))
+            }
+            guard node != ClusterMember.witnessID, !configuration.contains(node) else { return fail("ERR the node id \(requestedID) is taken") }
+            propose(.addLearner(node), details: details)
         case .initialise, .adopt:
             fail("ERR SKIFF.INIT and SKIFF.ADOPT are answered by the node they are sent to")
         case .transferLeadership(let name):
@@ -222,14 +236,46 @@ extension Node {
 
     // MARK: Upkeep, each tick
 
-    /// Expires waits, notices this node's removal, and asks for a learner's promotion once it caught up.
-    func membershipTick() {
-        membership.expire(now: .now())
-        if core.isRemoved, !removalReported, storeIndex >= identity.joinedAt {
+    /// This node was removed: stop, or (`--on-removal standby`) ask every member it reaches to add it back
+    /// as a learner, every 20 ticks until it is one. It keeps its id: it kept its data, its vote included.
+    private func noticeRemoval() {
+        switch configuration.onRemoval {
+        case .shutdown:
+            guard !removalReported else { return }
             removalReported = true
             logger.error("this node was removed from the cluster; shutting down (empty its data directory and join again to come back)",
                          metadata: ["cluster": "\(identity.tag)"])
             onRemoved()
+        case .standby:
+            if !removalReported {
+                removalReported = true
+                logger.warning("this node was removed from the cluster; asking to stand by as a learner (--on-removal standby)",
+                               metadata: ["cluster": "\(identity.tag)"])
+            }
+            guard ticks % 20 == 0 else { return }
+            let command = MembershipCommand.standby(name: configuration.name, nodeID: id.rawValue, peerAddress: configuration.peerAddress.description,
+                                                    clientAddress: configuration.clientAddress.description)
+            // Whoever leads answers; the others say TRYAGAIN. The node knows no leader: it stopped following.
+            for peer in core.clusterConfiguration.members where peer != id && transport.isConnected(to: peer) {
+                let request = membership.forward({ [self] result in
+                    if case .failure(let failure) = result, !failure.message.hasPrefix("TRYAGAIN") {
+                        logger.warning("the cluster did not take this node back as a learner", metadata: ["reason": "\(failure.message)"])
+                    }
+                }, deadline: .now() + timeAmount(configuration.requestTimeout))
+                transport.send(.adminRequest(id: request, words: command.words), to: peer)
+            }
+        }
+    }
+
+    /// Expires waits, notices this node's removal, and asks for a learner's promotion once it caught up.
+    func membershipTick() {
+        membership.expire(now: .now())
+        if !core.isRemoved, removalReported, configuration.onRemoval == .standby {
+            removalReported = false
+            logger.notice("standing by as a learner of the cluster again", metadata: ["cluster": "\(identity.tag)"])
+        }
+        if core.isRemoved, storeIndex >= identity.joinedAt {
+            noticeRemoval()
         }
         let caughtUp = core.commitIndex.rawValue > 0 && storeIndex >= core.commitIndex.rawValue
         if configuration.joinAsVoter, core.clusterConfiguration.learners.contains(id), caughtUp, ticks % 20 == 0 {

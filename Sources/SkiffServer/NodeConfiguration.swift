@@ -21,6 +21,14 @@ public struct NodeConfiguration: Sendable {
     public var join: [HostAndPort] = []
     /// Without a recorded cluster, wait to be initialised (`skiff init`) instead of forming one alone.
     public var awaitInit = false
+    /// What a node does once it learns it was removed from the cluster.
+    public enum RemovalAction: String, Sendable, CaseIterable {
+        /// Log it and stop (`skiff serve` exits 0).
+        case shutdown
+        /// Ask to be added back as a learner, and keep following the log as one.
+        case standby
+    }
+    public var onRemoval = RemovalAction.shutdown
     /// After joining as a learner, ask to become a voter once caught up.
     public var joinAsVoter = false
     /// How long to keep trying the members in `join` before giving up.

@@ -25,6 +25,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The cluster's name, part of its tag (a static cluster's first start only).") var clusterName = "skiff"
     @Option(help: "Join a running cluster through any of these members' client addresses (HOST:PORT,...); the data directory must be empty. The node comes in as a learner.") var join: String?
     @Flag(help: "With an empty data directory: wait to be initialised by skiff init (or to join, with --join) instead of forming a one-node cluster. Command line only.") var awaitInit = false
+    @Option(help: "What a node does once it learns it was removed: shutdown (exit 0), or standby (ask to be added back as a learner, and follow the log as one).") var onRemoval = "shutdown"
     @Option(help: "learner: stay a learner after joining; voter: ask to be promoted once caught up.") var joinAs = "learner"
     @Option(help: "Seconds to keep trying the --join members before giving up.") var joinTimeout = 60
     @Option(help: "Changes each node keeps in memory for watches to start or resume from (each costs at most 256 bytes; older revisions are refused).") var watchHistory = 50_000
@@ -52,6 +53,8 @@ struct Serve: AsyncParsableCommand {
         configuration.clusterName = clusterName
         if let join { configuration.join = try HostAndPort.parseList(join) }
         configuration.awaitInit = awaitInit
+        guard let removal = NodeConfiguration.RemovalAction(rawValue: onRemoval) else { throw ValidationError("--on-removal must be shutdown or standby") }
+        configuration.onRemoval = removal
         guard ["learner", "voter"].contains(joinAs) else { throw ValidationError("--join-as must be learner or voter") }
         configuration.joinAsVoter = joinAs == "voter"
         guard joinTimeout >= 1 else { throw ValidationError("--join-timeout must be positive") }

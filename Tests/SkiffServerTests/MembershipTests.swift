@@ -17,6 +17,15 @@ import Testing
         return members
     }
 
+    /// Waits for a leader and returns it, having handed leadership to n1 if n3 had it, so that n3 can be taken away.
+    static func leaderOtherThanN3(_ cluster: SkiffCluster) throws -> String {
+        let leader = try cluster.waitForLeader()
+        guard leader == "n3" else { return leader }
+        #expect(try run("skiff", ["transfer-leader", "n1", "--server", "127.0.0.1:\(cluster.port("n3"))"]).status == 0)
+        try waitUntil(seconds: 10, "n1 leads") { try cluster.status("n1")["role"] == "leader" }
+        return try cluster.waitForLeader()
+    }
+
     @Test func theClusterTagIsRecordedOnceAndKeptAcrossRestarts() throws {
         let cluster = try SkiffCluster(nodes: 3, extraArguments: ["--cluster-name", "orders"])
         try cluster.startAll()
@@ -116,12 +125,7 @@ import Testing
     @Test func aRemovedNodeLearnsItOnItsReturnShutsDownAndNeverRaisesTheTerm() throws {
         let cluster = try SkiffCluster(nodes: 3)
         try cluster.startAll()
-        var leader = try cluster.waitForLeader()
-        if leader == "n3" {
-            #expect(try run("skiff", ["transfer-leader", "n1", "--server", "127.0.0.1:\(cluster.port("n3"))"]).status == 0)
-            try waitUntil(seconds: 10, "n1 leads") { try cluster.status("n1")["role"] == "leader" }
-            leader = try cluster.waitForLeader()
-        }
+        let leader = try Self.leaderOtherThanN3(cluster)
         #expect(try RESPClient(port: cluster.port(leader)).call("SET", "before", "1") == .simple("OK"))
 
         // n3 is away (stopped) while the others remove it, then dies and comes back with its old data.
@@ -139,6 +143,33 @@ import Testing
         #expect(try cluster.status(leader)["term"] == term)
         #expect(try cluster.status(leader)["role"] == "leader")
         #expect(try RESPClient(port: cluster.port(leader)).call("SET", "after", "1") == .simple("OK"))
+    }
+
+    @Test func aRemovedNodeConfiguredToStandByComesBackAsALearnerWithoutRaisingTheTerm() throws {
+        let cluster = try SkiffCluster(nodes: 3)
+        try cluster.startAll()
+        let leader = try Self.leaderOtherThanN3(cluster)
+        // n3 is away while the others remove it, then comes back with its old data, configured to stand by.
+        cluster.pause("n3")
+        #expect(try run("skiff", ["remove", "n3", "--server", "127.0.0.1:\(cluster.port(leader))"]).status == 0)
+        #expect(try RESPClient(port: cluster.port(leader)).call("SET", "while-away", "1") == .simple("OK"))
+        let term = try #require(try cluster.status(leader)["term"])
+        cluster.kill("n3")
+        try cluster.start("n3", adding: ["--on-removal", "standby"])
+        try waitUntil(seconds: 30, "n3 is a learner") { (try? Self.members(cluster, leader)["n3"]?["role"]) == "learner" }
+        #expect(cluster.isRunning("n3"))
+        #expect(cluster.log("n3").contains("asking to stand by as a learner"))
+        try waitUntil(seconds: 20, "n3 follows the log") {
+            (try? RESPClient(port: cluster.port("n3")).call("GET", "while-away")) == .bulk(Array("1".utf8))
+        }
+        #expect(try cluster.status(leader)["term"] == term, "standing by never raises the cluster's term")
+        #expect(try cluster.status(leader)["role"] == "leader")
+
+        // A learner again, it can be promoted.
+        try waitUntil(seconds: 20, "n3 is promoted") {
+            try run("skiff", ["promote", "n3", "--server", "127.0.0.1:\(cluster.port("n2"))"]).status == 0
+        }
+        #expect(try Self.members(cluster, leader)["n3"]?["role"] == "follower")
     }
 
     @Test func aLeaderPausedLongerThanTheElectionTimeoutStepsDownWithoutServingAStaleRead() throws {
