@@ -7,7 +7,8 @@ import SkiffRaft
 /// - leader completeness: a new leader holds every entry committed in an earlier term;
 /// - state machine safety: every node applies the same entry at each index, in order;
 /// - persisted hard state never goes back (term, a vote within a term, commit);
-/// - a confirmed read is at or after every commit made before it was asked for.
+/// - a confirmed read is at or after every commit made before it was asked for;
+/// - a node that knows it was removed never campaigns.
 struct SafetyChecker {
     private var leaderOfTerm: [UInt64: NodeID] = [:]
     private var leaders = Set<NodeID>()
@@ -24,6 +25,9 @@ struct SafetyChecker {
 
     mutating func checkLeaders(_ nodes: [SimulatedNode], step: Int) throws(SafetyViolation) {
         for node in nodes {
+            if let core = node.core, core.isRemoved, core.role != .follower {
+                throw SafetyViolation(step: step, invariant: "a removed node never campaigns", detail: "node \(node.id) is \(core.role) in term \(core.term)")
+            }
             // A leader counts once its term and its vote for itself are durable. Before that it can send
             // nothing and commit nothing, and a crash makes it as if it never was: a single voter elects
             // itself in memory at once, and may restart in the term before and vote for someone else in it.

@@ -12,7 +12,8 @@ public final class Simulation {
     var random: SplitMix64
     var nodes: [SimulatedNode]
     let initialConfiguration: ClusterConfiguration
-    var inFlight: [(message: Message, deliverAt: Int)] = []
+    /// Messages on their way; `fromRemoved`: sent by a node that knew it had been removed from the cluster.
+    var inFlight: [(message: Message, deliverAt: Int, fromRemoved: Bool)] = []
     /// Directed links that drop everything (partitions).
     var blocked = Set<[NodeID]>()
     /// Nodes whose process is stopped (a long GC, SIGSTOP): no ticks, no work, messages wait for them.
@@ -155,15 +156,15 @@ public final class Simulation {
         let ready = inFlight.indices.filter { inFlight[$0].deliverAt <= now && !paused.contains(inFlight[$0].message.to) }
         guard !ready.isEmpty else { return }
         let pick = ready[Int(random.below(UInt64(ready.count)))]
-        let (message, _) = inFlight[pick]
+        let (message, _, fromRemoved) = inFlight[pick]
         inFlight.swapAt(pick, inFlight.count - 1)
         inFlight.removeLast()
-        if random.chance(duplicatePercent, in: 100) { inFlight.append((message, now + Int(random.below(3)))) }
+        if random.chance(duplicatePercent, in: 100) { inFlight.append((message, now + Int(random.below(3)), fromRemoved)) }
         if blocked.contains([message.from, message.to]) || random.chance(dropPercent, in: 100) {
             reportSnapshotStream(message, delivered: false)
             return
         }
-        try deliver(message)
+        try deliver(message, fromRemoved: fromRemoved)
     }
 
     func note(_ line: @autoclosure () -> String) {
@@ -185,7 +186,11 @@ public final class Simulation {
         nodes[sender].core!.reportSnapshot(to: message.to, index: snapshot.index, delivered: delivered)
     }
 
-    private func deliver(_ message: Message) throws(SafetyViolation) {
+    /// Steps `message` into its node. A message from a node that knew it was removed, to a member whose
+    /// configuration leaves the sender out too, must not raise that member's term: a removed node that
+    /// returns never disrupts the cluster. (A node can believe itself removed while it was added back in
+    /// entries it has not received yet; to members that know, it is a member again.)
+    private func deliver(_ message: Message, fromRemoved: Bool = false) throws(SafetyViolation) {
         if message.to == Self.witness { return try answerAsWitness(message) }
         guard let position = nodes.firstIndex(where: { $0.id == message.to }), nodes[position].isUp else {
             reportSnapshotStream(message, delivered: false)
@@ -194,23 +199,32 @@ public final class Simulation {
         defer { reportSnapshotStream(message, delivered: true) }
         note("deliver \(message.from)->\(message.to) t\(message.term) \(message.kind)")
         defer { note("  now \(status(position))") }
+        let termBefore = nodes[position].core!.term
+        let outsider = fromRemoved && !nodes[position].core!.isRemoved && !nodes[position].core!.clusterConfiguration.contains(message.from)
         do {
             try nodes[position].core!.step(message)
         } catch {
             throw SafetyViolation(step: stepNumber, invariant: "valid messages", detail: "node \(message.to) rejected \(message): \(error)")
         }
+        if outsider {
+            summary.messagesFromRemovedNodes += 1
+            if nodes[position].core!.term > termBefore {
+                throw SafetyViolation(step: stepNumber, invariant: "a removed node never raises a member's term",
+                                      detail: "node \(message.to) went from term \(termBefore) to \(nodes[position].core!.term) on \(message)")
+            }
+        }
         try checker.noteCommit(by: nodes[position].core!, step: stepNumber)
         summary.messagesDelivered += 1
     }
 
-    func enqueueAnswer(_ message: Message) { enqueue([message]) }
+    func enqueueAnswer(_ message: Message) { enqueue([message], fromRemoved: false) }
 
     /// Most messages arrive within a tick; some linger for several, so stale messages from old terms and old
     /// leaders keep turning up.
-    private func enqueue(_ messages: [Message]) {
+    private func enqueue(_ messages: [Message], fromRemoved: Bool) {
         for message in messages {
             let delay = random.chance(1, in: 10) ? 2 + Int(random.below(8)) : Int(random.below(2))
-            inFlight.append((message, now + delay))
+            inFlight.append((message, now + delay, fromRemoved))
         }
     }
 
@@ -252,7 +266,7 @@ public final class Simulation {
     }
 
     private func takeReady(_ ready: Ready, at position: Int) throws(SafetyViolation) {
-        enqueue(ready.messages)
+        enqueue(ready.messages, fromRemoved: nodes[position].core!.isRemoved)
         if let request = ready.externalTailRequest { nodes[position].mirror.replayRequests.append(request) }
         for entry in ready.committedEntries {
             try checker.checkApplied(entry, node: nodes[position].id, nodeTerm: nodes[position].core!.term, after: nodes[position].appliedIndex, step: stepNumber)
@@ -273,7 +287,7 @@ public final class Simulation {
         if ready.snapshot != nil { summary.snapshotsInstalled += 1 }
         nodes[position].persist(ready) { [checker] index in checker.commandIDs(through: index.rawValue) }
         try checker.checkPersistedEntries(ready.entries, disk: nodes[position].disk, node: nodes[position].id, step: stepNumber)
-        enqueue(ready.messagesAfterPersist)
+        enqueue(ready.messagesAfterPersist, fromRemoved: nodes[position].core!.isRemoved)
         nodes[position].core!.advance(ready)
         nodes[position].pendingReadys.removeFirst()
         try checker.noteCommit(by: nodes[position].core!, step: stepNumber)
@@ -384,8 +398,8 @@ public final class Simulation {
         for _ in 0..<200 {
             var worked = false
             while !inFlight.isEmpty {
-                let (message, _) = inFlight.removeFirst()
-                try deliver(message)
+                let (message, _, fromRemoved) = inFlight.removeFirst()
+                try deliver(message, fromRemoved: fromRemoved)
                 worked = true
             }
             for position in nodes.indices where nodes[position].isUp {

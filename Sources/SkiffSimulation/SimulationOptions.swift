@@ -100,6 +100,8 @@ public struct SimulationSummary: Sendable {
     public var snapshotsInstalled = 0
     public var readsConfirmed = 0
     public var messagesDelivered = 0
+    /// Messages that a node which knew it was removed sent to a member whose configuration leaves it out, and that arrived.
+    public var messagesFromRemovedNodes = 0
     /// External log: batches that landed, leaders fenced off by it, and entries adopted from it by replays.
     public var externalBatches = 0
     public var externalFences = 0

@@ -44,6 +44,7 @@ import Testing
                 totals.snapshotsInstalled += summary.snapshotsInstalled
                 totals.readsConfirmed += summary.readsConfirmed
                 totals.messagesDelivered += summary.messagesDelivered
+                totals.messagesFromRemovedNodes += summary.messagesFromRemovedNodes
                 totals.externalBatches += summary.externalBatches
                 totals.externalFences += summary.externalFences
                 totals.externalAdopted += summary.externalAdopted
@@ -61,7 +62,8 @@ import Testing
         }
         print("simulated \(seeds.count) seeds: \(totals.committed) entries applied, \(totals.messagesDelivered) messages, "
               + "\(totals.crashes) crashes, \(totals.partitions) partitions, \(totals.membershipChanges) membership changes, "
-              + "\(totals.transfers) transfers, \(totals.snapshotsInstalled) snapshots installed, \(totals.readsConfirmed) reads; "
+              + "\(totals.transfers) transfers, \(totals.snapshotsInstalled) snapshots installed, \(totals.readsConfirmed) reads, "
+              + "\(totals.messagesFromRemovedNodes) messages from removed nodes; "
               + "external log: \(totals.externalBatches) batches, \(totals.externalFences) leaders fenced, "
               + "\(totals.externalAdopted) entries adopted by replays, \(totals.externalTrims) trims, \(totals.witnessVotes) witness votes, "
               + "\(totals.externalReplacements) stores replaced, \(totals.externalSnapshotRecords) snapshot records")
@@ -69,7 +71,7 @@ import Testing
         #expect(totals.committed > seeds.count * 20)
         if seeds.count > 50 {
             #expect(totals.crashes > 0 && totals.partitions > 0 && totals.membershipChanges > 0)
-            #expect(totals.snapshotsInstalled > 0 && totals.readsConfirmed > 0 && totals.transfers > 0)
+            #expect(totals.snapshotsInstalled > 0 && totals.readsConfirmed > 0 && totals.transfers > 0 && totals.messagesFromRemovedNodes > 0)
             #expect(totals.externalBatches > 0 && totals.externalFences > 0 && totals.externalAdopted > 0 && totals.externalTrims > 0)
             #expect(totals.witnessVotes > 0 && totals.externalSnapshotRecords > 0)
         }
