@@ -15,6 +15,14 @@ extension ClusterIdentity {
     static func establish(for configuration: NodeConfiguration, logger: Logger) async throws -> ClusterIdentity {
         let directory = configuration.dataDirectory
         if let recorded = try load(directory: directory) {
+            if !InitHandOver.pending(in: directory).isEmpty {
+                // This node coordinated an init and stopped before every voter had the identity.
+                logger.notice("handing the cluster's identity to the voters that have not taken it yet",
+                              metadata: ["voters": "\(InitHandOver.pending(in: directory).joined(separator: ","))"])
+                for problem in await InitHandOver.handOver(recorded, directory: directory, password: configuration.password, logger: logger) ?? [] {
+                    logger.warning("a voter has not taken the cluster's identity; repeat the init once it waits again", metadata: ["problem": "\(problem)"])
+                }
+            }
             if !configuration.join.isEmpty {
                 let nodeID = recorded.nodeID ?? configuration.nodeID
                 switch try await askToJoin(configuration, nodeID: nodeID, uuid: recorded.uuidString, patience: .seconds(5), logger: logger) {
@@ -27,6 +35,8 @@ extension ClusterIdentity {
             }
             return recorded
         }
+        // A pending list without a cluster file: an init stopped before it recorded anything.
+        try? InitHandOver.record(pending: [], in: directory)
         if configuration.awaitInit {
             guard !ExternalRestore.holdsNodeData(directory) else {
                 throw ConfigurationError("\(directory) holds a node's data but names no cluster; a node waits to be initialised with an empty data directory")

@@ -50,6 +50,10 @@ extension Node {
     /// loop with the reply's words (none for a plain OK) once the change is committed.
     public func runMembership(_ command: MembershipCommand, completion: @escaping (Result<[[UInt8]], MembershipFailure>) -> Void) {
         guard !stopped else { return completion(.failure(MembershipFailure("ERR the server is shutting down"))) }
+        if case .initialise(let name, let voters) = command, WaitingNode.checkInit(clusterName: name, voters: voters) == nil,
+           name == identity.name, Set(voters) == Set(identity.voterNames) {
+            return repeatInit(completion: completion)
+        }
         if let answer = answerInitialised(command) { return completion(answer) }
         guard witness == nil else {
             return completion(.failure(MembershipFailure("ERR a witness-mode cluster has exactly two nodes; its membership cannot change")))
@@ -62,6 +66,37 @@ extension Node {
         transport.send(.adminRequest(id: request, words: command.words), to: core.leader)
     }
 
+    /// The init that formed this cluster, asked again: the coordinator (the first voter by name) hands the
+    /// identity to any voter that has not taken it yet; another member passes the init on to it.
+    private func repeatInit(completion: @escaping (Result<[[UInt8]], MembershipFailure>) -> Void) {
+        let (identity, directory, password, logger, loop) = (identity, configuration.dataDirectory, configuration.password, logger, loop)
+        let coordinator = identity.voterNames.min()!
+        let coordinatorAddress = identity.base.details.values.compactMap(MemberDetails.init(decoding:)).first { $0.name == coordinator }?.clientAddress
+        let name = configuration.name
+        let answer = NIOLoopBound(completion, eventLoop: loop)
+        Task {
+            let reply: RESPValue
+            if coordinator == name {
+                let problems = await InitHandOver.handOver(identity, directory: directory, password: password, logger: logger)
+                reply = problems.map { InitHandOver.answer(identity, problems: $0, formedNow: false) }
+                    ?? .error("TRYAGAIN this node is handing the cluster's identity over already; retry in a few seconds")
+            } else if let coordinatorAddress {
+                reply = await InitHandOver.call(coordinatorAddress, ["SKIFF.INIT", identity.name] + identity.voterNames, password: password,
+                                                timeoutSeconds: Double(InitHandOver.patience.components.seconds) + 10).map(RESPValue.init)
+                    ?? .error("ERR NO-ANSWER the coordinating node \(coordinator) at \(coordinatorAddress) did not answer; it knows whether every voter took the cluster's identity")
+            } else {
+                reply = InitHandOver.answer(identity, problems: [], formedNow: false)  // a static cluster: nothing to hand over
+            }
+            loop.execute {
+                switch reply {
+                case .error(let message): answer.value(.failure(MembershipFailure(message)))
+                case .array(let items): answer.value(.success(items.compactMap { if case .bulk(let bytes) = $0 { bytes } else { nil } }))
+                default: answer.value(.success([]))
+                }
+            }
+        }
+    }
+
     /// SKIFF.INIT and SKIFF.ADOPT reaching a node that has a cluster: they succeed only if they name the
     /// cluster it is in, so that an init repeated (its answer lost) is harmless and no node changes cluster.
     private func answerInitialised(_ command: MembershipCommand) -> Result<[[UInt8]], MembershipFailure>? {
@@ -69,8 +104,7 @@ extension Node {
         switch command {
         case .initialise(let name, let voters):
             if let problem = WaitingNode.checkInit(clusterName: name, voters: voters) { return .failure(MembershipFailure(problem)) }
-            guard name == identity.name, Set(voters) == Set(identity.voterNames) else { return .failure(refusal) }
-            return .success([Array("cluster \(identity.tag) is initialised, with voters \(voters.sorted().joined(separator: ", "))".utf8)])
+            return .failure(refusal)  // the same init is `repeatInit`'s
         case .adopt(let fields):
             return fields["uuid"] == identity.uuidString ? .success([]) : .failure(refusal)
         default:

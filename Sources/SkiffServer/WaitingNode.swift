@@ -27,14 +27,10 @@ final class WaitingNode: Sendable {
         /// The waiting nodes heard of, by name, this one included.
         var known: [String: MemberDetails]
         var identity: ClusterIdentity?
-        /// Inits being coordinated here: the node keeps waiting until each has answered.
+        /// Inits received and not answered yet (coordinated here or handed on): the node keeps waiting, its
+        /// listener open, until each answer is written.
         var initsRunning = 0
-        /// Why the `--join` members refused this node, if they did.
-        var joinFailure: (any Error)?
     }
-
-    /// How long a coordinator keeps handing the identity to voters that have not taken it yet.
-    static let adoptPatience: Duration = .seconds(20)
 
     init(configuration: NodeConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -75,8 +71,7 @@ final class WaitingNode: Sendable {
         let joining = configuration.join.isEmpty ? nil : Task { await joinLoop() }
         defer { joining?.cancel() }
         while true {
-            let (identity, running, failure) = state.withLock { ($0.identity, $0.initsRunning, $0.joinFailure) }
-            if let failure { throw failure }
+            let (identity, running) = state.withLock { ($0.identity, $0.initsRunning) }
             if let identity, running == 0 {
                 try? await listener.close().get()
                 return identity
@@ -86,26 +81,36 @@ final class WaitingNode: Sendable {
     }
 
     /// Keeps asking the `--join` members to let this node in, until one does (a cluster is running there)
-    /// or the node has an identity by other means. A refusal is kept for `serve` to throw.
+    /// or the node has an identity by other means. A refusal does not end the wait: the node may be a voter
+    /// of that very cluster whose identity is still on its way (its name is then taken by its voter slot).
     private func joinLoop() async {
-        do {
-            let answer = try await ClusterIdentity.askToJoin(configuration, nodeID: ClusterIdentity.drawNodeID(), uuid: nil,
-                                                             patience: .seconds(86_400 * 365), logger: logger) { [self] message in
-                learn(fromWaitingReply: message)
+        var refusal = ""
+        while !Task.isCancelled {
+            do {
+                let answer = try await ClusterIdentity.askToJoin(configuration, nodeID: ClusterIdentity.drawNodeID(), uuid: nil,
+                                                                 patience: .seconds(86_400 * 365), logger: logger) { [self] message in
+                    learn(fromWaitingReply: message)
+                }
+                if let answer, try decide(answer, how: "joined the cluster as a learner").uuid != answer.uuid {
+                    logger.warning("this node was let into cluster \(answer.tag) while it was being initialised into another; that cluster has a learner slot to remove")
+                }
+                return
+            } catch is CancellationError {
+                return
+            } catch {
+                if "\(error)" != refusal { logger.warning("still waiting: \(error)") }
+                refusal = "\(error)"
+                try? await Task.sleep(for: .seconds(2))
             }
-            if let answer, try decide(answer, how: "joined the cluster as a learner").uuid != answer.uuid {
-                logger.warning("this node was let into cluster \(answer.tag) while it was being initialised into another; that cluster has a learner slot to remove")
-            }
-        } catch is CancellationError {
-        } catch {
-            state.withLock { $0.joinFailure = $0.identity == nil ? error : nil }
         }
     }
 
-    /// Records `identity` unless the node already has one; returns the one it has now.
-    func decide(_ identity: ClusterIdentity, how: String) throws -> ClusterIdentity {
+    /// Records `identity` unless the node already has one; returns the one it has now. A coordinator names
+    /// the voters it is to hand the identity to (`pending`), recorded first.
+    func decide(_ identity: ClusterIdentity, how: String, pending: [String] = []) throws -> ClusterIdentity {
         try state.withLock { state in
             if let recorded = state.identity { return recorded }
+            try InitHandOver.record(pending: pending, in: configuration.dataDirectory)
             try identity.save(directory: configuration.dataDirectory)
             state.identity = identity
             logger.notice("\(how)", metadata: ["cluster": "\(identity.tag)"])
@@ -138,6 +143,10 @@ final class WaitingNode: Sendable {
 
     // MARK: Init
 
+    /// An init arrived: the node keeps waiting until `endInit`, once its answer is written.
+    func beginInit() { state.withLock { $0.initsRunning += 1 } }
+    func endInit() { state.withLock { $0.initsRunning -= 1 } }
+
     /// `SKIFF.INIT`: coordinates it here if this node is the coordinator, else hands it to the coordinator.
     func initialise(clusterName: String, voters: [String]) async -> RESPValue {
         if let refusal = Self.checkInit(clusterName: clusterName, voters: voters) { return .error(refusal) }
@@ -148,26 +157,26 @@ final class WaitingNode: Sendable {
             return .error("ERR UNKNOWN-VOTERS no waiting node by the name \(unknown.joined(separator: ", ")) has made itself known here (known: \(known.keys.sorted().joined(separator: ", "))); start each with --await-init --join pointing at a waiting node, and retry")
         }
         if coordinator != configuration.name {
-            return await Self.call(known[coordinator]!.clientAddress!, ["SKIFF.INIT", clusterName] + voters, password: configuration.password,
-                                   timeoutSeconds: Double(Self.adoptPatience.components.seconds) + 10)
-                .map(RESPValue.init) ?? .error("TRYAGAIN the coordinating node \(coordinator) at \(known[coordinator]!.clientAddress!) did not answer; nothing was changed, retry")
+            return await InitHandOver.call(known[coordinator]!.clientAddress!, ["SKIFF.INIT", clusterName] + voters, password: configuration.password,
+                                           timeoutSeconds: Double(InitHandOver.patience.components.seconds) + 10)
+                .map(RESPValue.init) ?? .error("ERR NO-ANSWER the coordinating node \(coordinator) at \(known[coordinator]!.clientAddress!) did not answer; repeat the init to learn whether it took effect")
         }
         var details: [NodeID: [UInt8]] = [:]
         for voter in voters { details[ClusterMember.id(of: voter)] = known[voter]!.encoded() }
         let made = ClusterIdentity(name: clusterName, uuid: ClusterIdentity.randomUUID(), base: ClusterConfiguration(voters: Set(details.keys), details: details))
-        state.withLock { $0.initsRunning += 1 }
-        defer { state.withLock { $0.initsRunning -= 1 } }
         let identity: ClusterIdentity
-        do { identity = try decide(made, how: "initialised the cluster, coordinating the init") } catch { return .error("ERR cannot record the cluster's identity: \(error)") }
+        do {
+            identity = try decide(made, how: "initialised the cluster, coordinating the init", pending: voters.filter { $0 != configuration.name })
+        } catch {
+            return .error("ERR cannot record the cluster's identity: \(error)")
+        }
         guard identity.name == clusterName, Set(identity.voterNames) == Set(voters) else {
             return .error("ERR ALREADY-INITIALISED this node belongs to cluster \(identity.tag) already")
         }
-        let problems = await handOver(identity, to: voters.filter { $0 != configuration.name }.map { ($0, known[$0]!.clientAddress!) })
-        guard problems.isEmpty else {
-            return .error("ERR INCOMPLETE cluster \(identity.tag) was formed, but " + problems.joined(separator: "; ")
-                          + ". A voter that never took the identity must be removed (skiff remove NAME) and join afresh")
+        guard let problems = await InitHandOver.handOver(identity, directory: configuration.dataDirectory, password: configuration.password, logger: logger) else {
+            return .error("TRYAGAIN this node is handing the cluster's identity over already; retry in a few seconds")
         }
-        return .array([.bulk("initialised cluster \(identity.tag), with voters \(voters.sorted().joined(separator: ", "))")])
+        return InitHandOver.answer(identity, problems: problems, formedNow: identity.uuid == made.uuid)
     }
 
     /// What is wrong with an init's arguments, as an error line; nil if nothing.
@@ -184,31 +193,6 @@ final class WaitingNode: Sendable {
         return nil
     }
 
-    /// Hands the identity to each voter at its client address, in parallel, until each has taken it or
-    /// refused, for up to `adoptPatience`. Returns what went wrong, one line per voter.
-    private func handOver(_ identity: ClusterIdentity, to voters: [(name: String, address: HostAndPort)]) async -> [String] {
-        let request = MembershipCommand.adopt(fields: identity.adoptFields).words.map { String(decoding: $0, as: UTF8.self) }
-        let password = configuration.password
-        return await withTaskGroup(of: String?.self) { group in
-            for voter in voters {
-                group.addTask {
-                    let deadline = ContinuousClock.now + Self.adoptPatience
-                    while ContinuousClock.now < deadline {
-                        switch await Self.call(voter.address, request, password: password, timeoutSeconds: 5) {
-                        case .simple?, .bulk?: return nil
-                        case .error(let message)? where !message.hasPrefix("TRYAGAIN"): return "\(voter.name) refused: \(message)"
-                        default: try? await Task.sleep(for: .milliseconds(300))
-                        }
-                    }
-                    return "\(voter.name) at \(voter.address) did not answer within \(Self.adoptPatience)"
-                }
-            }
-            var problems: [String] = []
-            for await problem in group { if let problem { problems.append(problem) } }
-            return problems.sorted()
-        }
-    }
-
     /// `SKIFF.ADOPT` from a coordinator.
     func adopt(_ fields: [String: String]) -> RESPValue {
         guard let offered = ClusterIdentity(adoptFields: fields) else { return .error("ERR SKIFF.ADOPT does not name a cluster this version understands") }
@@ -222,15 +206,6 @@ final class WaitingNode: Sendable {
             return .ok
         } catch {
             return .error("ERR cannot record the cluster's identity: \(error)")
-        }
-    }
-
-    /// One request to another node; nil if it cannot be reached.
-    static func call(_ address: HostAndPort, _ words: [String], password: String?, timeoutSeconds: Double) async -> RESPClient.Reply? {
-        try? await offThread {
-            let client = try RESPClient(host: address.host, port: address.port, timeoutSeconds: timeoutSeconds)
-            if let password, case .error(let message) = try client.call("AUTH", password) { return .error(message) }
-            return try client.call(words)
         }
     }
 }
@@ -283,6 +258,7 @@ private final class WaitingHandler: ChannelInboundHandler, @unchecked Sendable {
         let channel = context.channel
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
         var closing = false
+        var ending: (@Sendable () -> Void)?
         switch ClientCommand.parse(words) {
         case .failure(let error): promise.succeed(.error(error.message))
         case .success(let command):
@@ -298,26 +274,39 @@ private final class WaitingHandler: ChannelInboundHandler, @unchecked Sendable {
                 promise.succeed(.ok)
             case .membership(.join(let name, _, let peer, let client, _, let uuid)):
                 // A node that already belongs to a cluster (it sends its UUID) is no candidate voter.
-                if uuid == nil, let peer = try? HostAndPort(parsing: peer), let client = try? HostAndPort(parsing: client), !name.isEmpty {
+                if uuid == nil, name != node.configuration.name, let peer = try? HostAndPort(parsing: peer), let client = try? HostAndPort(parsing: client), !name.isEmpty {
                     node.learn(MemberDetails(name: name, peerAddress: peer, clientAddress: client))
                 }
                 promise.succeed(.error(node.waitingReply))
             case .membership(.adopt(let fields)): promise.succeed(node.adopt(fields))
             case .membership(.initialise(let name, let voters)):
                 let node = self.node
+                node.beginInit()
                 promise.completeWithTask { await node.initialise(clusterName: name, voters: voters) }
+                ending = { node.endInit() }
             default:
                 promise.succeed(.error("UNINITIALISED this node is waiting to be initialised (skiff init --name NAME --voters A,B,C) or to join a cluster"))
             }
         }
         let version = session.protocolVersion
         let thenClose = closing
+        let thenEnd = ending
         let after = previous ?? channel.eventLoop.makeSucceededVoidFuture()
         previous = after.flatMap { promise.futureResult }.flatMap { reply in
             var buffer = channel.allocator.buffer(capacity: 64)
             reply.write(to: &buffer, protocolVersion: version)
             let written = channel.writeAndFlush(buffer)
+            written.whenComplete { _ in thenEnd?() }
             return thenClose ? written.flatMap { channel.close() } : written
         }
+    }
+
+    /// A request that breaks the protocol: answered with the reason, then the connection closes.
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard let protocolError = error as? RESPProtocolError else { return context.close(promise: nil) }
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        RESPValue.error("ERR \(protocolError)").write(to: &buffer, protocolVersion: session.protocolVersion)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
     }
 }

@@ -99,8 +99,9 @@ struct Init: ParsableCommand {
             Send it to any waiting node: it is handed to the coordinating node (the voter whose name sorts \
             first), which makes the cluster's tag, records it, and hands it to the other voters. Every voter \
             must have made itself known first (start each with --await-init --join pointing at a waiting \
-            node). Waiting nodes that are not voters join the new cluster as learners. Repeating an init that \
-            succeeded is harmless; a node already in another cluster refuses.
+            node). Waiting nodes that are not voters join the new cluster as learners. Repeating an init is \
+            harmless: it hands the tag again to voters that have not taken it; a node already in another \
+            cluster refuses. It waits at least 40 s for the answer, whatever --timeout says.
             """)
     @OptionGroup var server: ServerOptions
     @Option(help: "The cluster's name, part of its tag.") var name: String
@@ -111,7 +112,11 @@ struct Init: ParsableCommand {
         guard !names.contains(where: \.isEmpty) else { throw ValidationError("--voters must be names separated by commas") }
         var server = server
         server.timeout = max(server.timeout, 40)  // the coordinator waits up to 20 s for each voter
-        try reportingFailure { print(try server.call(["SKIFF.INIT", name] + names).text) }
+        try reportingFailure {
+            do { print(try server.call(["SKIFF.INIT", name] + names).text) } catch let lost as RESPClient.Failure {
+                throw AdminFailure("no answer from \(server.server) (\(lost)); the init may or may not have taken effect: repeat it to learn which")
+            }
+        }
     }
 }
 

@@ -21,11 +21,11 @@ import Testing
         #expect(unknown.output.contains("UNKNOWN-VOTERS") && unknown.output.contains("n9"), "\(unknown.output)")
         #expect(!FileManager.default.fileExists(atPath: cluster.dataDirectory("n1") + "/cluster"), "a failed init records nothing")
 
-        // n4 is no voter: it hands the init to n1, the voter whose name sorts first. It may take the nodes a
-        // moment to learn each other's addresses.
+        // n3 hands the init to n1, the voter whose name sorts first, and still answers once n1 has made it
+        // adopt the cluster. It may take the nodes a moment to learn each other's addresses.
         var formed = (status: Int32(1), output: "")
         try waitUntil(seconds: 30, "the init succeeds") {
-            formed = try initialise("n3,n2,n1")
+            formed = try initialise("n3,n2,n1", through: "n3")
             return formed.status == 0
         }
         #expect(formed.output.contains("initialised cluster prod"), "\(formed.output)")
@@ -42,8 +42,8 @@ import Testing
         #expect(try RESPClient(port: cluster.port("n4")).call("SET", "k", "v") == .simple("OK"))
         #expect(try RESPClient(port: cluster.port("n1")).call("GET", "k") == .bulk(Array("v".utf8)))
 
-        // Repeating the init is harmless; an init into another cluster is refused.
-        let repeated = try initialise("n1,n2,n3", through: "n3")
+        // Repeating the init is harmless, even through a learner; an init into another cluster is refused.
+        let repeated = try initialise("n1,n2,n3", through: "n4")
         #expect(repeated.status == 0 && repeated.output.contains("is initialised"), "\(repeated.output)")
         let other = try initialise("n1,n2", name: "elsewhere", through: "n2")
         #expect(other.status != 0 && other.output.contains("ALREADY-INITIALISED"), "\(other.output)")
@@ -55,6 +55,40 @@ import Testing
         try waitUntil(seconds: 20, "n2 reads the write") {
             (try? RESPClient(port: cluster.port("n2")).call("GET", "k")) == .bulk(Array("v".utf8))
         }
+    }
+
+    @Test func aVoterThatMissedTheInitTakesItWhenTheCoordinatorStartsAgain() throws {
+        let cluster = try SkiffCluster(nodes: 3)
+        cluster.awaitingInit = true
+        cluster.joinThrough = ["n2": ["n1"], "n3": ["n1"]]
+        try cluster.start("n1")
+        try cluster.start("n2")
+        try waitUntil(seconds: 20, "n1 listens") { (try? RESPClient(port: cluster.port("n1")).call("PING")) == .simple("PONG") }
+        // n1 hears of n3, as if n3 had asked to join, but n3 is not running.
+        let peerPort = try #require(cluster.arguments("n3").drop { $0 != "--peer-addr" }.dropFirst().first)
+        let heard = try RESPClient(port: cluster.port("n1")).call("SKIFF.JOIN", "n3", "7", peerPort, "127.0.0.1:\(cluster.port("n3"))", "1")
+        #expect(heard.text.contains("n3="), "\(heard)")
+        var first = (status: Int32(1), output: "")
+        try waitUntil(seconds: 20, "n2 is known") {
+            first = try run("skiff", ["init", "--name", "late", "--voters", "n1,n2,n3", "--server", "127.0.0.1:\(cluster.port("n2"))"], seconds: 60)
+            return !first.output.contains("UNKNOWN-VOTERS")
+        }
+        #expect(first.status != 0 && first.output.contains("INCOMPLETE") && first.output.contains("n3 at"), "\(first.output)")
+        let leader = try cluster.waitForLeader()
+        #expect(["n1", "n2"].contains(leader), "two voters of three elect a leader")
+        #expect(FileManager.default.fileExists(atPath: cluster.dataDirectory("n1") + "/init-pending"))
+
+        // n3 comes up waiting; the coordinator, restarted, hands it the cluster it missed.
+        try cluster.start("n3")
+        cluster.kill("n1")
+        try cluster.start("n1")
+        try waitUntil(seconds: 30, "n3 is a voter") {
+            (try? MembershipTests.members(cluster, cluster.waitForLeader())["n3"]?["role"]).map { ["leader", "follower"].contains($0) } ?? false
+        }
+        #expect(!FileManager.default.fileExists(atPath: cluster.dataDirectory("n1") + "/init-pending"))
+        #expect(cluster.log("n1").contains("handing the cluster's identity to the voters that have not taken it yet"))
+        let repeated = try run("skiff", ["init", "--name", "late", "--voters", "n1,n2,n3", "--server", "127.0.0.1:\(cluster.port("n3"))"], seconds: 60)
+        #expect(repeated.status == 0 && repeated.output.contains("is initialised"), "\(repeated.output)")
     }
 
     @Test func aWaitingNodeStopsOnSIGTERMWithoutRecordingAnything() throws {
