@@ -14,6 +14,8 @@ final class Cluster: @unchecked Sendable {
     private(set) var paused = Set<Int>()
     /// Nodes that are down because this run killed them (or whose exit was already reported).
     private var expectedDown = Set<Int>()
+    /// Nodes whose data this run threw away: they start with `--join` until they have joined.
+    private var replaced = Set<Int>()
 
     init(network: any Network, nodes: Int, directory: String, skiff: String, extraArguments: [String]) {
         self.network = network
@@ -28,12 +30,18 @@ final class Cluster: @unchecked Sendable {
     func isRunning(_ node: Int) -> Bool { processes[node]?.isRunning ?? false }
     var down: [Int] { names.filter { !isRunning($0) } }
 
+    /// Starts `node`: one of the first members (`--initial-cluster`), or, if its data was thrown away and it
+    /// has not joined yet, a new node that joins through the others as a voter.
     func start(_ node: Int) throws {
-        let members = names.map { "n\($0)=\(network.host(of: $0)):\(network.ports(of: $0).peer)" }.joined(separator: ",")
         let (client, peer) = network.ports(of: node)
+        let joining = replaced.contains(node) && !FileManager.default.fileExists(atPath: "\(directory)/n\(node)/cluster")
+        let members = joining
+            ? ["--join", names.filter { $0 != node }.map { "\(network.host(of: $0)):\(network.ports(of: $0).client)" }.joined(separator: ","),
+               "--join-as", "voter", "--join-timeout", "3600"]
+            : ["--initial-cluster", names.map { "n\($0)=\(network.host(of: $0)):\(network.ports(of: $0).peer)" }.joined(separator: ",")]
         let arguments = [skiff, "serve", "--id", "n\(node)", "--data-dir", "\(directory)/n\(node)",
                          "--client-addr", "\(network.host(of: node)):\(client)", "--peer-addr", "\(network.host(of: node)):\(peer)",
-                         "--initial-cluster", members, "--election-timeout", "500", "--heartbeat-interval", "50"] + extraArguments
+                         "--election-timeout", "500", "--heartbeat-interval", "50"] + members + extraArguments
         let command = network.command(for: node, arguments)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -65,6 +73,13 @@ final class Cluster: @unchecked Sendable {
             expectedDown.insert(node)
             return "n\(node) exited by itself (status \(process.terminationStatus), \(process.terminationReason == .uncaughtSignal ? "signal" : "exit")); see \(logPath(node))"
         }
+    }
+
+    /// Throws away the data of `node`, which must be down: it comes back as a new node that joins.
+    func emptyDataDirectory(_ node: Int) throws {
+        precondition(!isRunning(node), "a running node's data stays")
+        try FileManager.default.removeItem(atPath: "\(directory)/n\(node)")
+        replaced.insert(node)
     }
 
     func pause(_ node: Int) {
@@ -122,6 +137,33 @@ final class Cluster: @unchecked Sendable {
     func leader() -> Int? {
         names.compactMap { node in info(node).flatMap { $0["raft_role"] == "leader" ? (node, UInt64($0["raft_term"] ?? "") ?? 0) : nil } }
             .max { $0.1 < $1.1 }?.0
+    }
+
+    /// Sends an admin command through the running nodes in turn until one answers other than TRYAGAIN
+    /// (or refuses the connection), for up to `seconds`; returns the last answer.
+    func admin(_ words: [String], seconds: Double) -> String {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last = "no node answered"
+        while Date() < deadline {
+            for node in names where isRunning(node) && !paused.contains(node) {
+                guard let client = client(node, timeoutSeconds: 5), let reply = try? client.call(words) else { continue }
+                last = reply.text
+                if !last.hasPrefix("TRYAGAIN") && !last.hasPrefix("UNINITIALISED") { return last }
+            }
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        return last
+    }
+
+    /// The members that the leader lists as learners.
+    func learners() -> [Int] {
+        guard let leader = leader(), let client = client(leader, timeoutSeconds: 2), case .array(let rows)? = try? client.call("SKIFF.MEMBERS") else { return [] }
+        return rows.compactMap { row -> Int? in
+            guard case .array(let items) = row else { return nil }
+            let fields = Dictionary(stride(from: 0, to: items.count - 1, by: 2).map { (items[$0].text, items[$0 + 1].text) }, uniquingKeysWith: { a, _ in a })
+            guard fields["role"] == "learner", let name = fields["name"], name.hasPrefix("n") else { return nil }
+            return Int(name.dropFirst())
+        }
     }
 
     /// Waits up to `seconds` for a leader; returns it.

@@ -10,21 +10,26 @@ final class Nemesis {
         case isolateLeader = "isolate the leader", splitMinority = "split off a minority"
         case oneWay = "cut one direction of a link", bridge = "cut all but a bridge node", lossy = "make a node's links lossy"
         case storeOutage = "take the external store away"
+        case removeVoter = "remove a voter, then promote it back", replaceNode = "replace a node by an empty one that joins"
 
         var partitions: Bool { [.isolateLeader, .splitMinority, .oneWay, .bridge, .lossy].contains(self) }
+        var membership: Bool { [.removeVoter, .replaceNode].contains(self) }
     }
 
     private let cluster: Cluster
     /// The external store's directory, if the cluster has one.
     private let store: String?
+    /// Whether membership may change (not in witness mode, whose two nodes and store are fixed).
+    private let membershipChanges: Bool
     private var random: SplitMix64
     private let start: UInt64
     private(set) var log: [String] = []
     private(set) var injected: [Fault: Int] = [:]
 
-    init(cluster: Cluster, store: String?, seed: UInt64, start: UInt64) {
+    init(cluster: Cluster, store: String?, membershipChanges: Bool, seed: UInt64, start: UInt64) {
         self.cluster = cluster
         self.store = store
+        self.membershipChanges = membershipChanges
         random = SplitMix64(seed: seed ^ 0x6E65_6D65_7369_7321)
         self.start = start
     }
@@ -39,6 +44,7 @@ final class Nemesis {
     func run(until deadline: UInt64) throws {
         let faults = Fault.allCases.filter { fault in
             (cluster.network.canPartition || !fault.partitions) && (fault != .bridge || cluster.nodes >= 3) && (fault != .storeOutage || store != nil)
+                && (membershipChanges || !fault.membership)
         }
         while monotonicNow() < deadline {
             sleep(upTo: deadline, seconds: 0.5 + Double(random.below(1500)) / 1000)
@@ -94,6 +100,37 @@ final class Nemesis {
                 try cluster.network.cut(from: other, to: any, percent: percent)
             }
             return heal
+        case .removeVoter:
+            // One membership fault at a time: a learner left by an earlier one (its promotion did not go
+            // through in time) is promoted first, so the voters never dwindle.
+            if let learner = cluster.learners().first {
+                note("\(fault.rawValue): first promote n\(learner), still a learner: \(cluster.admin(["SKIFF.PROMOTE", "n\(learner)"], seconds: 10))")
+                return {}
+            }
+            let victim = random.below(2) == 0 ? leader ?? any : any
+            note("\(fault.rawValue): remove n\(victim)\(victim == leader ? " (the leader)" : ""): \(cluster.admin(["SKIFF.REMOVE", "n\(victim)"], seconds: 10))")
+            return { [self] in
+                // It stands by (--on-removal standby): it asks to be a learner again, then is promoted.
+                note("promote n\(victim) back: \(cluster.admin(["SKIFF.PROMOTE", "n\(victim)"], seconds: 20))")
+            }
+        case .replaceNode:
+            let victim = any
+            note("\(fault.rawValue): kill -9 n\(victim)")
+            cluster.kill(victim)
+            let removed = cluster.admin(["SKIFF.REMOVE", "n\(victim)"], seconds: 10)
+            guard removed == "OK" else {
+                note("  n\(victim) was not removed (\(removed)); it keeps its data")
+                return { [self] in
+                    note("restart n\(victim)")
+                    try cluster.start(victim)
+                }
+            }
+            try cluster.emptyDataDirectory(victim)
+            note("  removed n\(victim) and emptied its data directory")
+            return { [self] in
+                note("start n\(victim) empty, joining through the others as a voter")
+                try cluster.start(victim)
+            }
         case .storeOutage:
             // As a lost mount: the directory is gone, which the store reports as unreachable, never as empty.
             let store = store!

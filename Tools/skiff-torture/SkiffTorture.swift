@@ -15,8 +15,9 @@ struct SkiffTorture: ParsableCommand {
             (needs root, iproute2 and nftables; without them, on 127.0.0.1 with process faults only). Clients \
             send GET, SET, SET..GET and DEL to any node while faults are injected: kill -9 (a node, the leader, a \
             minority at once), SIGSTOP longer than an election timeout, partitions (the leader isolated, a \
-            minority split off, one direction of a link, all but a bridge node), lossy links, and with an \
-            external log, the store taken away. Then everything heals, every key is read through every node, \
+            minority split off, one direction of a link, all but a bridge node), lossy links, membership \
+            changes (a voter removed and promoted back; a node killed, removed, emptied and joined afresh), \
+            and with an external log, the store taken away. Then everything heals, every key is read through every node, \
             the replicas are compared, and the history is checked.
 
             Exits 0 if the history is linearizable, the replicas agree and enough operations succeeded; else 1, \
@@ -52,7 +53,7 @@ struct SkiffTorture: ParsableCommand {
         let network = try makeNetwork()
         let store = externalLog || witness ? directory + "/external" : nil
         let cluster = Cluster(network: network, nodes: nodes, directory: directory, skiff: skiff,
-                              extraArguments: ["--snapshot-entries", "500"] + (store.map { ["--external-log", "dir:\($0)"] } ?? [])
+                              extraArguments: ["--snapshot-entries", "500", "--on-removal", "standby"] + (store.map { ["--external-log", "dir:\($0)"] } ?? [])
                                   + (witness ? ["--external-witness", "on"] : []))
         let cleanup = Cleanup.onExit {
             cluster.stopAll()
@@ -75,7 +76,7 @@ struct SkiffTorture: ParsableCommand {
             workload.run(until: deadline)
             clientsDone.leave()
         }
-        let nemesis = Nemesis(cluster: cluster, store: store, seed: seed, start: start)
+        let nemesis = Nemesis(cluster: cluster, store: store, membershipChanges: !witness, seed: seed, start: start)
         var problems: [String] = []
         do { try nemesis.run(until: deadline) } catch { problems.append("a fault could not be injected or undone: \(error)") }
         clientsDone.wait()
