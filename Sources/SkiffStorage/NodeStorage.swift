@@ -65,6 +65,16 @@ public final class NodeStorage: Sendable {
                                "snapshot ends at index \(metadata.index) but the WAL starts at \(logFirst): entries \(metadata.index.rawValue + 1)...\(logFirst - 1) exist nowhere on this node\(reasons); restore this node from a peer or a backup")
             }
             logger.info("using snapshot", metadata: ["path": "\(candidate.path)", "index": "\(metadata.index)"])
+            if wal.lastIndex < metadata.index {
+                // The log's newest writes were lost (a power cut before their fsync) but a snapshot past them
+                // was not: a leader applies what its followers made durable before its own fsync ends. The
+                // snapshot holds those entries; the log starts again after it.
+                logger.warning("the WAL ends before the snapshot; it starts again after the snapshot",
+                               metadata: ["wal-last": "\(wal.lastIndex)", "snapshot": "\(metadata.index)"])
+                var hardState = wal.hardState
+                hardState.commit = max(hardState.commit, metadata.index)
+                try await wal.restart(after: metadata.index, term: metadata.term, hardState: hardState)
+            }
             return (NodeStorage(directory: directory, wal: wal, snapshots: snapshots),
                     StorageRecovery(wal: report, snapshot: metadata, snapshotPath: candidate.path, rejectedSnapshots: rejected))
         }

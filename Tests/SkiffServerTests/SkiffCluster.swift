@@ -76,7 +76,7 @@ final class SkiffCluster {
         process.standardOutput = log
         try process.run()
         members[position].process = process
-        try waitUntil(seconds: 20, "\(name) accepts clients") { (try? RESPClient(port: member.clientPort)) != nil }
+        try waitUntil(seconds: 60, "\(name) accepts clients") { (try? RESPClient(port: member.clientPort)) != nil }
     }
 
     func kill(_ name: String) {

@@ -135,6 +135,27 @@ import Testing
         }
     }
 
+    /// A leader applies, and may snapshot, entries its followers made durable before its own fsync ends; a
+    /// power cut then leaves a snapshot past the end of the log. The log starts again after the snapshot.
+    @Test func aLogThatEndsBeforeTheSnapshotStartsAgainAfterIt() async throws {
+        let dir = TemporaryDirectory()
+        try await populate(dir.path)
+        // The power cut: of the log's segments only the oldest one's header survives.
+        let segments = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/wal").filter { $0.hasSuffix(".wal") }.sorted()
+        for name in segments.dropFirst() { try FileManager.default.removeItem(atPath: dir.path + "/wal/" + name) }
+        let oldest = dir.path + "/wal/" + segments[0]
+        try writeBytes(Array(try readBytes(oldest).prefix(SegmentHeader.size)), to: oldest)
+        let (storage, recovery) = try await open(dir.path)
+        #expect(recovery.snapshot?.index == LogIndex(250))
+        #expect(storage.wal.firstIndex == LogIndex(251))
+        #expect(storage.wal.lastIndex == LogIndex(250))
+        try await storage.wal.append(entries(251...260))
+        await storage.close()
+        let (reopened, _) = try await open(dir.path)
+        #expect(try reopened.wal.entries(in: LogIndex(251)...LogIndex(260)) == entries(251...260))
+        await reopened.close()
+    }
+
     @Test func refusesALogThatStartsLateWithNoSnapshot() async throws {
         let dir = TemporaryDirectory()
         try await populate(dir.path)
