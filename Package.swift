@@ -11,6 +11,8 @@ let package = Package(
         .executable(name: "skiff", targets: ["skiff"]),
         .executable(name: "skiff-wal", targets: ["skiff-wal"]),
         .executable(name: "skiff-torture", targets: ["skiff-torture"]),
+        // Loaded into `skiff serve` by skiff-torture (LD_PRELOAD) to simulate power loss and disk faults.
+        .library(name: "SkiffPowerLossShim", type: .dynamic, targets: ["SkiffPowerLossShim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
@@ -90,6 +92,7 @@ let package = Package(
             name: "skiff-torture",
             dependencies: ["SkiffCheck", "SkiffClient", "SkiffRaft", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Tools/skiff-torture"),
+        .target(name: "SkiffPowerLossShim", path: "Tools/power-loss-shim", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         .executableTarget(
             name: "skiff-wal-writer",
             dependencies: ["SkiffStorage"],

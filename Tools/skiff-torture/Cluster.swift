@@ -1,5 +1,6 @@
 import Foundation
 import SkiffClient
+import SkiffRaft
 
 /// The `skiff serve` processes of a run, on a `Network`: started, SIGKILLed, SIGSTOPped, resumed and
 /// restarted, each with a data directory and a log file under the run's directory. Used from the main
@@ -17,13 +18,22 @@ final class Cluster: @unchecked Sendable {
     /// Nodes whose data this run threw away: they start with `--join` until they have joined.
     private var replaced = Set<Int>()
 
-    init(network: any Network, nodes: Int, directory: String, skiff: String, extraArguments: [String]) {
+    /// The power-loss library (Tools/power-loss-shim), loaded into every node if given.
+    private let shim: String?
+
+    init(network: any Network, nodes: Int, directory: String, skiff: String, shim: String?, extraArguments: [String]) {
         self.network = network
         self.nodes = nodes
-        self.directory = directory
+        // Resolved, as the library sees the paths of open files.
+        self.directory = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
         self.skiff = skiff
+        self.shim = shim
         self.extraArguments = extraArguments
     }
+
+    var canFailDisks: Bool { shim != nil }
+    func journalPath(_ node: Int) -> String { "\(directory)/n\(node).journal" }
+    func diskFaultsDirectory(_ node: Int) -> String { "\(directory)/n\(node).faults" }
 
     var names: [Int] { Array(1...nodes) }
     func logPath(_ node: Int) -> String { "\(directory)/n\(node).log" }
@@ -46,6 +56,16 @@ final class Cluster: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = command
+        // A crash (a failed fsync is one, on purpose) ends the process at once, without a backtrace.
+        var environment = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no"]) { _, new in new }
+        if let shim {
+            // What the journal says about an earlier run of the node is moot: a kill -9 keeps every write.
+            try? FileManager.default.removeItem(atPath: journalPath(node))
+            try FileManager.default.createDirectory(atPath: diskFaultsDirectory(node), withIntermediateDirectories: true)
+            environment.merge(["LD_PRELOAD": shim, "SKIFF_POWER_LOSS_PATH": "\(directory)/n\(node)/",
+                               "SKIFF_POWER_LOSS_JOURNAL": journalPath(node), "SKIFF_DISK_FAULTS": diskFaultsDirectory(node)]) { _, new in new }
+        }
+        process.environment = environment
         if !FileManager.default.fileExists(atPath: logPath(node)) { _ = FileManager.default.createFile(atPath: logPath(node), contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath(node)))
         log.seekToEndOfFile()
@@ -73,6 +93,26 @@ final class Cluster: @unchecked Sendable {
             expectedDown.insert(node)
             return "n\(node) exited by itself (status \(process.terminationStatus), \(process.terminationReason == .uncaughtSignal ? "signal" : "exit")); see \(logPath(node))"
         }
+    }
+
+    /// A power cut on `node`, which must have been killed: its writes that no fsync covered are undone.
+    func cutPower(_ node: Int, tear: Bool, random: inout SplitMix64) throws -> PowerLoss.Outcome {
+        precondition(!isRunning(node), "the power is cut on a killed node")
+        return try PowerLoss.cut(journal: journalPath(node), directory: "\(directory)/n\(node)", tear: tear, random: &random)
+    }
+
+    /// Switches a fault of the power-loss library on or off for `node` (`fsync-eio`, `write-enospc`).
+    func setDiskFault(_ name: String, on: Bool, node: Int) throws {
+        let path = diskFaultsDirectory(node) + "/" + name
+        if on { guard FileManager.default.createFile(atPath: path, contents: nil) else { throw TortureError("cannot create \(path)") } }
+        else { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    /// If `node` has exited by itself (as a disk fault makes it), counts that as expected and says how it ended.
+    func acceptExit(_ node: Int) -> String? {
+        guard let process = processes[node], !process.isRunning, !expectedDown.contains(node) else { return nil }
+        expectedDown.insert(node)
+        return "status \(process.terminationStatus)"
     }
 
     /// Throws away the data of `node`, which must be down: it comes back as a new node that joins.

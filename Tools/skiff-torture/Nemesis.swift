@@ -4,32 +4,63 @@ import SkiffRaft
 /// The faults of a run, drawn from its seed: one at a time, each held for a while (longer than an election
 /// timeout) and then undone, with quiet gaps between. Every step is logged with its time since the start.
 final class Nemesis {
+    /// Each fault's raw value is its name for `--faults`.
     enum Fault: String, CaseIterable {
-        case killOne = "kill a node", killLeader = "kill the leader", killMinority = "kill a minority at once"
-        case pauseOne = "pause a node", pauseLeader = "pause the leader"
-        case isolateLeader = "isolate the leader", splitMinority = "split off a minority"
-        case oneWay = "cut one direction of a link", bridge = "cut all but a bridge node", lossy = "make a node's links lossy"
-        case storeOutage = "take the external store away"
-        case removeVoter = "remove a voter, then promote it back", replaceNode = "replace a node by an empty one that joins"
+        case killOne = "kill", killLeader = "kill-leader", killMinority = "kill-minority"
+        case pauseOne = "pause", pauseLeader = "pause-leader"
+        case isolateLeader = "isolate-leader", splitMinority = "split-minority", oneWay = "one-way", bridge = "bridge", lossy = "lossy"
+        case storeOutage = "store-outage"
+        case removeVoter = "remove-voter", replaceNode = "replace-node"
+        case powerCut = "power-cut", powerCutMajority = "power-cut-majority", powerCutAll = "power-cut-all", fsyncFailure = "fsync-eio", diskFull = "disk-full"
+
+        var text: String {
+            switch self {
+            case .killOne: "kill a node"
+            case .killLeader: "kill the leader"
+            case .killMinority: "kill a minority at once"
+            case .pauseOne: "pause a node"
+            case .pauseLeader: "pause the leader"
+            case .isolateLeader: "isolate the leader"
+            case .splitMinority: "split off a minority"
+            case .oneWay: "cut one direction of a link"
+            case .bridge: "cut all but a bridge node"
+            case .lossy: "make a node's links lossy"
+            case .storeOutage: "take the external store away"
+            case .removeVoter: "remove a voter, then promote it back"
+            case .replaceNode: "replace a node by an empty one that joins"
+            case .powerCut: "cut the power to a node"
+            case .powerCutMajority: "cut the power to a majority at once"
+            case .powerCutAll: "cut the power to every node at once"
+            case .fsyncFailure: "make a node's fsync fail"
+            case .diskFull: "fill a node's disk"
+            }
+        }
 
         var partitions: Bool { [.isolateLeader, .splitMinority, .oneWay, .bridge, .lossy].contains(self) }
         var membership: Bool { [.removeVoter, .replaceNode].contains(self) }
+        /// Needs the power-loss library loaded into the nodes.
+        var disk: Bool { [.powerCut, .powerCutMajority, .powerCutAll, .fsyncFailure, .diskFull].contains(self) }
     }
 
     private let cluster: Cluster
     /// The external store's directory, if the cluster has one.
     private let store: String?
-    /// Whether membership may change (not in witness mode, whose two nodes and store are fixed).
-    private let membershipChanges: Bool
+    /// The faults to draw from.
+    let faults: [Fault]
     private var random: SplitMix64
     private let start: UInt64
     private(set) var log: [String] = []
     private(set) var injected: [Fault: Int] = [:]
 
-    init(cluster: Cluster, store: String?, membershipChanges: Bool, seed: UInt64, start: UInt64) {
+    /// Draws from `allowed` those this cluster can take: partitions need namespaces, a bridge three nodes,
+    /// a store outage a store, membership changes a cluster not in witness mode, disk faults the library.
+    init(cluster: Cluster, store: String?, allowed: [Fault], membershipChanges: Bool, seed: UInt64, start: UInt64) {
         self.cluster = cluster
         self.store = store
-        self.membershipChanges = membershipChanges
+        faults = allowed.filter { fault in
+            (cluster.network.canPartition || !fault.partitions) && (fault != .bridge || cluster.nodes >= 3) && (fault != .storeOutage || store != nil)
+                && (membershipChanges || !fault.membership) && (cluster.canFailDisks || !fault.disk)
+        }
         random = SplitMix64(seed: seed ^ 0x6E65_6D65_7369_7321)
         self.start = start
     }
@@ -42,10 +73,7 @@ final class Nemesis {
 
     /// Injects faults until `deadline` (monotonic nanoseconds); leaves none in place.
     func run(until deadline: UInt64) throws {
-        let faults = Fault.allCases.filter { fault in
-            (cluster.network.canPartition || !fault.partitions) && (fault != .bridge || cluster.nodes >= 3) && (fault != .storeOutage || store != nil)
-                && (membershipChanges || !fault.membership)
-        }
+        guard !faults.isEmpty else { return note("no fault this cluster can take was asked for") }
         while monotonicNow() < deadline {
             sleep(upTo: deadline, seconds: 0.5 + Double(random.below(1500)) / 1000)
             guard monotonicNow() < deadline else { break }
@@ -65,7 +93,7 @@ final class Nemesis {
         switch fault {
         case .killOne, .killLeader, .killMinority:
             let victims = fault == .killMinority ? pick((nodes.count - 1) / 2, of: nodes) : [fault == .killLeader ? leader ?? any : any]
-            note("\(fault.rawValue): kill -9 \(names(victims))\(leader.map { " (leader n\($0))" } ?? "")")
+            note("\(fault.text): kill -9 \(names(victims))\(leader.map { " (leader n\($0))" } ?? "")")
             for node in victims { cluster.kill(node) }
             return { [self] in
                 note("restart \(names(victims))")
@@ -73,7 +101,7 @@ final class Nemesis {
             }
         case .pauseOne, .pauseLeader:
             let victim = fault == .pauseLeader ? leader ?? any : any
-            note("\(fault.rawValue): SIGSTOP n\(victim)")
+            note("\(fault.text): SIGSTOP n\(victim)")
             cluster.pause(victim)
             return { [self] in
                 note("SIGCONT n\(victim)")
@@ -84,17 +112,17 @@ final class Nemesis {
             let majority = nodes.filter { !minority.contains($0) }
             // A bridge node stays linked to both sides; only the others are cut.
             let kept = fault == .bridge ? majority.first : nil
-            note("\(fault.rawValue): cut \(names(minority)) from \(names(majority.filter { $0 != kept }))\(kept.map { ", n\($0) reaches both" } ?? "")")
+            note("\(fault.text): cut \(names(minority)) from \(names(majority.filter { $0 != kept }))\(kept.map { ", n\($0) reaches both" } ?? "")")
             for a in minority { for b in majority where b != kept { try cutBothWays(a, b) } }
             return heal
         case .oneWay:
             let pair = pick(2, of: nodes)
-            note("\(fault.rawValue): drop n\(pair[0]) -> n\(pair[1])")
+            note("\(fault.text): drop n\(pair[0]) -> n\(pair[1])")
             try cluster.network.cut(from: pair[0], to: pair[1], percent: 100)
             return heal
         case .lossy:
             let percent = 10 + Int(random.below(30))
-            note("\(fault.rawValue): n\(any) loses \(percent)% of what it sends to and receives from the other nodes")
+            note("\(fault.text): n\(any) loses \(percent)% of what it sends to and receives from the other nodes")
             for other in nodes where other != any {
                 try cluster.network.cut(from: any, to: other, percent: percent)
                 try cluster.network.cut(from: other, to: any, percent: percent)
@@ -104,18 +132,18 @@ final class Nemesis {
             // One membership fault at a time: a learner left by an earlier one (its promotion did not go
             // through in time) is promoted first, so the voters never dwindle.
             if let learner = cluster.learners().first {
-                note("\(fault.rawValue): first promote n\(learner), still a learner: \(cluster.admin(["SKIFF.PROMOTE", "n\(learner)"], seconds: 10))")
+                note("\(fault.text): first promote n\(learner), still a learner: \(cluster.admin(["SKIFF.PROMOTE", "n\(learner)"], seconds: 10))")
                 return {}
             }
             let victim = random.below(2) == 0 ? leader ?? any : any
-            note("\(fault.rawValue): remove n\(victim)\(victim == leader ? " (the leader)" : ""): \(cluster.admin(["SKIFF.REMOVE", "n\(victim)"], seconds: 10))")
+            note("\(fault.text): remove n\(victim)\(victim == leader ? " (the leader)" : ""): \(cluster.admin(["SKIFF.REMOVE", "n\(victim)"], seconds: 10))")
             return { [self] in
                 // It stands by (--on-removal standby): it asks to be a learner again, then is promoted.
                 note("promote n\(victim) back: \(cluster.admin(["SKIFF.PROMOTE", "n\(victim)"], seconds: 20))")
             }
         case .replaceNode:
             let victim = any
-            note("\(fault.rawValue): kill -9 n\(victim)")
+            note("\(fault.text): kill -9 n\(victim)")
             cluster.kill(victim)
             let removed = cluster.admin(["SKIFF.REMOVE", "n\(victim)"], seconds: 10)
             guard removed == "OK" else {
@@ -131,10 +159,44 @@ final class Nemesis {
                 note("start n\(victim) empty, joining through the others as a voter")
                 try cluster.start(victim)
             }
+        case .powerCut, .powerCutMajority, .powerCutAll:
+            let victims = switch fault {
+            case .powerCut: [random.below(2) == 0 ? leader ?? any : any]
+            case .powerCutMajority: pick(nodes.count / 2 + 1, of: nodes)
+            default: nodes
+            }
+            let tear = random.below(2) == 0
+            note("\(fault.text): kill -9 \(names(victims)), then undo every write not fsynced\(tear ? ", tearing the newest" : "")")
+            for node in victims { cluster.kill(node) }
+            for node in victims {
+                let cut = try cluster.cutPower(node, tear: tear, random: &random)
+                note("  n\(node): \(cut.writesUndone) writes undone in \(cut.filesTouched) files, \(cut.torn) torn")
+            }
+            return { [self] in
+                note("restart \(names(victims))")
+                for node in victims { try cluster.start(node) }
+            }
+        case .fsyncFailure, .diskFull:
+            let switchName = fault == .fsyncFailure ? "fsync-eio" : "write-enospc"
+            note("\(fault.text): \(switchName) on n\(any)")
+            try cluster.setDiskFault(switchName, on: true, node: any)
+            return { [self] in
+                try cluster.setDiskFault(switchName, on: false, node: any)
+                let stopped = cluster.acceptExit(any)
+                // After a failed fsync the kernel may have dropped the dirty pages: as good as a power cut.
+                if fault == .fsyncFailure {
+                    cluster.kill(any)
+                    let cut = try cluster.cutPower(any, tear: false, random: &random)
+                    note("\(switchName) off; n\(any) \(stopped.map { "had stopped by itself (\($0))" } ?? "still ran: killed"), \(cut.writesUndone) unsynced writes undone; restart")
+                } else {
+                    note("\(switchName) off; n\(any) \(stopped.map { "had stopped by itself (\($0)); restart" } ?? "still runs")")
+                }
+                if !cluster.isRunning(any) { try cluster.start(any) }
+            }
         case .storeOutage:
             // As a lost mount: the directory is gone, which the store reports as unreachable, never as empty.
             let store = store!
-            note("\(fault.rawValue): move \(store) aside")
+            note("\(fault.text): move \(store) aside")
             try FileManager.default.moveItem(atPath: store, toPath: store + ".away")
             return { [self] in
                 note("bring the external store back")

@@ -17,7 +17,9 @@ struct SkiffTorture: ParsableCommand {
             minority at once), SIGSTOP longer than an election timeout, partitions (the leader isolated, a \
             minority split off, one direction of a link, all but a bridge node), lossy links, membership \
             changes (a voter removed and promoted back; a node killed, removed, emptied and joined afresh), \
-            and with an external log, the store taken away. Then everything heals, every key is read through every node, \
+            power cuts that undo every write no fsync covered, a failing fsync and a full disk (through \
+            libSkiffPowerLossShim.so beside this tool, loaded into each node), and with an external log, \
+            the store taken away. Then everything heals, every key is read through every node, \
             the replicas are compared, and the history is checked.
 
             Exits 0 if the history is linearizable, the replicas agree and enough operations succeeded; else 1, \
@@ -35,6 +37,8 @@ struct SkiffTorture: ParsableCommand {
     @Flag(help: "Keep the run's files even when it passes.") var keep = false
     @Flag(help: "Give the cluster an external log (a directory in the run's files); faults then also take it away.") var externalLog = false
     @Flag(help: "Witness mode: two nodes, with the external log as the third voter (implies --external-log; needs --nodes 2).") var witness = false
+    @Option(help: "The faults to draw from, comma-separated (default: all that the cluster can take): \(Nemesis.Fault.allCases.map(\.rawValue).joined(separator: ", ")).") var faults: String?
+    @Flag(help: "UNSAFE: run the nodes with --fsync never, to show that power cuts then lose acknowledged writes and the check catches it.") var unsafeNoFsync = false
 
     func validate() throws {
         if witness {
@@ -43,6 +47,7 @@ struct SkiffTorture: ParsableCommand {
             guard nodes >= 3 else { throw ValidationError("--nodes must be at least 3 (or 2 with --witness): the faults need a minority and a majority") }
         }
         guard seconds > 0, clients > 0, keys > 0 else { throw ValidationError("--seconds, --clients and --keys must be positive") }
+        _ = try allowedFaults()
     }
 
     func run() throws {
@@ -52,8 +57,10 @@ struct SkiffTorture: ParsableCommand {
         let skiff = self.skiff ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("skiff").path
         let network = try makeNetwork()
         let store = externalLog || witness ? directory + "/external" : nil
+        let shim = URL(fileURLWithPath: skiff).deletingLastPathComponent().appendingPathComponent("libSkiffPowerLossShim.so").path
         let cluster = Cluster(network: network, nodes: nodes, directory: directory, skiff: skiff,
-                              extraArguments: ["--snapshot-entries", "500", "--on-removal", "standby"] + (store.map { ["--external-log", "dir:\($0)"] } ?? [])
+                              shim: FileManager.default.fileExists(atPath: shim) ? shim : nil,
+                              extraArguments: ["--snapshot-entries", "500", "--on-removal", "standby"] + (unsafeNoFsync ? ["--fsync", "never"] : []) + (store.map { ["--external-log", "dir:\($0)"] } ?? [])
                                   + (witness ? ["--external-witness", "on"] : []))
         let cleanup = Cleanup.onExit {
             cluster.stopAll()
@@ -62,7 +69,8 @@ struct SkiffTorture: ParsableCommand {
         defer { cleanup.run() }
         say("skiff-torture: seed 0x\(String(seed, radix: 16)), \(nodes) nodes, \(seconds) s, \(clients) clients, "
               + "network \(network is NamespaceNetwork ? "namespaces" : "loopback (no partitions)"), "
-              + "external log \(witness ? "as a witness" : store == nil ? "none" : "mirror"), files in \(directory)")
+              + "external log \(witness ? "as a witness" : store == nil ? "none" : "mirror"), "
+              + "disk faults \(cluster.canFailDisks ? "on" : "off (no \(shim))")\(unsafeNoFsync ? ", UNSAFE --fsync never" : ""), files in \(directory)")
 
         for node in cluster.names { try cluster.start(node) }
         guard cluster.waitForLeader(seconds: 30) != nil else { throw TortureError("no leader within 30 s of starting; see \(directory)") }
@@ -76,7 +84,7 @@ struct SkiffTorture: ParsableCommand {
             workload.run(until: deadline)
             clientsDone.leave()
         }
-        let nemesis = Nemesis(cluster: cluster, store: store, membershipChanges: !witness, seed: seed, start: start)
+        let nemesis = Nemesis(cluster: cluster, store: store, allowed: try allowedFaults(), membershipChanges: !witness, seed: seed, start: start)
         var problems: [String] = []
         do { try nemesis.run(until: deadline) } catch { problems.append("a fault could not be injected or undone: \(error)") }
         clientsDone.wait()
@@ -103,7 +111,7 @@ struct SkiffTorture: ParsableCommand {
 
         say("operations: \(tally.ok) ok (\(tally.writesAcknowledged) acknowledged writes), \(tally.unknown) unknown, \(tally.failed) failed; "
               + "\(final.reads.count) final reads; \(report.keys) keys checked; faults: \(faults) "
-              + "(\(nemesis.injected.map { "\($0.value) × \($0.key.rawValue)" }.sorted().joined(separator: ", ")))")
+              + "(\(nemesis.injected.map { "\($0.value) × \($0.key.text)" }.sorted().joined(separator: ", ")))")
         try Artifacts(directory: directory).save(history: history, faults: nemesis.log, report: report, problems: problems)
         guard problems.isEmpty else {
             for problem in problems { say("FAIL: \(problem)") }
@@ -118,6 +126,16 @@ struct SkiffTorture: ParsableCommand {
         say("PASS: linearizable, replicas agree")
         cleanup.run()
         if !keep && out == nil { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    private func allowedFaults() throws -> [Nemesis.Fault] {
+        guard let faults else { return Nemesis.Fault.allCases }
+        return try faults.split(separator: ",").map { name in
+            guard let fault = Nemesis.Fault(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--faults: no fault called '\(name)'; the faults are \(Nemesis.Fault.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            return fault
+        }
     }
 
     private func parsedSeed() throws -> UInt64 {
@@ -151,5 +169,6 @@ struct SkiffTorture: ParsableCommand {
     private func rerunCommand(seed: UInt64) -> String {
         "\(CommandLine.arguments[0]) --seed 0x\(String(seed, radix: 16)) --nodes \(nodes) --seconds \(seconds) --clients \(clients) "
             + "--keys \(keys) --network \(network)" + (witness ? " --witness" : externalLog ? " --external-log" : "")
+            + (faults.map { " --faults \($0)" } ?? "") + (unsafeNoFsync ? " --unsafe-no-fsync" : "")
     }
 }

@@ -1,0 +1,85 @@
+import Foundation
+import SkiffRaft
+
+/// A power cut, applied to the files of a node that was just killed: every write that no fsync or
+/// fdatasync made durable is undone, newest first, from the journal that `power_loss_shim.c` kept while the
+/// node ran (see that file for the format). Optionally the newest unsynced write of each file is only
+/// partly undone, as a write torn by the cut.
+enum PowerLoss {
+    struct Outcome {
+        var writesUndone = 0
+        var filesTouched = 0
+        var torn = 0
+    }
+
+    private struct Inode: Hashable { var device: UInt64; var inode: UInt64 }
+    private struct Write { var offset: Int64; var oldSize: Int64; var written: Int; var oldBytes: [UInt8] }
+
+    /// Undoes the unsynced writes the journal records for files under `directory`, then removes the journal.
+    static func cut(journal: String, directory: String, tear: Bool, random: inout SplitMix64) throws -> Outcome {
+        var outcome = Outcome()
+        guard let data = FileManager.default.contents(atPath: journal) else { return outcome }
+        var unsynced: [Inode: [Write]] = [:]
+        var position = 0
+        let bytes = [UInt8](data)
+        func integer<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
+            bytes[offset..<offset + MemoryLayout<T>.size].withUnsafeBytes { $0.loadUnaligned(as: T.self) }
+        }
+        while position + 48 <= bytes.count {
+            guard integer(UInt32.self, at: position) == 0x534b_504c else { throw TortureError("\(journal) is damaged at byte \(position)") }
+            let kind = integer(UInt32.self, at: position + 4)
+            let key = Inode(device: integer(UInt64.self, at: position + 8), inode: integer(UInt64.self, at: position + 16))
+            let length = Int(integer(UInt32.self, at: position + 44))
+            guard position + 48 + length <= bytes.count else { break }  // the killed process was mid-append
+            if kind == 1 {
+                unsynced[key, default: []].append(Write(offset: integer(Int64.self, at: position + 24), oldSize: integer(Int64.self, at: position + 32),
+                                                        written: Int(integer(UInt32.self, at: position + 40)),
+                                                        oldBytes: Array(bytes[position + 48..<position + 48 + length])))
+            } else {
+                unsynced[key] = nil
+            }
+            position += 48 + length
+        }
+        for (key, path) in filesByInode(under: directory) {
+            guard let writes = unsynced[key], !writes.isEmpty else { continue }
+            let file = open(path, O_RDWR)
+            guard file >= 0 else { throw TortureError("cannot open \(path) to undo its unsynced writes: errno \(errno)") }
+            defer { close(file) }
+            var size = Int64(lseek(file, 0, SEEK_END))
+            for (number, write) in writes.enumerated().reversed() {
+                // Torn: the first `kept` bytes of the newest write reached the disk, the rest did not.
+                let kept = tear && number == writes.count - 1 && write.written > 1 ? Int(random.below(UInt64(write.written))) : 0
+                if kept > 0 { outcome.torn += 1 }
+                if write.oldBytes.count > kept {
+                    let restored = Array(write.oldBytes[kept...])
+                    let done = restored.withUnsafeBytes { pwrite(file, $0.baseAddress, $0.count, off_t(write.offset + Int64(kept))) }
+                    guard done == restored.count else { throw TortureError("cannot undo a write to \(path): errno \(errno)") }
+                }
+                let end = max(write.oldSize, write.offset + Int64(kept))
+                if end < size {
+                    guard ftruncate(file, off_t(end)) == 0 else { throw TortureError("cannot cut \(path) back: errno \(errno)") }
+                    size = end
+                }
+                outcome.writesUndone += 1
+            }
+            guard fsync(file) == 0 else { throw TortureError("cannot sync \(path): errno \(errno)") }
+            outcome.filesTouched += 1
+        }
+        try? FileManager.default.removeItem(atPath: journal)
+        return outcome
+    }
+
+    /// Every regular file under `directory`, by device and inode (the journal cannot name unnamed files).
+    private static func filesByInode(under directory: String) -> [Inode: String] {
+        var files: [Inode: String] = [:]
+        guard let walker = FileManager.default.enumerator(atPath: directory) else { return files }
+        while let relative = walker.nextObject() as? String {
+            var info = stat()
+            let path = directory + "/" + relative
+            if stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
+                files[Inode(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))] = path
+            }
+        }
+        return files
+    }
+}
