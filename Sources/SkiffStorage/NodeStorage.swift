@@ -65,15 +65,22 @@ public final class NodeStorage: Sendable {
                                "snapshot ends at index \(metadata.index) but the WAL starts at \(logFirst): entries \(metadata.index.rawValue + 1)...\(logFirst - 1) exist nowhere on this node\(reasons); restore this node from a peer or a backup")
             }
             logger.info("using snapshot", metadata: ["path": "\(candidate.path)", "index": "\(metadata.index)"])
-            if wal.lastIndex < metadata.index {
-                // The log's newest writes were lost (a power cut before their fsync) but a snapshot past them
-                // was not: a leader applies what its followers made durable before its own fsync ends. The
-                // snapshot holds those entries; the log starts again after it.
-                logger.warning("the WAL ends before the snapshot; it starts again after the snapshot",
-                               metadata: ["wal-last": "\(wal.lastIndex)", "snapshot": "\(metadata.index)"])
+            let termThere = wal.lastIndex >= metadata.index ? wal.term(at: metadata.index) : nil
+            if wal.lastIndex < metadata.index || (termThere != nil && termThere != metadata.term) {
+                // The log does not continue the snapshot: it ends before it, or holds another history there.
+                // A node killed while installing a snapshot (saved, the log not yet restarted) is left so, as
+                // is one that lost unsynced writes with --fsync never. The snapshot holds committed entries
+                // only; the log starts again after it, as installing it would have made it.
+                logger.warning("the WAL does not continue the snapshot; it starts again after the snapshot",
+                               metadata: ["wal-last": "\(wal.lastIndex)", "term-there": "\(termThere.map { "\($0)" } ?? "-")",
+                                          "snapshot": "\(metadata.index)/\(metadata.term)"])
                 var hardState = wal.hardState
+                if hardState.term < metadata.term { hardState = HardState(term: metadata.term, vote: .none, commit: hardState.commit) }
                 hardState.commit = max(hardState.commit, metadata.index)
                 try await wal.restart(after: metadata.index, term: metadata.term, hardState: hardState)
+                if rejected.isEmpty, candidates.count > 1 {
+                    logger.notice("older snapshots no longer join up with the log; only the newest can be used from now on")
+                }
             }
             return (NodeStorage(directory: directory, wal: wal, snapshots: snapshots),
                     StorageRecovery(wal: report, snapshot: metadata, snapshotPath: candidate.path, rejectedSnapshots: rejected))

@@ -124,6 +124,9 @@ public final class WAL: @unchecked Sendable {
             for (position, segment) in loaded.segments.enumerated() {
                 let isNewest = position == loaded.segments.count - 1
                 let file = try fileSystem.openFile(directory + "/" + segment.fileName, writable: isNewest)
+                // What a process killed before its fdatasync wrote is still only in the page cache: it is about
+                // to be replayed as the log, acknowledged and built on, so it must reach the disk first.
+                try file.sync()
                 files[segment.sequence] = file
                 writer.segments.append(SegmentHeader(
                     start: segment.startsFresh ? .fresh : .continues, sequence: segment.sequence,
@@ -149,6 +152,7 @@ public final class WAL: @unchecked Sendable {
         } catch {
             throw WALError(.io, file: directory, "cannot open segments for writing: \(error)")
         }
+        try syncDirectory(directory, fileSystem)
         writer.nextSequence = (loaded.segments.last?.sequence ?? 0) + 1
         writer.hardState = loaded.replay.hardState
         if let tail = loaded.unfinishedTail {

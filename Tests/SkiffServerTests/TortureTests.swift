@@ -32,7 +32,7 @@ import Testing
             + (unsafe ? ["--unsafe-no-fsync"] : [])
         let (status, output) = try run("skiff-torture", arguments, seconds: 300)
         #expect(output.contains("disk faults on"), "the power-loss library was not found:\n\(output)")
-        let cuts = output.split(separator: "\n").filter { $0.contains("cut the power") }.count
+        let cuts = output.split(separator: "\n").filter { $0.hasPrefix("[+") && $0.contains("cut the power") }.count
         #expect(cuts >= 3, "\(output)")
         if unsafe {
             // Caught either way: reads that miss acknowledged writes, or a node that stops on finding its log

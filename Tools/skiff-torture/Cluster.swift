@@ -20,14 +20,17 @@ final class Cluster: @unchecked Sendable {
 
     /// The power-loss library (Tools/power-loss-shim), loaded into every node if given.
     private let shim: String?
+    /// The external store's directory, whose syncs the library can slow down.
+    private let store: String?
 
-    init(network: any Network, nodes: Int, directory: String, skiff: String, shim: String?, extraArguments: [String]) {
+    init(network: any Network, nodes: Int, directory: String, skiff: String, shim: String?, store: String?, extraArguments: [String]) {
         self.network = network
         self.nodes = nodes
         // Resolved, as the library sees the paths of open files.
         self.directory = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
         self.skiff = skiff
         self.shim = shim
+        self.store = store.map { URL(fileURLWithPath: $0).resolvingSymlinksInPath().path }
         self.extraArguments = extraArguments
     }
 
@@ -59,11 +62,12 @@ final class Cluster: @unchecked Sendable {
         // A crash (a failed fsync is one, on purpose) ends the process at once, without a backtrace.
         var environment = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no"]) { _, new in new }
         if let shim {
-            // What the journal says about an earlier run of the node is moot: a kill -9 keeps every write.
-            try? FileManager.default.removeItem(atPath: journalPath(node))
+            // The journal goes on across restarts: what a killed process wrote without syncing is in the page
+            // cache only, and a later power cut loses it unless the restarted node synced it.
             try FileManager.default.createDirectory(atPath: diskFaultsDirectory(node), withIntermediateDirectories: true)
             environment.merge(["LD_PRELOAD": shim, "SKIFF_POWER_LOSS_PATH": "\(directory)/n\(node)/",
-                               "SKIFF_POWER_LOSS_JOURNAL": journalPath(node), "SKIFF_DISK_FAULTS": diskFaultsDirectory(node)]) { _, new in new }
+                               "SKIFF_POWER_LOSS_JOURNAL": journalPath(node), "SKIFF_DISK_FAULTS": diskFaultsDirectory(node),
+                               "SKIFF_SLOW_STORE_PATH": store ?? ""]) { _, new in new }
         }
         process.environment = environment
         if !FileManager.default.fileExists(atPath: logPath(node)) { _ = FileManager.default.createFile(atPath: logPath(node), contents: nil) }
@@ -106,6 +110,15 @@ final class Cluster: @unchecked Sendable {
         let path = diskFaultsDirectory(node) + "/" + name
         if on { guard FileManager.default.createFile(atPath: path, contents: nil) else { throw TortureError("cannot create \(path)") } }
         else { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    /// Makes every sync of the external store take `milliseconds` longer, on every node; nil undoes it.
+    func slowStore(milliseconds: Int?) throws {
+        for node in names {
+            let path = diskFaultsDirectory(node) + "/store-delay-ms"
+            if let milliseconds { try "\(milliseconds)\n".write(toFile: path, atomically: true, encoding: .utf8) }
+            else { try? FileManager.default.removeItem(atPath: path) }
+        }
     }
 
     /// If `node` has exited by itself (as a disk fault makes it), counts that as expected and says how it ended.
@@ -195,15 +208,15 @@ final class Cluster: @unchecked Sendable {
         return last
     }
 
-    /// The members that the leader lists as learners.
-    func learners() -> [Int] {
-        guard let leader = leader(), let client = client(leader, timeoutSeconds: 2), case .array(let rows)? = try? client.call("SKIFF.MEMBERS") else { return [] }
-        return rows.compactMap { row -> Int? in
-            guard case .array(let items) = row else { return nil }
+    /// Each member's role as the leader lists it (leader, follower, learner), or nil without a leader.
+    func members() -> [Int: String]? {
+        guard let leader = leader(), let client = client(leader, timeoutSeconds: 2), case .array(let rows)? = try? client.call("SKIFF.MEMBERS") else { return nil }
+        var roles: [Int: String] = [:]
+        for case .array(let items) in rows {
             let fields = Dictionary(stride(from: 0, to: items.count - 1, by: 2).map { (items[$0].text, items[$0 + 1].text) }, uniquingKeysWith: { a, _ in a })
-            guard fields["role"] == "learner", let name = fields["name"], name.hasPrefix("n") else { return nil }
-            return Int(name.dropFirst())
+            if let name = fields["name"], name.hasPrefix("n"), let node = Int(name.dropFirst()) { roles[node] = fields["role"] ?? "" }
         }
+        return roles
     }
 
     /// Waits up to `seconds` for a leader; returns it.

@@ -9,7 +9,8 @@ final class Nemesis {
         case killOne = "kill", killLeader = "kill-leader", killMinority = "kill-minority"
         case pauseOne = "pause", pauseLeader = "pause-leader"
         case isolateLeader = "isolate-leader", splitMinority = "split-minority", oneWay = "one-way", bridge = "bridge", lossy = "lossy"
-        case storeOutage = "store-outage"
+        case slowLinks = "slow-links", isolateFollower = "isolate-follower"
+        case storeOutage = "store-outage", slowStore = "slow-store"
         case removeVoter = "remove-voter", replaceNode = "replace-node"
         case powerCut = "power-cut", powerCutMajority = "power-cut-majority", powerCutAll = "power-cut-all", fsyncFailure = "fsync-eio", diskFull = "disk-full"
 
@@ -25,6 +26,9 @@ final class Nemesis {
             case .oneWay: "cut one direction of a link"
             case .bridge: "cut all but a bridge node"
             case .lossy: "make a node's links lossy"
+            case .slowLinks: "throttle what a node sends"
+            case .isolateFollower: "isolate a follower, then see that its return leaves the leader alone"
+            case .slowStore: "make the external store slow"
             case .storeOutage: "take the external store away"
             case .removeVoter: "remove a voter, then promote it back"
             case .replaceNode: "replace a node by an empty one that joins"
@@ -36,10 +40,11 @@ final class Nemesis {
             }
         }
 
-        var partitions: Bool { [.isolateLeader, .splitMinority, .oneWay, .bridge, .lossy].contains(self) }
+        var partitions: Bool { [.isolateLeader, .splitMinority, .oneWay, .bridge, .lossy, .slowLinks, .isolateFollower].contains(self) }
+        var store: Bool { [.storeOutage, .slowStore].contains(self) }
         var membership: Bool { [.removeVoter, .replaceNode].contains(self) }
         /// Needs the power-loss library loaded into the nodes.
-        var disk: Bool { [.powerCut, .powerCutMajority, .powerCutAll, .fsyncFailure, .diskFull].contains(self) }
+        var disk: Bool { [.powerCut, .powerCutMajority, .powerCutAll, .fsyncFailure, .diskFull, .slowStore].contains(self) }
     }
 
     private let cluster: Cluster
@@ -51,6 +56,12 @@ final class Nemesis {
     private let start: UInt64
     private(set) var log: [String] = []
     private(set) var injected: [Fault: Int] = [:]
+    /// Times two faults were in place at once.
+    private(set) var together = 0
+    /// Followers that came back from isolation to a leader that had kept leading, and how many of those
+    /// returns deposed it (raised the term): with pre-vote, none should.
+    private(set) var returns = 0
+    private(set) var disruptiveReturns = 0
 
     /// Draws from `allowed` those this cluster can take: partitions need namespaces, a bridge three nodes,
     /// a store outage a store, membership changes a cluster not in witness mode, disk faults the library.
@@ -58,7 +69,7 @@ final class Nemesis {
         self.cluster = cluster
         self.store = store
         faults = allowed.filter { fault in
-            (cluster.network.canPartition || !fault.partitions) && (fault != .bridge || cluster.nodes >= 3) && (fault != .storeOutage || store != nil)
+            (cluster.network.canPartition || !fault.partitions) && (fault != .bridge || cluster.nodes >= 3) && (!fault.store || store != nil)
                 && (membershipChanges || !fault.membership) && (cluster.canFailDisks || !fault.disk)
         }
         random = SplitMix64(seed: seed ^ 0x6E65_6D65_7369_7321)
@@ -78,10 +89,22 @@ final class Nemesis {
             sleep(upTo: deadline, seconds: 0.5 + Double(random.below(1500)) / 1000)
             guard monotonicNow() < deadline else { break }
             let fault = faults[Int(random.below(UInt64(faults.count)))]
-            let undo = try inject(fault)
+            var undos = [try inject(fault)]
             injected[fault, default: 0] += 1
+            // A quarter of the time a second fault of another kind joins it (the network, the store, a node).
+            // Not with an isolated follower, whose return is judged alone.
+            let companions = faults.filter { kind(of: $0) != kind(of: fault) && $0 != .isolateFollower }
+            if random.below(4) == 0, !companions.isEmpty, fault != .isolateFollower {
+                let second = companions[Int(random.below(UInt64(companions.count)))]
+                note("and at the same time:")
+                undos.append(try inject(second))
+                injected[second, default: 0] += 1
+                together += 1
+            }
             sleep(upTo: deadline, seconds: 1 + Double(random.below(2500)) / 1000)
-            try undo()
+            for undo in undos.reversed() { try undo() }
+            // The next fault meets a cluster that is up again (a debug build restores slowly under load).
+            if cluster.waitForLeader(seconds: 10) == nil { note("no leader 10 s after undoing it") }
         }
     }
 
@@ -115,6 +138,26 @@ final class Nemesis {
             note("\(fault.text): cut \(names(minority)) from \(names(majority.filter { $0 != kept }))\(kept.map { ", n\($0) reaches both" } ?? "")")
             for a in minority { for b in majority where b != kept { try cutBothWays(a, b) } }
             return heal
+        case .isolateFollower:
+            let follower = nodes.filter { $0 != leader }[Int(random.below(UInt64(nodes.count - 1)))]
+            note("\(fault.text): cut n\(follower) from \(names(nodes.filter { $0 != follower }))")
+            for other in nodes where other != follower { try cutBothWays(follower, other) }
+            return { [self] in
+                let before = leader.flatMap { cluster.info($0) }
+                try heal()
+                guard let leader, let before, before["raft_role"] == "leader", let term = before["raft_term"] else {
+                    return note("  the leader changed while n\(follower) was away: its return is not judged")
+                }
+                Thread.sleep(forTimeInterval: 1.5)
+                guard let after = cluster.info(leader) else { return note("  n\(leader) did not answer: the return is not judged") }
+                returns += 1
+                if after["raft_role"] == "leader" && after["raft_term"] == term {
+                    note("  n\(follower) is back; n\(leader) still leads in term \(term)")
+                } else {
+                    disruptiveReturns += 1
+                    note("  n\(follower)'s return deposed n\(leader): it was leader in term \(term), now \(after["raft_role"] ?? "?") in term \(after["raft_term"] ?? "?")")
+                }
+            }
         case .oneWay:
             let pair = pick(2, of: nodes)
             note("\(fault.text): drop n\(pair[0]) -> n\(pair[1])")
@@ -131,15 +174,17 @@ final class Nemesis {
         case .removeVoter:
             // One membership fault at a time: a learner left by an earlier one (its promotion did not go
             // through in time) is promoted first, so the voters never dwindle.
-            if let learner = cluster.learners().first {
-                note("\(fault.text): first promote n\(learner), still a learner: \(cluster.admin(["SKIFF.PROMOTE", "n\(learner)"], seconds: 10))")
+            guard let members = cluster.members(), members.count == cluster.nodes, members.values.allSatisfy({ $0 == "leader" || $0 == "follower" }) else {
+                let learners = cluster.members()?.filter { $0.value == "learner" }.keys.sorted() ?? []
+                for learner in learners { note("\(fault.text): first promote n\(learner), still a learner: \(promote(learner))") }
+                if learners.isEmpty { note("\(fault.text): skipped, no leader lists every node as a voter") }
                 return {}
             }
             let victim = random.below(2) == 0 ? leader ?? any : any
             note("\(fault.text): remove n\(victim)\(victim == leader ? " (the leader)" : ""): \(cluster.admin(["SKIFF.REMOVE", "n\(victim)"], seconds: 10))")
             return { [self] in
                 // It stands by (--on-removal standby): it asks to be a learner again, then is promoted.
-                note("promote n\(victim) back: \(cluster.admin(["SKIFF.PROMOTE", "n\(victim)"], seconds: 20))")
+                note("promote n\(victim) back: \(promote(victim))")
             }
         case .replaceNode:
             let victim = any
@@ -189,9 +234,24 @@ final class Nemesis {
                     let cut = try cluster.cutPower(any, tear: false, random: &random)
                     note("\(switchName) off; n\(any) \(stopped.map { "had stopped by itself (\($0))" } ?? "still ran: killed"), \(cut.writesUndone) unsynced writes undone; restart")
                 } else {
-                    note("\(switchName) off; n\(any) \(stopped.map { "had stopped by itself (\($0)); restart" } ?? "still runs")")
+                    // A node that hit ENOSPC may still be on its way out: end it either way.
+                    cluster.kill(any)
+                    note("\(switchName) off; n\(any) \(stopped.map { "had stopped by itself (\($0))" } ?? "still ran: killed"); restart")
                 }
-                if !cluster.isRunning(any) { try cluster.start(any) }
+                try cluster.start(any)
+            }
+        case .slowLinks:
+            let kbit = 64 << Int(random.below(4)), latency = 100 + Int(random.below(400))
+            note("\(fault.text): n\(any) sends at most \(kbit) kbit/s, queueing up to \(latency) ms")
+            try cluster.network.throttle(any, kbit: kbit, latency: latency)
+            return heal
+        case .slowStore:
+            let delay = 50 + Int(random.below(450))
+            note("\(fault.text): every sync of it takes \(delay) ms longer")
+            try cluster.slowStore(milliseconds: delay)
+            return { [self] in
+                note("the external store is fast again")
+                try cluster.slowStore(milliseconds: nil)
             }
         case .storeOutage:
             // As a lost mount: the directory is gone, which the store reports as unreachable, never as empty.
@@ -204,6 +264,23 @@ final class Nemesis {
             }
         }
     }
+
+    /// Promotes a learner, retrying while it is not one yet (a removed node standing by asks to be re-added
+    /// first) or the cluster has no leader, for up to 20 s.
+    private func promote(_ node: Int) -> String {
+        let deadline = Date().addingTimeInterval(20)
+        var answer = ""
+        repeat {
+            answer = cluster.admin(["SKIFF.PROMOTE", "n\(node)"], seconds: 5)
+            if answer == "OK" || (!answer.contains("not a learner") && !answer.hasPrefix("TRYAGAIN") && answer != "no node answered") { break }
+            Thread.sleep(forTimeInterval: 0.5)
+        } while Date() < deadline
+        return answer
+    }
+
+    /// What a fault acts on: faults of different kinds can be in place together without undoing each other.
+    private enum Kind { case network, store, node }
+    private func kind(of fault: Fault) -> Kind { fault.partitions ? .network : fault.store ? .store : .node }
 
     private func heal() throws {
         note("heal the network")

@@ -10,7 +10,10 @@ protocol Network: Sendable {
     var canPartition: Bool { get }
     /// Drops every packet from `from` to `to` (one way), or, with `percent`, that share of them at random.
     func cut(from: Int, to: Int, percent: Int) throws
-    /// Removes every cut.
+    /// Throttles everything `node` sends to `kbit` kilobits a second, queueing up to `latency` milliseconds
+    /// (delay without netem, which this kernel lacks: a token bucket's queue).
+    func throttle(_ node: Int, kbit: Int, latency: Int) throws
+    /// Removes every cut and throttle.
     func heal() throws
     func tearDown()
 }
@@ -65,8 +68,16 @@ final class NamespaceNetwork: Network {
         try run(["ip", "netns", "exec", namespace(to), "nft", "add", "rule", "inet", "torture", "input", "ip", "saddr", host(of: from)] + sample + ["drop"])
     }
 
+    func throttle(_ node: Int, kbit: Int, latency: Int) throws {
+        try run(["ip", "netns", "exec", namespace(node), "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf",
+                 "rate", "\(kbit)kbit", "burst", "16kb", "latency", "\(latency)ms"])
+    }
+
     func heal() throws {
-        for node in 1...nodes { try run(["ip", "netns", "exec", namespace(node), "nft", "flush", "chain", "inet", "torture", "input"]) }
+        for node in 1...nodes {
+            try run(["ip", "netns", "exec", namespace(node), "nft", "flush", "chain", "inet", "torture", "input"])
+            _ = try? run(["ip", "netns", "exec", namespace(node), "tc", "qdisc", "del", "dev", "eth0", "root"])  // fails if none
+        }
     }
 
     /// Moves the calling thread into the client namespace; threads it creates from then on start there too.
@@ -130,6 +141,7 @@ final class LoopbackNetwork: Network {
     func command(for node: Int, _ arguments: [String]) -> [String] { arguments }
     var canPartition: Bool { false }
     func cut(from: Int, to: Int, percent: Int) throws { throw TortureError("the loopback network cannot cut links") }
+    func throttle(_ node: Int, kbit: Int, latency: Int) throws { throw TortureError("the loopback network cannot throttle links") }
     func heal() throws {}
     func tearDown() {}
 }

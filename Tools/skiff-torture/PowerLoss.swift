@@ -13,13 +13,15 @@ enum PowerLoss {
     }
 
     private struct Inode: Hashable { var device: UInt64; var inode: UInt64 }
-    private struct Write { var offset: Int64; var oldSize: Int64; var written: Int; var oldBytes: [UInt8] }
+    /// A journaled write: where it is in the journal, where it went, and what it replaced.
+    private struct Write { var position: Int; var offset: Int64; var oldSize: Int64; var written: Int; var oldBytes: [UInt8] }
 
     /// Undoes the unsynced writes the journal records for files under `directory`, then removes the journal.
     static func cut(journal: String, directory: String, tear: Bool, random: inout SplitMix64) throws -> Outcome {
         var outcome = Outcome()
         guard let data = FileManager.default.contents(atPath: journal) else { return outcome }
         var unsynced: [Inode: [Write]] = [:]
+        var syncsBegun: [Int64: Int] = [:]  // a sync's number -> where its start is in the journal
         var position = 0
         let bytes = [UInt8](data)
         func integer<T: FixedWidthInteger>(_ type: T.Type, at offset: Int) -> T {
@@ -31,11 +33,18 @@ enum PowerLoss {
             let key = Inode(device: integer(UInt64.self, at: position + 8), inode: integer(UInt64.self, at: position + 16))
             let length = Int(integer(UInt32.self, at: position + 44))
             guard position + 48 + length <= bytes.count else { break }  // the killed process was mid-append
-            if kind == 1 {
-                unsynced[key, default: []].append(Write(offset: integer(Int64.self, at: position + 24), oldSize: integer(Int64.self, at: position + 32),
+            let offset = integer(Int64.self, at: position + 24)
+            switch kind {
+            case 1:
+                unsynced[key, default: []].append(Write(position: position, offset: offset, oldSize: integer(Int64.self, at: position + 32),
                                                         written: Int(integer(UInt32.self, at: position + 40)),
                                                         oldBytes: Array(bytes[position + 48..<position + 48 + length])))
-            } else {
+            case 2:  // a sync succeeded: it covers the writes journaled before it began
+                let begun = syncsBegun.removeValue(forKey: offset) ?? position
+                unsynced[key]?.removeAll { $0.position < begun }
+            case 3:
+                syncsBegun[offset] = position
+            default:  // the file was unlinked or replaced
                 unsynced[key] = nil
             }
             position += 48 + length
@@ -55,7 +64,7 @@ enum PowerLoss {
                     let done = restored.withUnsafeBytes { pwrite(file, $0.baseAddress, $0.count, off_t(write.offset + Int64(kept))) }
                     guard done == restored.count else { throw TortureError("cannot undo a write to \(path): errno \(errno)") }
                 }
-                let end = max(write.oldSize, write.offset + Int64(kept))
+                let end = kept > 0 ? max(write.oldSize, write.offset + Int64(kept)) : write.oldSize
                 if end < size {
                     guard ftruncate(file, off_t(end)) == 0 else { throw TortureError("cannot cut \(path) back: errno \(errno)") }
                     size = end

@@ -59,7 +59,7 @@ struct SkiffTorture: ParsableCommand {
         let store = externalLog || witness ? directory + "/external" : nil
         let shim = URL(fileURLWithPath: skiff).deletingLastPathComponent().appendingPathComponent("libSkiffPowerLossShim.so").path
         let cluster = Cluster(network: network, nodes: nodes, directory: directory, skiff: skiff,
-                              shim: FileManager.default.fileExists(atPath: shim) ? shim : nil,
+                              shim: FileManager.default.fileExists(atPath: shim) ? shim : nil, store: store,
                               extraArguments: ["--snapshot-entries", "500", "--on-removal", "standby"] + (unsafeNoFsync ? ["--fsync", "never"] : []) + (store.map { ["--external-log", "dir:\($0)"] } ?? [])
                                   + (witness ? ["--external-witness", "on"] : []))
         let cleanup = Cleanup.onExit {
@@ -103,6 +103,11 @@ struct SkiffTorture: ParsableCommand {
         problems += report.violations.map { "key \($0.key) is not linearizable (\($0.operations.count) operations; the search linearized at most \($0.longestLinearization.count))" }
         problems += report.undecided.map { "key \($0) could not be decided within the search budget" }
         // A run in which little succeeded proves nothing; nor does one in which only reads did.
+        // Pre-vote keeps a node that comes back from a partition from deposing a leader that kept leading;
+        // a leader can still lose a term to a stall of this machine now and then, so only a pattern fails.
+        if nemesis.returns >= 3, nemesis.disruptiveReturns * 2 > nemesis.returns {
+            problems.append("\(nemesis.disruptiveReturns) of \(nemesis.returns) followers that came back from isolation deposed a leader that had kept leading")
+        }
         let (operationsNeeded, writesNeeded) = (max(100, seconds * 10), max(50, seconds * 3))
         if tally.ok < operationsNeeded { problems.append("only \(tally.ok) operations succeeded (a run needs \(operationsNeeded) to mean anything)") }
         if tally.writesAcknowledged < writesNeeded {
@@ -111,7 +116,8 @@ struct SkiffTorture: ParsableCommand {
 
         say("operations: \(tally.ok) ok (\(tally.writesAcknowledged) acknowledged writes), \(tally.unknown) unknown, \(tally.failed) failed; "
               + "\(final.reads.count) final reads; \(report.keys) keys checked; faults: \(faults) "
-              + "(\(nemesis.injected.map { "\($0.value) × \($0.key.text)" }.sorted().joined(separator: ", ")))")
+              + "(\(nemesis.injected.map { "\($0.value) × \($0.key.text)" }.sorted().joined(separator: ", ")); \(nemesis.together) times two at once)"
+              + (nemesis.returns > 0 ? "; \(nemesis.returns) followers back from isolation, \(nemesis.disruptiveReturns) of them deposed the leader" : ""))
         try Artifacts(directory: directory).save(history: history, faults: nemesis.log, report: report, problems: problems)
         guard problems.isEmpty else {
             for problem in problems { say("FAIL: \(problem)") }
