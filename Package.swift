@@ -90,7 +90,11 @@ let package = Package(
             path: "Tools/skiff-bench"),
         .executableTarget(
             name: "skiff-torture",
-            dependencies: ["SkiffCheck", "SkiffClient", "SkiffRaft", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "SkiffCheck", "SkiffClient", "SkiffRaft", "SkiffServer", "SkiffTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Tools/skiff-torture"),
         .target(name: "SkiffPowerLossShim", path: "Tools/power-loss-shim", linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         .executableTarget(

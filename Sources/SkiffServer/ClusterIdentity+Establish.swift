@@ -75,7 +75,7 @@ extension ClusterIdentity {
     /// waits to be initialised itself answers `UNINITIALISED`, which is handed to `waiting`.
     static func askToJoin(_ configuration: NodeConfiguration, nodeID: NodeID, uuid: String?, patience: Duration, logger: Logger,
                           waiting: (String) -> Void = { _ in }) async throws -> ClusterIdentity? {
-        let request = ["SKIFF.JOIN", configuration.name, String(nodeID.rawValue), configuration.peerAddress.description,
+        let request = ["SKIFF.JOIN", configuration.name, String(nodeID.rawValue), configuration.advertisedPeerAddress.description,
                        configuration.clientAddress.description, String(joinProtocolVersion)] + (uuid.map { [$0] } ?? [])
         let password = configuration.password
         let clock = ContinuousClock()

@@ -287,7 +287,7 @@ extension Node {
                                metadata: ["cluster": "\(identity.tag)"])
             }
             guard ticks % 20 == 0 else { return }
-            let command = MembershipCommand.standby(name: configuration.name, nodeID: id.rawValue, peerAddress: configuration.peerAddress.description,
+            let command = MembershipCommand.standby(name: configuration.name, nodeID: id.rawValue, peerAddress: configuration.advertisedPeerAddress.description,
                                                     clientAddress: configuration.clientAddress.description)
             // Whoever leads answers; the others say TRYAGAIN. The node knows no leader: it stopped following.
             for peer in core.clusterConfiguration.members where peer != id && transport.isConnected(to: peer) {

@@ -12,6 +12,11 @@ public struct NodeConfiguration: Sendable {
     public var dataDirectory = "./skiff-data"
     public var clientAddress = HostAndPort(host: "127.0.0.1", port: 7379)
     public var peerAddress = HostAndPort(host: "127.0.0.1", port: 7380)
+    /// Where the other nodes are to reach this one, if not at `peerAddress` (a proxy or NAT in between):
+    /// what a join or a standby request tells the cluster. A static member is reached at its
+    /// `initialCluster` entry either way.
+    public var advertisePeerAddress: HostAndPort?
+    public var advertisedPeerAddress: HostAndPort { advertisePeerAddress ?? peerAddress }
     /// Every voter of a static cluster, this node included: name and peer address. Read only when the data
     /// directory does not yet belong to a cluster (see `ClusterIdentity`).
     public var initialCluster: [ClusterMember] = []
@@ -63,7 +68,7 @@ public struct NodeConfiguration: Sendable {
 
     /// The voters, this node included; a lone node when no cluster is given.
     public var members: [ClusterMember] {
-        initialCluster.isEmpty ? [ClusterMember(name: name, peerAddress: peerAddress)] : initialCluster
+        initialCluster.isEmpty ? [ClusterMember(name: name, peerAddress: advertisedPeerAddress)] : initialCluster
     }
 
     public var nodeID: NodeID { ClusterMember.id(of: name) }

@@ -35,7 +35,7 @@ final class WaitingNode: Sendable {
     init(configuration: NodeConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        let me = MemberDetails(name: configuration.name, peerAddress: configuration.peerAddress, clientAddress: configuration.clientAddress)
+        let me = MemberDetails(name: configuration.name, peerAddress: configuration.advertisedPeerAddress, clientAddress: configuration.clientAddress)
         state = Mutex(State(known: [configuration.name: me]))
     }
 
@@ -197,8 +197,8 @@ final class WaitingNode: Sendable {
     func adopt(_ fields: [String: String]) -> RESPValue {
         guard let offered = ClusterIdentity(adoptFields: fields) else { return .error("ERR SKIFF.ADOPT does not name a cluster this version understands") }
         guard let mine = offered.base.details[configuration.nodeID].flatMap(MemberDetails.init(decoding:)),
-              mine.name == configuration.name, mine.peerAddress == configuration.peerAddress else {
-            return .error("ERR ADOPT-REFUSED cluster \(offered.tag) does not name this node (\(configuration.name) at \(configuration.peerAddress)) as a voter")
+              mine.name == configuration.name, mine.peerAddress == configuration.advertisedPeerAddress else {
+            return .error("ERR ADOPT-REFUSED cluster \(offered.tag) does not name this node (\(configuration.name) at \(configuration.advertisedPeerAddress)) as a voter")
         }
         do {
             let identity = try decide(offered, how: "initialised: the coordinating node named this node a voter")

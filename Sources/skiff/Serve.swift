@@ -21,6 +21,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Where the WAL and snapshots live.") var dataDir = "./skiff-data"
     @Option(help: "Where Redis clients connect (HOST:PORT).") var clientAddr = "127.0.0.1:7379"
     @Option(help: "Where the other nodes connect (HOST:PORT).") var peerAddr = "127.0.0.1:7380"
+    @Option(help: "Where the other nodes are to reach this one, if not at --peer-addr (a proxy or NAT in between); what joining tells the cluster.") var advertisePeerAddr: String?
     @Option(help: "Every voter of a static cluster: NAME=HOST:PEERPORT,... (empty: this node alone).") var initialCluster: String?
     @Option(help: "The cluster's name, part of its tag (a static cluster's first start only).") var clusterName = "skiff"
     @Option(help: "Join a running cluster through any of these members' client addresses (HOST:PORT,...); the data directory must be empty. The node comes in as a learner.") var join: String?
@@ -49,6 +50,7 @@ struct Serve: AsyncParsableCommand {
         configuration.dataDirectory = dataDir
         configuration.clientAddress = try HostAndPort(parsing: clientAddr)
         configuration.peerAddress = try HostAndPort(parsing: peerAddr)
+        if let advertisePeerAddr { configuration.advertisePeerAddress = try HostAndPort(parsing: advertisePeerAddr) }
         if let initialCluster, !initialCluster.isEmpty { configuration.initialCluster = try ClusterMember.parseList(initialCluster) }
         configuration.clusterName = clusterName
         if let join { configuration.join = try HostAndPort.parseList(join) }

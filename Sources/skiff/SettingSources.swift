@@ -7,7 +7,7 @@ enum SettingSources {
     /// The options a file or the environment may set.
     static let names = ["id", "data-dir", "client-addr", "peer-addr", "initial-cluster", "election-timeout", "heartbeat-interval",
                         "fsync", "snapshot-entries", "request-timeout", "password", "max-bulk-bytes", "metrics-addr", "log-level",
-                        "external-log", "external-witness", "cluster-name", "join", "join-as", "join-timeout", "watch-history", "on-removal"]
+                        "external-log", "external-witness", "cluster-name", "join", "join-as", "join-timeout", "watch-history", "on-removal", "advertise-peer-addr"]
 
     static func expand(_ arguments: [String], environment: [String: String]) throws -> [String] {
         let subcommands = Skiff.configuration.subcommands.map { $0._commandName } + ["help", "-h", "--help"]

@@ -22,6 +22,18 @@ import Testing
         print("skiff-torture \(arguments.joined(separator: " ")): \(summary)")
     }
 
+    /// Without namespaces a proxy in front of each node's peer port cuts links: isolating the leader makes
+    /// another node lead, so the leaders isolated over a run are not all the same node.
+    @Test func partitionsWorkThroughTheLoopbackProxies() throws {
+        let seed = "0x" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        let arguments = ["--seconds", "20", "--seed", seed, "--network", "loopback", "--faults", "isolate-leader"]
+        let (status, output) = try run("skiff-torture", arguments, seconds: 300)
+        #expect(status == 0, "skiff-torture \(arguments.joined(separator: " ")) failed:\n\(output)")
+        #expect(output.contains("loopback, a proxy per link"))
+        let isolated = Set(output.split(separator: "\n").compactMap { $0.firstMatch(of: /isolate the leader: cut (n\d)/).map { String($0.1) } })
+        #expect(isolated.count >= 2, "the leader never changed: did the proxies cut nothing?\n\(output)")
+    }
+
     /// Power cuts of every node at once (each loses every write it had not fsynced) lose no acknowledged
     /// write; with the nodes acknowledging before fsync (`--fsync never`), the same faults are caught: as
     /// reads that miss acknowledged writes, or as nodes that stop on a log contradicting the leader's.

@@ -52,8 +52,10 @@ final class Cluster: @unchecked Sendable {
             ? ["--join", names.filter { $0 != node }.map { "\(network.host(of: $0)):\(network.ports(of: $0).client)" }.joined(separator: ","),
                "--join-as", "voter", "--join-timeout", "3600"]
             : ["--initial-cluster", names.map { "n\($0)=\(network.host(of: $0)):\(network.ports(of: $0).peer)" }.joined(separator: ",")]
+        let listen = network.peerListenPort(of: node)
+        let advertise = listen == peer ? [] : ["--advertise-peer-addr", "\(network.host(of: node)):\(peer)"]
         let arguments = [skiff, "serve", "--id", "n\(node)", "--data-dir", "\(directory)/n\(node)",
-                         "--client-addr", "\(network.host(of: node)):\(client)", "--peer-addr", "\(network.host(of: node)):\(peer)",
+                         "--client-addr", "\(network.host(of: node)):\(client)", "--peer-addr", "\(network.host(of: node)):\(listen)"] + advertise + [
                          "--election-timeout", "500", "--heartbeat-interval", "50"] + members + extraArguments
         let command = network.command(for: node, arguments)
         let process = Process()

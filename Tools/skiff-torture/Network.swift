@@ -5,6 +5,8 @@ protocol Network: Sendable {
     /// The address clients and peers use for node `node` (1-based), and its ports there.
     func host(of node: Int) -> String
     func ports(of node: Int) -> (client: Int, peer: Int)
+    /// Where the node itself listens for peers: its advertised peer port, unless a proxy stands there.
+    func peerListenPort(of node: Int) -> Int
     /// The command that runs `arguments` as node `node`'s process.
     func command(for node: Int, _ arguments: [String]) -> [String]
     var canPartition: Bool { get }
@@ -60,6 +62,7 @@ final class NamespaceNetwork: Network {
     func namespace(_ node: Int) -> String { "\(prefix)-n\(node)" }
     func host(of node: Int) -> String { "\(Self.subnet).\(node)" }
     func ports(of node: Int) -> (client: Int, peer: Int) { (7379, 7380) }
+    func peerListenPort(of node: Int) -> Int { 7380 }
     func command(for node: Int, _ arguments: [String]) -> [String] { ["ip", "netns", "exec", namespace(node)] + arguments }
     var canPartition: Bool { true }
 
@@ -132,18 +135,28 @@ final class NamespaceNetwork: Network {
     private func ip(_ arguments: String...) throws { try run(["ip"] + arguments) }
 }
 
-/// Every node on 127.0.0.1 with ports of its own, for machines without namespaces: process faults only.
+/// Every node on 127.0.0.1 with ports of its own, for machines without namespaces (no root needed): each
+/// node's peers reach it through a `LinkProxy`, which cuts, thins and delays links. A throttle is a delay.
 final class LoopbackNetwork: Network {
     /// Below the ephemeral range (32768 and up), so no client socket holds a port a restarted node needs.
-    private let base = 20000 + Int(getpid() % 500) * 20
+    private let base = 20000 + Int(getpid() % 400) * 30
+    private let proxy: LinkProxy
+
+    /// `identify` maps a Raft id from a peer's hello to its node.
+    init(nodes: Int, identify: @escaping @Sendable (UInt64) -> Int?) throws {
+        proxy = LinkProxy(identify: identify)
+        for node in 1...nodes { try proxy.serve(node: node, port: ports(of: node).peer, target: peerListenPort(of: node)) }
+    }
+
     func host(of node: Int) -> String { "127.0.0.1" }
-    func ports(of node: Int) -> (client: Int, peer: Int) { (base + 2 * node, base + 2 * node + 1) }
+    func ports(of node: Int) -> (client: Int, peer: Int) { (base + 3 * node, base + 3 * node + 1) }
+    func peerListenPort(of node: Int) -> Int { base + 3 * node + 2 }
     func command(for node: Int, _ arguments: [String]) -> [String] { arguments }
-    var canPartition: Bool { false }
-    func cut(from: Int, to: Int, percent: Int) throws { throw TortureError("the loopback network cannot cut links") }
-    func throttle(_ node: Int, kbit: Int, latency: Int) throws { throw TortureError("the loopback network cannot throttle links") }
-    func heal() throws {}
-    func tearDown() {}
+    var canPartition: Bool { true }
+    func cut(from: Int, to: Int, percent: Int) throws { proxy.cut(from: from, to: to, percent: percent) }
+    func throttle(_ node: Int, kbit: Int, latency: Int) throws { proxy.delay(node, milliseconds: latency) }
+    func heal() throws { proxy.heal() }
+    func tearDown() { proxy.stop() }
 }
 
 struct TortureError: Error, CustomStringConvertible {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SkiffCheck
+import SkiffServer
 
 /// Writes a line to standard output at once (unbuffered), so that nothing is lost if the tool is killed.
 func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
@@ -55,7 +56,7 @@ struct SkiffTorture: ParsableCommand {
         let directory = out ?? NSTemporaryDirectory() + "skiff-torture-\(String(seed, radix: 16))-\(getpid())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let skiff = self.skiff ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("skiff").path
-        let network = try makeNetwork()
+        let network = try makeNetwork(directory: directory)
         let store = externalLog || witness ? directory + "/external" : nil
         let shim = URL(fileURLWithPath: skiff).deletingLastPathComponent().appendingPathComponent("libSkiffPowerLossShim.so").path
         let cluster = Cluster(network: network, nodes: nodes, directory: directory, skiff: skiff,
@@ -68,7 +69,7 @@ struct SkiffTorture: ParsableCommand {
         }
         defer { cleanup.run() }
         say("skiff-torture: seed 0x\(String(seed, radix: 16)), \(nodes) nodes, \(seconds) s, \(clients) clients, "
-              + "network \(network is NamespaceNetwork ? "namespaces" : "loopback (no partitions)"), "
+              + "network \(network is NamespaceNetwork ? "namespaces" : "loopback, a proxy per link"), "
               + "external log \(witness ? "as a witness" : store == nil ? "none" : "mirror"), "
               + "disk faults \(cluster.canFailDisks ? "on" : "off (no \(shim))")\(unsafeNoFsync ? ", UNSAFE --fsync never" : ""), files in \(directory)")
 
@@ -151,14 +152,24 @@ struct SkiffTorture: ParsableCommand {
         return parsed
     }
 
-    private func makeNetwork() throws -> any Network {
+    private func makeNetwork(directory: String) throws -> any Network {
+        let nodes = self.nodes
+        // A hello names its sender by Raft id: a first member's is its name's; a node that joined drew one.
+        let loopback = {
+            try LoopbackNetwork(nodes: nodes) { id in
+                (1...nodes).first { node in
+                    ClusterMember.id(of: "n\(node)").rawValue == id
+                        || (try? ClusterIdentity.load(directory: "\(directory)/n\(node)"))?.nodeID?.rawValue == id
+                }
+            }
+        }
         switch network {
-        case "loopback": return LoopbackNetwork()
+        case "loopback": return try loopback()
         case "namespaces", "auto":
             guard NamespaceNetwork.isAvailable() else {
                 if network == "namespaces" { throw TortureError("network namespaces need root, iproute2 and nftables") }
-                say("skiff-torture: no network namespaces here (needs root, iproute2, nftables); using 127.0.0.1 without partitions")
-                return LoopbackNetwork()
+                say("skiff-torture: no network namespaces here (needs root, iproute2, nftables); using 127.0.0.1 with a proxy per link")
+                return try loopback()
             }
             NamespaceNetwork.removeLeftovers()
             let namespaces = try NamespaceNetwork(prefix: "skt\(getpid())", nodes: nodes)
