@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SkiffClient
+import SkiffServer
 
 /// The external log with real processes: a leader's mirrored but uncommitted writes outlive it.
 @Suite(.serialized) struct ExternalLogTests {
@@ -142,6 +143,35 @@ extension ExternalLogTests {
         let successor = try Self.wipeAndRebuild(cluster, adding: [], expecting: acknowledged)
         #expect(cluster.log(successor).contains("rebuilt the data directory from the external store"))
         #expect(try RESPClient(port: cluster.port(successor)).call("SET", "after", "rebuild") == .simple("OK"))
+    }
+
+    /// A node that lost its disk is removed, then rebuilt from the store (`--restore-from-external`) and
+    /// joins under a fresh, random id: its old vote went with its disk, so its old id never votes again.
+    @Test func aNodeRebuiltFromTheStoreJoinsUnderAFreshID() throws {
+        let external = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: external) }
+        let cluster = try SkiffCluster(nodes: 3, extraArguments: ["--external-log", "dir:\(external)", "--snapshot-entries", "50"])
+        try cluster.startAll()
+        let leader = try MembershipTests.leaderOtherThanN3(cluster)
+        let acknowledged = try Self.setAll((0..<200).map { ("a\($0)", "v\($0)") }, port: cluster.port(leader))
+        #expect(acknowledged.count == 200)
+        try waitUntil(seconds: 20, "a snapshot to reach the store") { UInt64(try cluster.info(leader)["external_snapshot_index"] ?? "") ?? 0 >= 100 }
+
+        // n3's disk is lost; the operator removes it, then brings the machine back as n4, rebuilt from the store.
+        cluster.kill("n3")
+        try FileManager.default.removeItem(atPath: cluster.dataDirectory("n3"))
+        #expect(try run("skiff", ["remove", "n3", "--server", "127.0.0.1:\(cluster.port(leader))"]).status == 0)
+        try cluster.addJoiner("n4", through: [leader])
+        try cluster.start("n4", adding: ["--restore-from-external", "--join-as", "voter"])
+        #expect(cluster.log("n4").contains("rebuilt the data directory from the external store"))
+        let identity = try #require(try ClusterIdentity.load(directory: cluster.dataDirectory("n4")))
+        let fresh = try #require(identity.nodeID, "a node rebuilt from the store must join under an id of its own")
+        #expect(fresh != ClusterMember.id(of: "n4"))
+        let keys = acknowledged.keys.sorted()
+        try waitUntil(seconds: 30, "n4 to serve every acknowledged write") {
+            try RESPClient(port: cluster.port("n4")).call(["MGET"] + keys) == .array(keys.map { .bulk(Array(acknowledged[$0]!.utf8)) })
+        }
+        try waitUntil(seconds: 30, "n4 to be promoted") { (try? MembershipTests.members(cluster, leader)["n4"]?["role"]) == "follower" }
     }
 
     /// A cluster that ran without a store, long enough to compact its logs, is restarted with one: the new
