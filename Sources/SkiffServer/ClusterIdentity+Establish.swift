@@ -51,10 +51,8 @@ extension ClusterIdentity {
             try identity.save(directory: directory)
             return identity
         }
-        // A node rebuilt from the external store (it lost its disk) joins too, under a fresh id like any
-        // joiner: its old vote is gone with its disk, so its old id must not vote again.
-        guard !ExternalRestore.holdsNodeData(directory) || configuration.restoreFromExternal else {
-            throw ConfigurationError("\(directory) holds a node's data but names no cluster; a node joins with an empty data directory (or with --restore-from-external)")
+        guard !ExternalRestore.holdsNodeData(directory) else {
+            throw ConfigurationError("\(directory) holds a node's data but names no cluster; a node joins with an empty data directory")
         }
         guard let answer = try await askToJoin(configuration, nodeID: drawNodeID(), uuid: nil, patience: configuration.joinTimeout, logger: logger) else {
             throw ConfigurationError("no member of \(configuration.join.map(\.description).joined(separator: ", ")) let this node in within \(configuration.joinTimeout); is the cluster running?")

@@ -176,9 +176,10 @@ extension Node {
                 }
                 // The same node asking again; or a learner (added by SKIFF.ADDLEARNER, or by a join whose answer
                 // was lost), which a fresh node that joins with its name and address takes over: a learner has
-                // no vote to reuse.
+                // no vote to reuse. Only one that never acknowledged an entry here, though: otherwise this
+                // leader would credit the newcomer with entries only the old one held.
                 let sameNode = existing == NodeID(requestedID)
-                let learnerSlot = uuid == nil && configuration.learners.contains(existing)
+                let learnerSlot = uuid == nil && configuration.learners.contains(existing) && (core.followers[existing]?.match.rawValue ?? 0) == 0
                 guard sameNode || learnerSlot else {
                     return fail("ERR JOIN-REFUSED \(name) is already a member under another id: a node that lost its data must be removed (skiff remove \(name)) and join again")
                 }

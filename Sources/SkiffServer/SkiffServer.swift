@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import SkiffExternal
 import NIOCore
@@ -36,15 +37,16 @@ public final class SkiffServer: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         do {
-            if configuration.restoreFromExternal, let store = configuration.externalLog {
-                if ExternalRestore.holdsNodeData(configuration.dataDirectory) {
-                    logger.notice("--restore-from-external: the data directory already holds this node's data; starting from it")
-                } else {
-                    try await ExternalRestore.rebuild(directory: configuration.dataDirectory, from: store, logger: logger)
-                }
-            }
             try configuration.validate()  // before anything is recorded in the data directory
-            let identity = try await ClusterIdentity.establish(for: configuration, logger: logger)
+            let identity: ClusterIdentity
+            if configuration.restoreFromExternal, let store = configuration.externalLog, !ExternalRestore.holdsNodeData(configuration.dataDirectory) {
+                identity = try await restore(configuration: configuration, from: store, logger: logger)
+            } else {
+                if configuration.restoreFromExternal {
+                    logger.notice("--restore-from-external: the data directory already holds this node's data; starting from it")
+                }
+                identity = try await ClusterIdentity.establish(for: configuration, logger: logger)
+            }
             let node = try await Node.open(configuration: configuration, identity: identity, loop: loop, logger: logger)
             let peerAddress = try await node.start().get()
             let connections = ConnectionRegistry()
@@ -78,6 +80,29 @@ public final class SkiffServer: Sendable {
             try? await group.shutdownGracefully()
             throw error
         }
+    }
+
+    /// Rebuilds the data directory from the external store, then establishes the node's cluster. A node that
+    /// joins (`--join`) is rebuilt beside its data directory and moved in only once the cluster has let it in
+    /// under its fresh id: a refused join leaves no data that a later start could run under its old id.
+    private static func restore(configuration: NodeConfiguration, from store: any ExternalStore, logger: Logger) async throws -> ClusterIdentity {
+        let directory = configuration.dataDirectory
+        guard !configuration.join.isEmpty else {
+            try await ExternalRestore.rebuild(directory: directory, from: store, logger: logger)
+            return try await ClusterIdentity.establish(for: configuration, logger: logger)
+        }
+        let staging = directory + ".restoring"
+        try? FileManager.default.removeItem(atPath: staging)  // a rebuild that an earlier start abandoned
+        try await ExternalRestore.rebuild(directory: staging, from: store, logger: logger)
+        let identity = try await ClusterIdentity.establish(for: configuration, logger: logger)
+        for part in ["wal", "snap"] where FileManager.default.fileExists(atPath: staging + "/" + part) {
+            try FileManager.default.moveItem(atPath: staging + "/" + part, toPath: directory + "/" + part)
+        }
+        let folder = open(directory, O_RDONLY | O_DIRECTORY)
+        defer { close(folder) }
+        guard folder >= 0, fsync(folder) == 0 else { throw ConfigurationError("cannot sync \(directory): errno \(errno)") }
+        try? FileManager.default.removeItem(atPath: staging)
+        return identity
     }
 
     public func stop() async {

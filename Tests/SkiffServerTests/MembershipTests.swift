@@ -145,6 +145,28 @@ import Testing
         #expect(try RESPClient(port: cluster.port(leader)).call("SET", "after", "1") == .simple("OK"))
     }
 
+    /// A learner slot made with add-learner is taken over by the node that joins with its name and address,
+    /// but not once it has acknowledged entries: a node that lost its disk would be credited with them.
+    @Test func aLearnerSlotIsTakenOverOnlyByANodeThatNeverHeldEntries() throws {
+        let cluster = try SkiffCluster(nodes: 3)
+        try cluster.startAll()
+        let leader = try cluster.waitForLeader()
+        try cluster.addJoiner("n4", through: [leader])
+        let peer = try #require(cluster.arguments("n4").drop { $0 != "--peer-addr" }.dropFirst().first)
+        let added = try run("skiff", ["add-learner", "n4", peer, "127.0.0.1:\(cluster.port("n4"))", "--server", "127.0.0.1:\(cluster.port(leader))"])
+        #expect(added.status == 0, "\(added.output)")
+        #expect(try RESPClient(port: cluster.port(leader)).call("SET", "k", "v") == .simple("OK"))
+        try cluster.start("n4")
+        try waitUntil(seconds: 20, "n4 holds entries") { (UInt64(try Self.members(cluster, leader)["n4"]?["match"] ?? "") ?? 0) > 0 }
+
+        // Its disk is lost; started empty with the same name and address, it is refused with the remedy.
+        cluster.kill("n4")
+        try FileManager.default.removeItem(atPath: cluster.dataDirectory("n4"))
+        let again = try run("skiff", cluster.arguments("n4") + ["--join-timeout", "10"], seconds: 60)
+        #expect(again.status != 0)
+        #expect(again.output.contains("must be removed"), "\(again.output)")
+    }
+
     @Test func aRemovedNodeConfiguredToStandByComesBackAsALearnerWithoutRaisingTheTerm() throws {
         let cluster = try SkiffCluster(nodes: 3)
         try cluster.startAll()

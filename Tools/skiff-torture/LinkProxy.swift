@@ -14,6 +14,7 @@ final class LinkProxy: Sendable {
     private struct Rules { var dropPercent: [Link: Int] = [:]; var delayMilliseconds: [Int: Int] = [:] }
     private let rules = Mutex(Rules())
     private let listeners: Mutex<[Int32]> = Mutex([])
+    private let stopped = Atomic(false)
     /// The node a hello's Raft id belongs to (ids of nodes that joined change, so it is asked each time).
     private let identify: @Sendable (UInt64) -> Int?
 
@@ -22,16 +23,21 @@ final class LinkProxy: Sendable {
     /// Listens on 127.0.0.1:`port` for connections to `node`, whose real peer port is `target`.
     func serve(node: Int, port: Int, target: Int) throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard listener >= 0 else { throw TortureError("the proxy for n\(node) has no socket: errno \(errno)") }
         var on: Int32 = 1
         setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
         var address = Self.loopback(port)
         let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard bound == 0, listen(listener, 64) == 0 else { throw TortureError("the proxy for n\(node) cannot listen on port \(port): errno \(errno)") }
+        guard bound == 0, listen(listener, 64) == 0 else {
+            close(listener)
+            throw TortureError("the proxy for n\(node) cannot listen on port \(port): errno \(errno)")
+        }
         listeners.withLock { $0.append(listener) }
         Thread.detachNewThread { [self] in
             while true {
                 let client = accept(listener, nil, nil)
-                guard client >= 0 else { return }  // closed by stop()
+                if stopped.load(ordering: .relaxed) { if client >= 0 { close(client) }; return }
+                guard client >= 0 else { continue }  // EINTR, ECONNABORTED, EMFILE: keep serving
                 Thread.detachNewThread { [self] in relay(client, to: node, target: target) }
             }
         }
@@ -42,6 +48,7 @@ final class LinkProxy: Sendable {
     func heal() { rules.withLock { $0 = Rules() } }
 
     func stop() {
+        stopped.store(true, ordering: .relaxed)
         for listener in listeners.withLock({ $0 }) { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
     }
 
@@ -52,19 +59,27 @@ final class LinkProxy: Sendable {
         var first: [UInt8] = []
         var from: Int?
         var chunk = [UInt8](repeating: 0, count: 4096)
+        // A dialler sends its hello at once: give up on a connection that does not.
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         while from == nil {
             let got = read(client, &chunk, chunk.count)
             guard got > 0 else { close(client); return }
             first += chunk[..<got]
             buffer.writeBytes(chunk[..<got])
-            guard let frame = try? decoder.next(from: &buffer) else {
-                if first.count > 64 { close(client); return }  // not a hello: nothing to relay
+            let decoded: PeerFrame?
+            do { decoded = try decoder.next(from: &buffer) } catch { close(client); return }  // not a peer connection
+            guard let frame = decoded else {
+                if first.count > 64 { close(client); return }  // no hello: nothing to relay
                 continue
             }
             guard case .hello(let id, _) = frame, let known = identify(id.rawValue) else { close(client); return }
             from = known
         }
+        timeout = timeval(tv_sec: 0, tv_usec: 0)  // relayed streams may be quiet for long
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard upstream >= 0 else { close(client); return }
         var address = Self.loopback(target)
         let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         guard connected == 0, pass(first, over: Link(from: from!, to: node), into: upstream) else {
