@@ -15,10 +15,11 @@ extension ClusterIdentity {
     static func establish(for configuration: NodeConfiguration, logger: Logger) async throws -> ClusterIdentity {
         let directory = configuration.dataDirectory
         if let recorded = try load(directory: directory) {
-            if !InitHandOver.pending(in: directory).isEmpty {
+            let pending = InitHandOver.pending(in: directory)
+            if !pending.isEmpty {
                 // This node coordinated an init and stopped before every voter had the identity.
                 logger.notice("handing the cluster's identity to the voters that have not taken it yet",
-                              metadata: ["voters": "\(InitHandOver.pending(in: directory).joined(separator: ","))"])
+                              metadata: ["voters": "\(pending.joined(separator: ","))"])
                 for problem in await InitHandOver.handOver(recorded, directory: directory, password: configuration.password, logger: logger) ?? [] {
                     logger.warning("a voter has not taken the cluster's identity; repeat the init once it waits again", metadata: ["problem": "\(problem)"])
                 }

@@ -93,17 +93,7 @@ public struct ClusterIdentity: Equatable, Sendable {
 
     /// Writes the file durably: a temporary file, fsynced, renamed into place, then the directory fsynced.
     public func save(directory: String) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = Self.path(in: directory)
-        let temporary = path + ".tmp"
-        try Data(encoded().utf8).write(to: URL(fileURLWithPath: temporary))
-        for (file, flags) in [(temporary, O_RDONLY), (directory, O_RDONLY | O_DIRECTORY)] {
-            let descriptor = open(file, flags)
-            guard descriptor >= 0 else { throw ConfigurationError("cannot open \(file) to sync it: errno \(errno)") }
-            defer { close(descriptor) }
-            if file == directory { guard rename(temporary, path) == 0 else { throw ConfigurationError("cannot rename \(temporary): errno \(errno)") } }
-            guard fsync(descriptor) == 0 else { throw ConfigurationError("cannot sync \(file): errno \(errno)") }
-        }
+        try DurableFile.write(encoded(), to: Self.path(in: directory), in: directory)
     }
 
     /// `key value` lines, the last one a checksum of the others.

@@ -26,20 +26,8 @@ enum InitHandOver {
 
     /// Records the voters still to take the identity, durably; an empty list removes the file.
     static func record(pending names: [String], in directory: String) throws {
-        let path = pendingPath(in: directory)
-        if names.isEmpty {
-            guard FileManager.default.fileExists(atPath: path) else { return }
-            try FileManager.default.removeItem(atPath: path)
-        } else {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            try Data((names.sorted().joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: path + ".tmp"))
-            let file = open(path + ".tmp", O_RDONLY)
-            defer { close(file) }
-            guard file >= 0, fsync(file) == 0, rename(path + ".tmp", path) == 0 else { throw ConfigurationError("cannot write \(path): errno \(errno)") }
-        }
-        let folder = open(directory, O_RDONLY | O_DIRECTORY)
-        defer { close(folder) }
-        guard folder >= 0, fsync(folder) == 0 else { throw ConfigurationError("cannot sync \(directory): errno \(errno)") }
+        if names.isEmpty { return try DurableFile.remove(pendingPath(in: directory), in: directory) }
+        try DurableFile.write(names.sorted().joined(separator: "\n") + "\n", to: pendingPath(in: directory), in: directory)
     }
 
     /// Hands `identity` to each pending voter at the client address its base details give, in parallel,

@@ -50,11 +50,7 @@ extension Node {
     /// loop with the reply's words (none for a plain OK) once the change is committed.
     public func runMembership(_ command: MembershipCommand, completion: @escaping (Result<[[UInt8]], MembershipFailure>) -> Void) {
         guard !stopped else { return completion(.failure(MembershipFailure("ERR the server is shutting down"))) }
-        if case .initialise(let name, let voters) = command, WaitingNode.checkInit(clusterName: name, voters: voters) == nil,
-           name == identity.name, Set(voters) == Set(identity.voterNames) {
-            return repeatInit(completion: completion)
-        }
-        if let answer = answerInitialised(command) { return completion(answer) }
+        if answerInitialised(command, completion: completion) { return }
         guard witness == nil else {
             return completion(.failure(MembershipFailure("ERR a witness-mode cluster has exactly two nodes; its membership cannot change")))
         }
@@ -97,19 +93,26 @@ extension Node {
         }
     }
 
-    /// SKIFF.INIT and SKIFF.ADOPT reaching a node that has a cluster: they succeed only if they name the
-    /// cluster it is in, so that an init repeated (its answer lost) is harmless and no node changes cluster.
-    private func answerInitialised(_ command: MembershipCommand) -> Result<[[UInt8]], MembershipFailure>? {
+    /// SKIFF.INIT and SKIFF.ADOPT reaching a node that has a cluster, answered here (false for any other
+    /// command): they succeed only if they name the cluster it is in, so that an init repeated (its answer
+    /// lost, or some voters missed it) is harmless and no node changes cluster.
+    private func answerInitialised(_ command: MembershipCommand, completion: @escaping (Result<[[UInt8]], MembershipFailure>) -> Void) -> Bool {
         let refusal = MembershipFailure("ERR ALREADY-INITIALISED this node belongs to cluster \(identity.tag), whose first voters are \(identity.voterNames.sorted().joined(separator: ", "))")
         switch command {
         case .initialise(let name, let voters):
-            if let problem = WaitingNode.checkInit(clusterName: name, voters: voters) { return .failure(MembershipFailure(problem)) }
-            return .failure(refusal)  // the same init is `repeatInit`'s
+            if let problem = WaitingNode.checkInit(clusterName: name, voters: voters) {
+                completion(.failure(MembershipFailure(problem)))
+            } else if name == identity.name, Set(voters) == Set(identity.voterNames) {
+                repeatInit(completion: completion)
+            } else {
+                completion(.failure(refusal))
+            }
         case .adopt(let fields):
-            return fields["uuid"] == identity.uuidString ? .success([]) : .failure(refusal)
+            completion(fields["uuid"] == identity.uuidString ? .success([]) : .failure(refusal))
         default:
-            return nil
+            return false
         }
+        return true
     }
 
     /// A follower handed over a membership command: run it if this node leads.

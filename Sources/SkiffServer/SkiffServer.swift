@@ -6,6 +6,7 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 import SkiffRESP
+import SkiffStorage
 
 /// A running Skiff node with its client listener: what `skiff serve` runs and tests start.
 ///
@@ -98,9 +99,7 @@ public final class SkiffServer: Sendable {
         for part in ["wal", "snap"] where FileManager.default.fileExists(atPath: staging + "/" + part) {
             try FileManager.default.moveItem(atPath: staging + "/" + part, toPath: directory + "/" + part)
         }
-        let folder = open(directory, O_RDONLY | O_DIRECTORY)
-        defer { close(folder) }
-        guard folder >= 0, fsync(folder) == 0 else { throw ConfigurationError("cannot sync \(directory): errno \(errno)") }
+        try PosixFileSystem().syncDirectory(directory)
         try? FileManager.default.removeItem(atPath: staging)
         return identity
     }

@@ -174,8 +174,9 @@ final class Nemesis {
         case .removeVoter:
             // One membership fault at a time: a learner left by an earlier one (its promotion did not go
             // through in time) is promoted first, so the voters never dwindle.
-            guard let members = cluster.members(), members.count == cluster.nodes, members.values.allSatisfy({ $0 == "leader" || $0 == "follower" }) else {
-                let learners = cluster.members()?.filter { $0.value == "learner" }.keys.sorted() ?? []
+            let members = cluster.members()
+            guard let members, members.count == cluster.nodes, members.values.allSatisfy({ $0 == "leader" || $0 == "follower" }) else {
+                let learners = members?.filter { $0.value == "learner" }.keys.sorted() ?? []
                 for learner in learners { note("\(fault.text): first promote n\(learner), still a learner: \(promote(learner))") }
                 if learners.isEmpty { note("\(fault.text): skipped, no leader lists every node as a voter") }
                 return {}
