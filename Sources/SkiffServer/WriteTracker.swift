@@ -39,7 +39,9 @@ struct WriteTracker {
     private var nextBatch: UInt64 = 1
 
     var count: Int { pending.count }
-    var hasQueued: Bool { !queue.isEmpty }
+    /// Whether `takeQueued` would return anything. The queue may still hold writes that ended while queued
+    /// (expired, or applied through an earlier proposal); they do not count.
+    var hasQueued: Bool { queue.contains { pending[$0] != nil } }
 
     mutating func add(payload: (UInt64) -> [UInt8], deadline: NIODeadline, completion: @escaping (Result<KVReply, WriteFailure>) -> Void) {
         let requestID = nextRequestID
@@ -116,11 +118,18 @@ struct WriteTracker {
     }
 
     mutating func expire(now: NIODeadline) {
+        var expiredWhileQueued = false
         for (id, write) in pending where write.deadline <= now {
             pending[id] = nil
             if case .proposed(let index) = write.state { byIndex[index] = nil }
-            if case .queued = write.state { write.completion(.failure(.noLeader)) } else { write.completion(.failure(.outcomeUnknown)) }
+            if case .queued = write.state {
+                expiredWhileQueued = true
+                write.completion(.failure(.noLeader))
+            } else {
+                write.completion(.failure(.outcomeUnknown))
+            }
         }
+        if expiredWhileQueued { queue.removeAll { pending[$0] == nil } }
     }
 
     mutating func failAll(_ failure: WriteFailure) {

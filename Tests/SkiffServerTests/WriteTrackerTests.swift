@@ -55,4 +55,23 @@ import Testing
         #expect(outcomes.results[2].map { if case .failure(.outcomeUnknown) = $0 { true } else { false } } == true)
         #expect(tracker.count == 0)
     }
+
+    /// A write that expires while queued leaves the queue: a flush then finds nothing to propose (proposing an
+    /// empty batch stopped a node in a torture run).
+    @Test func writesThatExpireWhileQueuedAreNotProposed() {
+        var tracker = WriteTracker()
+        let outcomes = Outcomes()
+        _ = Self.add(&tracker, outcomes, tag: 1, deadline: .now() - .seconds(1))
+        let live = Self.add(&tracker, outcomes, tag: 2)
+        #expect(tracker.hasQueued)
+        tracker.expire(now: .now())
+        #expect(tracker.takeQueued().ids == [live])
+        tracker.requeue([live])
+        _ = Self.add(&tracker, outcomes, tag: 3, deadline: .now() - .seconds(1))
+        tracker.applied(requestID: live, at: 9, reply: .ok)  // applied through an earlier proposal while queued again
+        tracker.expire(now: .now())
+        #expect(!tracker.hasQueued)
+        #expect(tracker.takeQueued().ids.isEmpty)
+        #expect(tracker.count == 0)
+    }
 }
