@@ -13,7 +13,7 @@ public enum PeerFrame: Sendable, Equatable {
     case raft(Message)
     /// A piece of the state-machine snapshot at `index` (of `term`), starting at byte `offset` of its body.
     case snapshotChunk(index: LogIndex, term: Term, offset: UInt64, isLast: Bool, bytes: [UInt8])
-    /// A follower hands client writes to the leader, to propose as one batch.
+    /// A follower hands client writes (at least one) to the leader, to propose as one batch.
     case forward(batch: UInt64, payloads: [[UInt8]])
     /// The leader's answer: the batch was appended from `firstIndex` on in `term`, or refused (`firstIndex` 0)
     /// because it does not lead; `leader` is the leader it knows, or 0.
@@ -138,7 +138,7 @@ public enum PeerFrame: Sendable, Equatable {
                   let bytes = buffer.readBytes(length: buffer.readableBytes) else { return nil }
             frame = .snapshotChunk(index: LogIndex(index), term: Term(term), offset: offset, isLast: last == 1, bytes: bytes)
         case .forward:
-            guard let batch = u64(), let payloads = readItems(from: &buffer) else { return nil }
+            guard let batch = u64(), let payloads = readItems(from: &buffer), !payloads.isEmpty else { return nil }
             frame = .forward(batch: batch, payloads: payloads)
         case .forwardAnswer:
             guard let batch = u64(), let firstIndex = u64(), let term = u64(), let leader = u64() else { return nil }

@@ -109,6 +109,16 @@ import Testing
         }
     }
 
+    /// A leader proposes what a forward carries as one batch, which must not be empty: such a frame is malformed.
+    @Test func aForwardOfNoWritesIsRefusedAsMalformed() throws {
+        var decoder = PeerFrameDecoder(frameBytesMax: 1 << 20)
+        var buffer = ByteBuffer()
+        PeerFrame.forward(batch: 1, payloads: [[7]]).write(to: &buffer)
+        #expect(try decoder.next(from: &buffer) == .forward(batch: 1, payloads: [[7]]))
+        PeerFrame.forward(batch: 2, payloads: []).write(to: &buffer)
+        #expect(throws: PeerProtocolError.self) { try decoder.next(from: &buffer) }
+    }
+
     @Test func aNodeOfAnotherClusterIsToldWhyItIsRefused() throws {
         let node = try Listening()
         defer { try? node.stop() }
