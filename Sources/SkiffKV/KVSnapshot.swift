@@ -27,7 +27,7 @@ public enum KVSnapshot {
 public struct KVSnapshotDecoder {
     private var pending: [UInt8] = []
     private var expected: UInt64?
-    private var records: [[UInt8]: KVStore.Record] = [:]
+    private var records: [KVStore.Key: KVStore.Record] = [:]
 
     public init() {}
 
@@ -49,7 +49,7 @@ public struct KVSnapshotDecoder {
             while true {
                 guard let key = reader.readBytes(), let value = reader.readBytes(), let revision = reader.read(UInt64.self) else { break }
                 guard UInt64(records.count) < expected! else { return Malformed(description: "more records than the \(expected!) announced") }
-                guard records.updateValue(KVStore.Record(value: value, revision: revision), forKey: key) == nil else {
+                guard records.updateValue(KVStore.Record(value: value, revision: revision), forKey: KVStore.Key(key)) == nil else {
                     return Malformed(description: "a key appears twice")
                 }
                 consumed = reader.offset

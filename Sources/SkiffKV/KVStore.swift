@@ -13,7 +13,15 @@ public final class KVStore {
         var revision: UInt64
     }
 
-    private(set) var records: [[UInt8]: Record] = [:]
+    /// A key as the dictionary holds it. `[UInt8]` hashes byte by byte; this hashes the bytes in one pass
+    /// (the same bytes, so the same equality), which is most of a lookup's cost for keys of some length.
+    struct Key: Hashable {
+        var bytes: [UInt8]
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+    }
+
+    private(set) var records: [Key: Record] = [:]
     /// Keys in enumeration order, rebuilt on demand after keys come or go.
     private var order: [(hash: UInt64, key: [UInt8])]?
 
@@ -25,12 +33,17 @@ public final class KVStore {
 
     public var count: Int { records.count }
 
-    public func value(for key: [UInt8]) -> [UInt8]? { records[key]?.value }
+    public func value(for key: [UInt8]) -> [UInt8]? { records[Key(key)]?.value }
 
     /// The log index of the key's last change.
-    public func revision(of key: [UInt8]) -> UInt64? { records[key]?.revision }
+    public func revision(of key: [UInt8]) -> UInt64? { records[Key(key)]?.revision }
 
-    public func contains(_ key: [UInt8]) -> Bool { records[key] != nil }
+    public func contains(_ key: [UInt8]) -> Bool { records[Key(key)] != nil }
+
+    /// The key's value and revision, in one lookup.
+    public func entry(for key: [UInt8]) -> (value: [UInt8], revision: UInt64)? {
+        records[Key(key)].map { ($0.value, $0.revision) }
+    }
 
     // MARK: Writes
 
@@ -38,7 +51,7 @@ public final class KVStore {
     public func apply(_ command: KVCommand, at index: UInt64) -> KVReply {
         switch command {
         case .set(let key, let value, let condition, let returnOld):
-            let old = records[key]?.value
+            let old = records[Key(key)]?.value
             let allowed = switch condition {
             case .always: true
             case .ifAbsent: old == nil
@@ -55,12 +68,12 @@ public final class KVStore {
             for pair in pairs { store(pair.key, pair.value, at: index) }
             return .ok
         case .setManyIfNoneExist(let pairs):
-            if pairs.contains(where: { records[$0.key] != nil }) { return .integer(0) }
+            if pairs.contains(where: { records[Key($0.key)] != nil }) { return .integer(0) }
             for pair in pairs { store(pair.key, pair.value, at: index) }
             return .integer(1)
         case .incrementBy(let key, let delta):
             var current: Int64 = 0
-            if let old = records[key]?.value {
+            if let old = records[Key(key)]?.value {
                 guard let parsed = Self.parseInteger(old) else { return .error("ERR value is not an integer or out of range") }
                 current = parsed
             }
@@ -70,7 +83,7 @@ public final class KVStore {
             return .integer(sum)
         case .incrementByFloat(let key, let delta):
             var current = 0.0
-            if let old = records[key]?.value {
+            if let old = records[Key(key)]?.value {
                 guard let parsed = Self.parseFloat(old) else { return .error("ERR value is not a valid float") }
                 current = parsed
             }
@@ -80,12 +93,12 @@ public final class KVStore {
             store(key, text, at: index)
             return .bulk(text)
         case .append(let key, let value):
-            let old = records[key]?.value ?? []
+            let old = records[Key(key)]?.value ?? []
             guard old.count + value.count <= Self.valueBytesMax else { return Self.tooLarge }
             store(key, old + value, at: index)
             return .integer(Int64(old.count + value.count))
         case .setRange(let key, let offset, let value):
-            var current = records[key]?.value ?? []
+            var current = records[Key(key)]?.value ?? []
             if value.isEmpty { return .integer(Int64(current.count)) }
             guard offset <= Self.valueBytesMax - value.count else { return Self.tooLarge }
             if current.count < offset + value.count {
@@ -97,8 +110,8 @@ public final class KVStore {
         case .getDelete(let key):
             return remove(key).map(KVReply.bulk) ?? .null
         case .rename(let from, let to, let onlyIfTargetAbsent):
-            guard let record = records[from] else { return .error("ERR no such key") }
-            if onlyIfTargetAbsent && records[to] != nil { return .integer(0) }
+            guard let record = records[Key(from)] else { return .error("ERR no such key") }
+            if onlyIfTargetAbsent && records[Key(to)] != nil { return .integer(0) }
             if from != to {
                 remove(from)
                 store(to, record.value, at: index)
@@ -114,12 +127,12 @@ public final class KVStore {
     private static let tooLarge = KVReply.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
 
     private func store(_ key: [UInt8], _ value: [UInt8], at index: UInt64) {
-        if records.updateValue(Record(value: value, revision: index), forKey: key) == nil { order = nil }
+        if records.updateValue(Record(value: value, revision: index), forKey: Key(key)) == nil { order = nil }
     }
 
     @discardableResult
     private func remove(_ key: [UInt8]) -> [UInt8]? {
-        guard let removed = records.removeValue(forKey: key) else { return nil }
+        guard let removed = records.removeValue(forKey: Key(key)) else { return nil }
         order = nil
         return removed.value
     }
@@ -160,7 +173,7 @@ public final class KVStore {
 
     private func enumerationOrder() -> [(hash: UInt64, key: [UInt8])] {
         if let order { return order }
-        let built = records.keys.map { (Self.stableHash($0), $0) }.sorted {
+        let built = records.keys.map { (Self.stableHash($0.bytes), $0.bytes) }.sorted {
             $0.0 != $1.0 ? $0.0 < $1.0 : $0.1.lexicographicallyPrecedes($1.1)
         }
         order = built
@@ -169,8 +182,8 @@ public final class KVStore {
 
     /// KEYS: every key matching `pattern`.
     public func keys(matching pattern: GlobPattern) -> [[UInt8]] {
-        if pattern.matchesEverything { return Array(records.keys) }
-        return records.keys.filter { pattern.matches($0) }
+        if pattern.matchesEverything { return records.keys.map(\.bytes) }
+        return records.keys.compactMap { pattern.matches($0.bytes) ? $0.bytes : nil }
     }
 
     /// SCAN: from `cursor` (0 to start), about `count` keys in enumeration order, those matching `pattern`
@@ -192,15 +205,15 @@ public final class KVStore {
     }
 
     /// RANDOMKEY: any key, or nil if there are none.
-    public func randomKey() -> [UInt8]? { records.keys.randomElement() }
+    public func randomKey() -> [UInt8]? { records.keys.randomElement()?.bytes }
 
     /// Every record in enumeration order: what a snapshot holds.
     func forEachRecord<Failure: Error>(_ body: ([UInt8], Record) throws(Failure) -> Void) throws(Failure) {
-        for (_, key) in enumerationOrder() { try body(key, records[key]!) }
+        for (_, key) in enumerationOrder() { try body(key, records[Key(key)]!) }
     }
 
     /// Replaces the whole key space (restoring a snapshot).
-    func replaceAll(with restored: [[UInt8]: Record]) {
+    func replaceAll(with restored: [Key: Record]) {
         records = restored
         order = nil
     }

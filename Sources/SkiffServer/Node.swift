@@ -370,7 +370,7 @@ public final class Node: @unchecked Sendable {
             fatalError("log entry \(entry.index) is not a command this version understands; upgrade this node")
         }
         let keys = WatchHub.keys(of: proposal.command, in: store)
-        let existed = keys.map(store.contains)
+        let existed = WatchHub.mayRemoveKeys(proposal.command) ? keys.map(store.contains) : nil
         let reply = store.apply(proposal.command, at: entry.index.rawValue)
         watches.record(revision: entry.index.rawValue, keys: keys, existedBefore: existed, store: store)
         if proposal.origin == id.rawValue {

@@ -58,14 +58,24 @@ struct WatchHub {
         }
     }
 
-    /// Records what the entry at `revision` changed, given the keys it could change and which of them existed
-    /// before, and tells the watches.
-    mutating func record(revision: UInt64, keys: [[UInt8]], existedBefore: [Bool], store: KVStore) {
+    /// Whether `command` can remove keys: only then does `record` need to know which keys existed before.
+    static func mayRemoveKeys(_ command: KVCommand) -> Bool {
+        switch command {
+        case .delete, .getDelete, .rename, .removeAll: true
+        case .set, .setMany, .setManyIfNoneExist, .incrementBy, .incrementByFloat, .append, .setRange: false
+        }
+    }
+
+    /// Records what the entry at `revision` changed, given the keys it could change and, for a command that
+    /// may remove keys, which of them existed before (nil otherwise); then tells the watches.
+    mutating func record(revision: UInt64, keys: [[UInt8]], existedBefore: [Bool]?, store: KVStore) {
+        assert(existedBefore.map { $0.count == keys.count } ?? true, "one answer per key")
         var changes: [WatchEvent] = []
-        for (key, existed) in zip(keys, existedBefore) {
-            if store.revision(of: key) == revision {
-                changes.append(WatchEvent(revision: revision, key: key, value: store.value(for: key)))
-            } else if existed, !store.contains(key) {
+        for (position, key) in keys.enumerated() {
+            let now = store.entry(for: key)
+            if let now, now.revision == revision {
+                changes.append(WatchEvent(revision: revision, key: key, value: now.value))
+            } else if now == nil, existedBefore?[position] == true {
                 changes.append(WatchEvent(revision: revision, key: key, value: nil))
             }
         }
