@@ -42,7 +42,7 @@ public final class Node: @unchecked Sendable {
     var stopped = false
 
     var writes = WriteTracker()
-    var reads = ReadWaiters()
+    var reads: ReadWaiters
     var snapshots: SnapshotState
     /// The external log, if the node was given one.
     var external: ExternalMirror?
@@ -82,6 +82,7 @@ public final class Node: @unchecked Sendable {
         snapshots = SnapshotState(lastIndex: snapshotIndex)
         storeIndex = snapshotIndex
         watches = WatchHub(appliedIndex: snapshotIndex, eventsMax: configuration.watchHistory)
+        reads = ReadWaiters(overlapAfter: timeAmount(configuration.tickInterval))
         external = configuration.externalLog.map { ExternalMirror(store: $0) }
         witness = configuration.externalWitness ? configuration.externalLog.map { WitnessPeer(store: $0) } : nil
     }
@@ -276,6 +277,7 @@ public final class Node: @unchecked Sendable {
         if let request = ready.externalTailRequest { replayExternalTail(request) }
         for state in ready.readStates { reads.confirmed(state, appliedIndex: storeIndex) }
         reads.release(appliedThrough: storeIndex)
+        if !ready.readStates.isEmpty, reads.hasWaiting { scheduleReady() }  // their round can start now
         unadvanced.append((ready, durable: !ready.mustSync))
         if ready.mustSync {
             let started = NIODeadline.now()

@@ -1,8 +1,10 @@
 import NIOCore
 import SkiffRaft
 
-/// Linearizable reads waiting to be served, batched: every read that arrives before the next ReadIndex
-/// request shares it. A batch is served once the leader confirmed its index and this node applied it.
+/// Linearizable reads waiting to be served, batched: every read that arrives while a ReadIndex round is
+/// under way waits for the next one, which starts when that round ends (or has taken longer than
+/// `overlapAfter`), so a busy node runs one round at a time rather than one per event-loop turn. A batch is
+/// served once the leader confirmed its index and this node applied it.
 struct ReadWaiters {
     struct Waiter {
         var run: () -> Void
@@ -19,15 +21,24 @@ struct ReadWaiters {
 
     var count: Int { waiting.count + submitted.values.reduce(0) { $0 + $1.waiters.count } + confirmed.reduce(0) { $0 + $1.waiters.count } }
 
+    /// How long a round may run before another starts beside it (a lost answer is retried later, by
+    /// `retryStale`).
+    let overlapAfter: TimeAmount
+
+    init(overlapAfter: TimeAmount) { self.overlapAfter = overlapAfter }
+
+    var hasWaiting: Bool { !waiting.isEmpty }
+
     mutating func add(_ waiter: Waiter) { waiting.append(waiter) }
 
-    /// Asks the core for one ReadIndex round covering every read waiting now.
-    mutating func submit(to core: inout RaftCore) {
-        guard !waiting.isEmpty else { return }
+    /// Asks the core for one ReadIndex round covering every read waiting now, unless a recent round is
+    /// still under way.
+    mutating func submit(to core: inout RaftCore, now: NIODeadline = .now()) {
+        guard !waiting.isEmpty, submitted.values.allSatisfy({ $0.since + overlapAfter <= now }) else { return }
         let requestID = nextRequestID
         if core.requestRead(id: requestID) == nil {
             nextRequestID += 1
-            submitted[requestID] = (.now(), waiting)
+            submitted[requestID] = (now, waiting)
             waiting.removeAll()
         }
     }
