@@ -56,6 +56,10 @@ extension ExternalLogTests {
         defer { try? FileManager.default.removeItem(atPath: external) }
         let cluster = try SkiffCluster(nodes: 3, extraArguments: ["--external-log", "dir:\(external)"])
         try cluster.startAll()
+        try cluster.reportingLogs { try writesWaitWhileTheStoreIsGone(cluster, external: external) }
+    }
+
+    private func writesWaitWhileTheStoreIsGone(_ cluster: SkiffCluster, external: String) throws {
         let leader = try cluster.waitForLeader()
         let client = try RESPClient(port: cluster.port(leader))
         #expect(try client.call("SET", "before", "1") == .simple("OK"))

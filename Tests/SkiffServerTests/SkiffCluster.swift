@@ -37,6 +37,15 @@ final class SkiffCluster {
     func logPath(_ name: String) -> String { "\(directory)/\(name).log" }
     func log(_ name: String) -> String { (try? String(contentsOfFile: logPath(name), encoding: .utf8)) ?? "" }
 
+    /// Runs `body`; if it throws, throws instead an error that also carries the end of every node's log,
+    /// since the logs are removed with the cluster.
+    func reportingLogs<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch {
+            let tails = names.map { name in "--- \(name).log:\n" + log(name).split(separator: "\n").suffix(30).joined(separator: "\n") }
+            throw FailureWithLogs(description: "\(error)\n" + tails.joined(separator: "\n"))
+        }
+    }
+
     func startAll() throws { for name in names { try start(name) } }
 
     /// Registers a node that is not one of the first members: `start` runs it with `--join` through `through`.
@@ -166,6 +175,11 @@ func freePort() throws -> Int {
     guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
     _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A test's error, with the end of each node's log after it.
+struct FailureWithLogs: Error, CustomStringConvertible {
+    var description: String
 }
 
 struct Timeout: Error, CustomStringConvertible {
