@@ -35,12 +35,9 @@ public final class KVStore {
 
     public func value(for key: [UInt8]) -> [UInt8]? { records[Key(key)]?.value }
 
-    /// The log index of the key's last change.
-    public func revision(of key: [UInt8]) -> UInt64? { records[Key(key)]?.revision }
-
     public func contains(_ key: [UInt8]) -> Bool { records[Key(key)] != nil }
 
-    /// The key's value and revision, in one lookup.
+    /// The key's value and revision (the log index of its last change), in one lookup.
     public func entry(for key: [UInt8]) -> (value: [UInt8], revision: UInt64)? {
         records[Key(key)].map { ($0.value, $0.revision) }
     }

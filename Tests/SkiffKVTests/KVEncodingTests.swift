@@ -56,7 +56,7 @@ import Testing
             var again: [UInt8] = []
             KVSnapshot.write(restored, pieceBytes: 1000) { again += $0 }
             #expect(again == bytes)
-            #expect(restored.revision(of: Array("k7".utf8)) == 8)
+            #expect(restored.entry(for: Array("k7".utf8))?.revision == 8)
         }
         var short = KVSnapshotDecoder()
         try short.feed(bytes.dropLast(3))

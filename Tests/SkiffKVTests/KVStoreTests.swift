@@ -13,7 +13,7 @@ import Testing
         #expect(store.apply(.set(key: Self.b("k"), value: Self.b("2"), condition: .ifAbsent, returnOld: false), at: 3) == .null)
         #expect(store.apply(.set(key: Self.b("k"), value: Self.b("3"), condition: .always, returnOld: true), at: 4) == .bulk(Self.b("1")))
         #expect(store.value(for: Self.b("k")) == Self.b("3"))
-        #expect(store.revision(of: Self.b("k")) == 4)
+        #expect(store.entry(for: Self.b("k"))?.revision == 4)
         // NX with GET: the old value comes back and nothing is written.
         #expect(store.apply(.set(key: Self.b("k"), value: Self.b("4"), condition: .ifAbsent, returnOld: true), at: 5) == .bulk(Self.b("3")))
         #expect(store.value(for: Self.b("k")) == Self.b("3"))
