@@ -6,10 +6,13 @@ import SystemPackage
 ///
 /// Layout: `log/` holds one file per slot and `checkpoint/` one per checkpoint, each named by its slot in 20
 /// decimal digits; `snap/` holds published snapshots, named `<index>-<term>.snap` as a node names its own;
-/// `tmp/` holds files being written. A slot or checkpoint file holds its record's length (u32,
-/// little-endian), the record, and zeros up to the file's size. It is written into a file in `tmp/` (one
-/// prepared ahead of time when possible, see `PreparedSlotFiles`), synced, then `link(2)`ed to its name,
-/// which fails with EEXIST if the name is taken, and the directory is fsynced. A snapshot is uploaded into `tmp/`, fsynced, and `rename(2)`d into `snap/`.
+/// `tmp/` holds files being written. The file named for slot (or checkpoint) `s` holds, at
+/// `offset(of: s)`, its record's length (u32, little-endian) and the record. One file may be named after
+/// several slots of a group (`s / slotsPerFile` alike), each record in its own region; its other bytes
+/// are zeros or those records. A record is written into its region of a file in `tmp/` (an unnamed one
+/// prepared ahead of time and shared by the slots of a group when possible, see `PreparedSlotFiles`),
+/// synced, then `link(2)`ed to its name, which fails with EEXIST if the name is taken, and the directory is
+/// fsynced. A snapshot is uploaded into `tmp/`, fsynced, and `rename(2)`d into `snap/`.
 /// It relies on: exclusive create, `link` that is atomic and refuses an existing name, atomic `rename`, and
 /// fsync of files and directories that makes them durable. Filesystems that lack one of these (some FUSE
 /// filesystems, NFS mounted without `sync` or with a server that answers `link` twice on a retry) break
@@ -47,17 +50,22 @@ public final class DirectoryExternalStore: ExternalStore {
 
     /// The file name of a slot or checkpoint.
     public static func name(of slot: UInt64) -> String { pad20(slot) }
+    /// Slots whose records may share one file, and the bytes each has there.
+    public static let slotsPerFile: UInt64 = 64
+    public static let regionSize = 16 << 10
+    /// Where the record of `slot` starts in the file named after it.
+    public static func offset(of slot: UInt64) -> Int64 { Int64(slot % slotsPerFile) * Int64(regionSize) }
 
     public func createSlot(_ slot: UInt64, bytes: [UInt8]) async throws(ExternalLogError) -> Bool {
-        try await run { [self] in try createOnce(in: logDirectory, slot: slot, bytes: bytes) }
+        try await run { [self] in try createOnce(in: logDirectory, slot: slot, bytes: bytes, shared: true) }
     }
 
     public func readSlot(_ slot: UInt64) async throws(ExternalLogError) -> [UInt8]? {
-        try await run { [self] in try readIfPresent("\(logDirectory)/\(Self.name(of: slot))", in: logDirectory).map { try Self.record(inFile: $0, slot: slot) } }
+        try await run { [self] in try readIfPresent(slot, in: logDirectory) }
     }
 
     public func createCheckpoint(_ slot: UInt64, bytes: [UInt8]) async throws(ExternalLogError) -> Bool {
-        try await run { [self] in try createOnce(in: checkpointDirectory, slot: slot, bytes: bytes) }
+        try await run { [self] in try createOnce(in: checkpointDirectory, slot: slot, bytes: bytes, shared: false) }
     }
 
     public func newestCheckpointSlot() async throws(ExternalLogError) -> UInt64? {
@@ -66,7 +74,7 @@ public final class DirectoryExternalStore: ExternalStore {
 
     public func readCheckpoint(_ slot: UInt64) async throws(ExternalLogError) -> [UInt8]? {
         try await run { [self] in
-            try readIfPresent("\(checkpointDirectory)/\(Self.name(of: slot))", in: checkpointDirectory).map { try Self.record(inFile: $0, slot: slot) }
+            try readIfPresent(slot, in: checkpointDirectory)
         }
     }
 
@@ -129,25 +137,25 @@ public final class DirectoryExternalStore: ExternalStore {
 
     private func upload(_ snapshot: ExternalSnapshotID) -> String { "\(temporaryDirectory)/\(snapshot.fileName).\(writerTag)" }
 
-    /// Writes `bytes`, framed, into a synced file in `tmp/` and links it to `directory/slot`; false if that
-    /// name exists.
-    private func createOnce(in directory: String, slot: UInt64, bytes: [UInt8]) throws -> Bool {
+    /// Writes `bytes`, framed, into the slot's region of a synced file in `tmp/` and links it to
+    /// `directory/slot`; false if that name exists. Only slots in `log/` share files: a checkpoint has the
+    /// number of a slot, so it must not take that slot's region of a file that slot may be named after.
+    private func createOnce(in directory: String, slot: UInt64, bytes: [UInt8], shared: Bool) throws -> Bool {
         let framed = Self.frame(bytes)
         let destination = "\(directory)/\(Self.name(of: slot))"
-        let preparedFile = framed.count <= PreparedSlotFiles.size ? prepared.take() : nil
-        let temporary = preparedFile == nil ? "\(temporaryDirectory)/\(Self.name(of: slot)).\(UInt64.random(in: 0...UInt64.max)).\(writerTag)" : nil
-        let file = try preparedFile ?? fileSystem.createFile(temporary!)
+        if shared, framed.count <= Self.regionSize, let named = try prepared.write(framed, slot: slot, naming: destination) {
+            if named { try fileSystem.syncDirectory(directory) }
+            return named
+        }
+        let temporary = "\(temporaryDirectory)/\(Self.name(of: slot)).\(UInt64.random(in: 0...UInt64.max)).\(writerTag)"
+        let file = try fileSystem.createFile(temporary)
         defer {
             try? file.close()
-            if let temporary { try? fileSystem.removeFile(temporary) }
+            try? fileSystem.removeFile(temporary)
         }
-        try file.write(framed, at: 0)
+        try file.write(framed, at: Self.offset(of: slot))
         try file.sync()
-        do {
-            if let temporary { try fileSystem.link(temporary, to: destination) } else { try fileSystem.name(file, as: destination) }
-        } catch Errno.fileExists {
-            return false
-        }
+        do { try fileSystem.link(temporary, to: destination) } catch Errno.fileExists { return false }
         try fileSystem.syncDirectory(directory)
         return true
     }
@@ -160,27 +168,43 @@ public final class DirectoryExternalStore: ExternalStore {
         return writer.bytes
     }
 
-    /// The record in the bytes of a slot or checkpoint file (as `skiff-wal` reads them, too).
-    public static func record(inFile bytes: [UInt8], slot: UInt64) throws(ExternalLogError) -> [UInt8] {
-        guard bytes.count >= 4 else { throw .corruptRecord(slot: slot, reason: "a file of \(bytes.count) bytes holds no record") }
-        let length = Int(UInt32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }))
-        guard length <= bytes.count - 4 else {
-            throw .corruptRecord(slot: slot, reason: "the file says its record has \(length) bytes, but holds \(bytes.count - 4)")
-        }
-        return Array(bytes[4..<(4 + length)])
+    /// The record of `slot` (or of the checkpoint at `slot`) in the file at `path`, as `skiff-wal` reads it
+    /// too. Throws `ExternalLogError.corruptRecord` if the file does not hold one there, and the file
+    /// system's error if it cannot be read.
+    public static func record(atPath path: String, slot: UInt64, fileSystem: any FileSystem = PosixFileSystem()) throws -> [UInt8] {
+        let file = try fileSystem.openFile(path, writable: false)
+        defer { try? file.close() }
+        return try record(in: file, slot: slot)
     }
 
-    private func readIfPresent(_ path: String, in directory: String) throws -> [UInt8]? {
+    private static func record(in file: any StorageFile, slot: UInt64) throws -> [UInt8] {
+        let offset = offset(of: slot)
+        let size = try file.size()
+        guard size - offset >= 4 else {
+            throw ExternalLogError.corruptRecord(slot: slot, reason: "the file ends before the record's place at byte \(offset)")
+        }
+        let header = try file.read(count: 4, at: offset)
+        let length = Int64(UInt32(littleEndian: header.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }))
+        guard length <= size - offset - 4 else {
+            throw ExternalLogError.corruptRecord(slot: slot, reason: "the file says its record has \(length) bytes, but holds \(size - offset - 4)")
+        }
+        let record = try file.read(count: Int(length), at: offset + 4)
+        guard record.count == length else { throw ExternalLogError.corruptRecord(slot: slot, reason: "the file shrank while it was read") }
+        return record
+    }
+
+    /// The record of `slot` in `directory`, or nil if there is no file named after it.
+    private func readIfPresent(_ slot: UInt64, in directory: String) throws -> [UInt8]? {
         let file: any StorageFile
         do {
-            file = try fileSystem.openFile(path, writable: false)
+            file = try fileSystem.openFile("\(directory)/\(Self.name(of: slot))", writable: false)
         } catch Errno.noSuchFileOrDirectory {
             // Absent, unless the whole directory is gone (a lost mount, say): that must not read as empty.
             _ = try present(directory)
             return nil
         }
         defer { try? file.close() }
-        return try file.read(count: Int(try file.size()), at: 0)
+        return try Self.record(in: file, slot: slot)
     }
 
     private func slots(in directory: String) throws -> [UInt64] {

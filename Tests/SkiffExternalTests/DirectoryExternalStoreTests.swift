@@ -106,38 +106,85 @@ final class StoreDirectory: Sendable {
         _ = attempt  // each attempt is a fresh race
     }
 
-    /// Slot files: small records go into files prepared ahead of time (zeros after the record), a large one
-    /// into a new file; both read back as written, nothing named is left in `tmp/`, and a file whose length
-    /// prefix overstates its record is refused as corrupt.
-    @Test func slotsAreFramedInPreparedFilesWhenReadyAndReadBackAsWritten() async throws {
+    /// Slot files: small records go into files prepared ahead of time and shared by a group of slots, each
+    /// record in its own region, so a group costs one inode; a large record goes into a new file. All read
+    /// back as written, nothing named is left in `tmp/`, and a file whose length prefix overstates its
+    /// record is refused as corrupt.
+    @Test func slotsShareFilesPreparedAheadAndReadBackAsWritten() async throws {
         let directory = StoreDirectory()
         let store = try directory.store()
-        var written: [[UInt8]] = []
-        var slot: UInt64 = 0
-        func sizeOfSlotFile(_ slot: UInt64) throws -> Int {
-            try FileManager.default.attributesOfItem(atPath: "\(directory.path)/log/\(DirectoryExternalStore.name(of: slot))")[.size] as! Int
+        func attributes(_ slot: UInt64) throws -> [FileAttributeKey: Any] {
+            try FileManager.default.attributesOfItem(atPath: "\(directory.path)/log/\(DirectoryExternalStore.name(of: slot))")
         }
-        // The first write starts preparing files; a later one finds them ready.
-        while try slot < 200 && (slot == 0 || sizeOfSlotFile(slot - 1) != 16 << 10) {
+        func inode(_ slot: UInt64) throws -> Int { try attributes(slot)[.systemFileNumber] as! Int }
+        let group = DirectoryExternalStore.slotsPerFile
+        let fileSize = DirectoryExternalStore.regionSize * Int(group)
+        // The first write starts preparing files; wait until the first group's slots go into one.
+        var written: [[UInt8]] = []
+        func write(_ slot: UInt64) async throws {
             written.append(Array("record \(slot)".utf8))
             #expect(try await store.createSlot(slot, bytes: written.last!))
-            slot += 1
-            try await Task.sleep(for: .milliseconds(5))
         }
-        #expect(try slot < 200 && sizeOfSlotFile(slot - 1) == 16 << 10)
-        let large = [UInt8](repeating: 7, count: 20 << 10)
+        try await write(0)
+        var slot: UInt64 = 1
+        while try slot < 8 * group && attributes(slot - 1)[.size] as! Int != fileSize {
+            try await write(slot)
+            slot += 1
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let shared = slot - 1
+        let next = (shared / group + 1) * group  // the first slot of the next group
+        #expect(try slot < 8 * group && attributes(shared)[.size] as! Int == fileSize)
+        while slot < next + 2 {
+            try await write(slot)
+            slot += 1
+        }
+        #expect(try (shared..<next).allSatisfy { try inode($0) == inode(shared) })
+        #expect(try inode(next) != inode(shared) && inode(next + 1) == inode(next))
+        #expect(try attributes(shared)[.referenceCount] as! Int == Int(next - shared))
+
+        let large = [UInt8](repeating: 7, count: DirectoryExternalStore.regionSize)
         #expect(try await store.createSlot(slot, bytes: large))
-        #expect(try sizeOfSlotFile(slot) == large.count + 4)
+        #expect(try attributes(slot)[.size] as! Int == Int(DirectoryExternalStore.offset(of: slot)) + large.count + 4)
         #expect(try await !store.createSlot(slot, bytes: [1]))
         for (position, bytes) in written.enumerated() { #expect(try await store.readSlot(UInt64(position)) == bytes) }
         #expect(try await store.readSlot(slot) == large)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path + "/tmp").isEmpty)
 
-        let path = "\(directory.path)/log/\(DirectoryExternalStore.name(of: 0))"
-        var damaged = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
-        damaged[1] = 0x40  // the length now says 16 KiB more than the file holds
-        try Data(damaged).write(to: URL(fileURLWithPath: path))
-        await #expect(throws: ExternalLogError.self) { try await store.readSlot(0) }
+        let path = "\(directory.path)/log/\(DirectoryExternalStore.name(of: shared + 1))"
+        let file = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try file.seek(toOffset: UInt64(DirectoryExternalStore.offset(of: shared + 1)) + 2)
+        try file.write(contentsOf: [0x40])  // the length now says 4 MiB more than the file holds
+        try file.close()
+        await #expect(throws: ExternalLogError.self) { try await store.readSlot(shared + 1) }
+        #expect(try await store.readSlot(shared) == written[Int(shared)])
+    }
+
+    /// A shared file's region is written once: a second write of a slot through the same store (a node's
+    /// seal racing its own batch) finds the name taken and leaves the first record as it was. And a group
+    /// whose every named slot was trimmed, which Linux will not let be named again, still takes new slots.
+    @Test func sharedFilesNeverRewriteARecordAndOutliveATrimOfTheirSlots() async throws {
+        let directory = StoreDirectory()
+        let store = try directory.store()
+        func inode(_ slot: UInt64) throws -> Int {
+            try FileManager.default.attributesOfItem(atPath: "\(directory.path)/log/\(DirectoryExternalStore.name(of: slot))")[.systemFileNumber] as! Int
+        }
+        #expect(try await store.createSlot(0, bytes: [0]))  // starts preparing files
+        var first: UInt64 = 1
+        repeat {  // until two slots in a row share a prepared file
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(try await store.createSlot(first, bytes: Array("first \(first)".utf8)))
+            #expect(try await store.createSlot(first + 1, bytes: Array("first \(first + 1)".utf8)))
+            first += 2
+        } while try inode(first - 2) != inode(first - 1) && first < 40
+        let slot = first - 2
+        #expect(try inode(slot) == inode(slot + 1))
+        #expect(try await store.createSlot(slot, bytes: Array("second".utf8)) == false)
+        #expect(try await store.readSlot(slot) == Array("first \(slot)".utf8))
+
+        try await store.trim(below: slot + 2)
+        #expect(try await store.createSlot(slot + 2, bytes: Array("after the trim".utf8)))
+        #expect(try await store.readSlot(slot + 2) == Array("after the trim".utf8))
     }
 
     /// Term 3 and 6 only seal the term before them; the others attach and write five one-entry batches in

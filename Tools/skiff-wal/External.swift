@@ -28,13 +28,12 @@ struct External: ParsableCommand {
         var view = ExternalLogView(keepsEntries: false)
         if let newest = try slotNames(in: directory + "/checkpoint").last {
             let slot = UInt64(newest)!
-            let bytes = try failing { try Array(Data(contentsOf: URL(fileURLWithPath: "\(directory)/checkpoint/\(newest)"))) }
             do {
-                let checkpoint = try ExternalCheckpointCoding.decode(DirectoryExternalStore.record(inFile: bytes, slot: slot), slot: slot)
+                let checkpoint = try ExternalCheckpointCoding.decode(try recordOrFail(atPath: "\(directory)/checkpoint/\(newest)", slot: slot), slot: slot)
                 view = ExternalLogView(checkpoint, keepsEntries: false)
                 print("checkpoint at slot \(slot): log trimmed through \(checkpoint.baseIndex)/\(checkpoint.baseTerm), written by the "
                       + "leader of term \(checkpoint.lastWriterTerm); records of terms below \(checkpoint.floor) no longer count")
-            } catch {
+            } catch let error as ExternalLogError {
                 print("checkpoint at slot \(slot)  CORRUPT  \(error)")
                 throw ExitCode(1)
             }
@@ -45,9 +44,8 @@ struct External: ParsableCommand {
                 print("\(pad(slot))  before the checkpoint: ignored, removed by the next trim")
                 continue
             }
-            let bytes = try failing { try Array(Data(contentsOf: URL(fileURLWithPath: "\(log)/\(name)"))) }
             let record: ExternalRecord
-            do { record = try ExternalRecordCoding.decode(DirectoryExternalStore.record(inFile: bytes, slot: slot), slot: slot) } catch {
+            do { record = try ExternalRecordCoding.decode(try recordOrFail(atPath: "\(log)/\(name)", slot: slot), slot: slot) } catch let error as ExternalLogError {
                 print("\(pad(slot))  CORRUPT  \(error)")
                 problems += 1
                 continue
@@ -93,6 +91,14 @@ struct External: ParsableCommand {
             try FileManager.default.contentsOfDirectory(atPath: directory).filter { name in
                 suffix.map(name.hasSuffix) ?? (name.count == 20 && UInt64(name) != nil)
             }.sorted()
+        }
+    }
+
+    /// The record of `slot` in the file at `path`. A file that does not hold one throws
+    /// `ExternalLogError` (the caller reports it as corrupt); one that cannot be read ends the run.
+    private func recordOrFail(atPath path: String, slot: UInt64) throws -> [UInt8] {
+        do { return try DirectoryExternalStore.record(atPath: path, slot: slot) } catch let error as ExternalLogError { throw error } catch {
+            return try failing { throw error }
         }
     }
 
