@@ -44,7 +44,7 @@ struct ExternalMirror {
 
     /// Payload bytes in one batch, at most (one entry always goes), and batches in flight at once.
     static let batchBytesMax = 4 << 20
-    static let inFlightMax = 4
+    static let inFlightMax = 8
     static let retryDelay = TimeAmount.milliseconds(100)
     static let housekeepingRetryDelay = TimeAmount.seconds(1)
     static let housekeepingCheckInterval = TimeAmount.milliseconds(100)

@@ -2,7 +2,7 @@ import SkiffExternal
 import SkiffRaft
 
 /// The external log in the simulation, driven the way the server drives it (`Node+ExternalLog`): a leader
-/// attaches and mirrors with up to four writes in flight, which land at later steps in any order; a node
+/// attaches and mirrors with up to eight writes in flight, which land at later steps in any order; a node
 /// about to campaign seals its term and adopts the tail; the store goes down and comes back, and now and
 /// then (in mirror mode) is replaced by an empty one.
 extension Simulation {
@@ -33,7 +33,7 @@ extension Simulation {
         for position in running { try restart(position) }
     }
 
-    /// Attaches a leader that has not yet in its term (or must again), else starts batches up to four at once.
+    /// Attaches a leader that has not yet in its term (or must again), else starts batches up to eight at once.
     func driveMirror(_ position: Int?) throws(SafetyViolation) {
         guard let position, let core = nodes[position].core, core.isLeader, !external.isDown else { return }
         let term = core.term
@@ -48,7 +48,7 @@ extension Simulation {
             nodes[position].mirror.continuesFromSnapshot = false
             startWrite(position, .snapshot(term: Term(term), index: point.index, snapshotTerm: point.term), through: point.index, lastTerm: point.term)
         }
-        while nodes[position].mirror.inFlight.count < 4, nodes[position].mirror.sentThrough < core.lastIndex.rawValue {
+        while nodes[position].mirror.inFlight.count < 8, nodes[position].mirror.sentThrough < core.lastIndex.rawValue {
             let previous = nodes[position].mirror.sentThrough
             guard let previousTerm = core.term(at: LogIndex(previous)) else {
                 nodes[position].mirror.mustReattach = true  // committed before the store was replaced, then compacted: attach decides
