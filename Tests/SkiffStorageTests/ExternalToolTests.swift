@@ -56,7 +56,7 @@ import Testing
                                     + "committed through at least 0; next slot 6", "snapshots: none"])
 
         var damaged = try Array(Data(contentsOf: URL(fileURLWithPath: directory.path + "/log/00000000000000000001")))
-        damaged[12] ^= 0xFF  // in the record's term, after the file's 4-byte length and the record's magic
+        damaged[Int(DirectoryExternalStore.offset(of: 1)) + 12] ^= 0xFF  // in the record's term, after its 4-byte length and magic
         try Data(damaged).write(to: URL(fileURLWithPath: directory.path + "/log/00000000000000000001"))
         let (corruptStatus, corruptOutput, _) = try runTool("skiff-wal", ["external", directory.path])
         #expect(corruptStatus == 1)
