@@ -45,7 +45,8 @@ import Testing
         let (status, output) = try run("skiff-torture", arguments, seconds: 300)
         #expect(output.contains("disk faults on"), "the power-loss library was not found:\n\(output)")
         let cuts = output.split(separator: "\n").filter { $0.hasPrefix("[+") && $0.contains("cut the power") }.count
-        #expect(cuts >= 3, "\(output)")
+        // An unsafe run may stop drawing faults early: nodes that found their logs contradicting stay down.
+        #expect(cuts >= (unsafe ? 1 : 3), "\(output)")
         if unsafe {
             // Caught either way: reads that miss acknowledged writes, or a node that stops on finding its log
             // contradicting the leader's (Raft's invariants assume what was acknowledged is on disk).
