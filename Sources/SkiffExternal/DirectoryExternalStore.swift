@@ -4,8 +4,8 @@ import SystemPackage
 
 /// An `ExternalStore` in a directory that every node can reach: on one machine, or on a shared filesystem.
 ///
-/// Layout: `log/` holds one file per slot and `checkpoint/` one per checkpoint, each named by its slot in 20
-/// decimal digits; `snap/` holds published snapshots, named `<index>-<term>.snap` as a node names its own;
+/// Layout: `log/` holds a name per slot and `checkpoint/` one per checkpoint, each its slot in 20 decimal
+/// digits; `snap/` holds published snapshots, named `<index>-<term>.snap` as a node names its own;
 /// `tmp/` holds files being written. The file named for slot (or checkpoint) `s` holds, at
 /// `offset(of: s)`, its record's length (u32, little-endian) and the record. One file may be named after
 /// several slots of a group (`s / slotsPerFile` alike), each record in its own region; its other bytes
@@ -50,8 +50,9 @@ public final class DirectoryExternalStore: ExternalStore {
 
     /// The file name of a slot or checkpoint.
     public static func name(of slot: UInt64) -> String { pad20(slot) }
-    /// Slots whose records may share one file, and the bytes each has there.
+    /// Slots whose records may share one file: a group, the slots whose numbers divided by this are alike.
     public static let slotsPerFile: UInt64 = 64
+    /// The bytes each slot of a group has in a shared file, from `offset(of:)`.
     public static let regionSize = 16 << 10
     /// Where the record of `slot` starts in the file named after it.
     public static func offset(of slot: UInt64) -> Int64 { Int64(slot % slotsPerFile) * Int64(regionSize) }
