@@ -55,7 +55,7 @@ final class PreparedSlotFiles: Sendable {
         precondition(framed.count <= DirectoryExternalStore.regionSize, "a record larger than its region")
         let group = slot / DirectoryExternalStore.slotsPerFile
         let (file, refill, unused) = state.withLock { state -> ((any StorageFile)?, Bool, [any StorageFile]) in
-            var unused: [any StorageFile] = []
+            var unused: [any StorageFile] = []  // files of older groups that no write uses any more
             let region = UInt64(1) << (slot % DirectoryExternalStore.slotsPerFile)
             var file: (any StorageFile)?
             if let use = state.inUse[group] {
@@ -68,10 +68,9 @@ final class PreparedSlotFiles: Sendable {
                 file = fresh
                 state.inUse[group] = (fresh, 1, region)
                 state.newestGroup = group
-                for (old, use) in state.inUse where old < group && use.writers == 0 {
-                    unused.append(use.file)
-                    state.inUse[old] = nil
-                }
+                let idle = state.inUse.filter { $0.key < group && $0.value.writers == 0 }
+                unused = idle.values.map(\.file)
+                for old in idle.keys { state.inUse[old] = nil }
             }
             let refill = !state.refilling && !state.failed && state.ready.count < Self.count / 2
             if refill { state.refilling = true }
