@@ -91,6 +91,25 @@ import Testing
         #expect(repeated.status == 0 && repeated.output.contains("is initialised"), "\(repeated.output)")
     }
 
+    /// An address known for the coordinator that leads back to the node handing the init on (here, the
+    /// node itself) ends in a refusal at once, not in inits handed round without end.
+    @Test func anInitHandedOnInALoopIsRefusedAndRecordsNothing() throws {
+        let cluster = try SkiffCluster(nodes: 1)
+        cluster.awaitingInit = true
+        try cluster.start("n1")
+        let address = "127.0.0.1:\(cluster.port("n1"))"
+        try waitUntil(seconds: 20, "n1 listens") { (try? RESPClient(port: cluster.port("n1")).call("PING")) == .simple("PONG") }
+        // n1 hears that n0, which sorts first and so coordinates, answers at n1's own address.
+        let heard = try RESPClient(port: cluster.port("n1")).call("SKIFF.JOIN", "n0", "7", "127.0.0.1:1", address, "1")
+        #expect(heard.text.contains("n0=127.0.0.1:1=\(address)"), "\(heard)")
+        let looped = try run("skiff", ["init", "--name", "loop", "--voters", "n0,n1", "--server", address], seconds: 60)
+        #expect(looped.status != 0, "\(looped.output)")
+        #expect(looped.output.contains("is handing an init on to n0 at \(address) already") && looped.output.contains("does not lead to n0"),
+                "\(looped.output)")
+        #expect(!FileManager.default.fileExists(atPath: cluster.dataDirectory("n1") + "/cluster"))
+        #expect(try RESPClient(port: cluster.port("n1")).call("PING") == .simple("PONG"), "n1 still serves")
+    }
+
     @Test func aWaitingNodeStopsOnSIGTERMWithoutRecordingAnything() throws {
         let cluster = try SkiffCluster(nodes: 1)
         cluster.awaitingInit = true
