@@ -40,7 +40,7 @@ enum InfoReport {
                           "snapshots_taken:\(metrics.snapshotsTaken)", "snapshots_sent:\(metrics.snapshotsSent)",
                           "snapshots_installed:\(metrics.snapshotsInstalled)"]
                 if let external = status.external {
-                    lines += ["external_log:\(external.store)", "external_mirrored_index:\(external.mirroredIndex)",
+                    lines += ["external_log:\(external.store)", "external_mirrored_index:\(external.mirroredIndex.map(String.init) ?? "")",
                               "external_snapshot_index:\(external.snapshotIndex.map(String.init) ?? "")",
                               "external_trimmed_through:\(external.trimmedThrough)",
                               "external_replays:\(external.replays)", "external_adopted_entries:\(external.adoptedEntries)",

@@ -60,7 +60,9 @@ struct ExternalMirror {
 /// What INFO reports of the external log.
 public struct ExternalStatus: Sendable {
     public var store: String
-    public var mirroredIndex: UInt64
+    /// How far the external log holds this leader's log without a gap; nil unless this node leads (only the
+    /// leader mirrors, so a follower has no figure to give).
+    public var mirroredIndex: UInt64?
     public var snapshotIndex: UInt64?
     public var trimmedThrough: UInt64
     public var lastError: String?
@@ -72,7 +74,7 @@ public struct ExternalStatus: Sendable {
 
 extension Node {
     var externalStatus: ExternalStatus? {
-        external.map { ExternalStatus(store: $0.store.description, mirroredIndex: core.externalLogIndex.rawValue,
+        external.map { ExternalStatus(store: $0.store.description, mirroredIndex: core.isLeader ? core.externalLogIndex.rawValue : nil,
                                       snapshotIndex: $0.storedSnapshot?.index, trimmedThrough: $0.trimmedThrough.rawValue,
                                       lastError: $0.lastError, replays: $0.replays, adoptedEntries: $0.adoptedEntries,
                                       witnessVotes: witness?.votesGranted) }

@@ -127,6 +127,9 @@ extension ExternalLogTests {
         try waitUntil(seconds: 20, "the leader to upload a snapshot and trim behind it") {
             try field(leader, "external_trimmed_through") >= 200 && field(leader, "external_snapshot_index") >= 200
         }
+        // Only the leader mirrors, so only it reports how far; a follower leaves the field empty.
+        #expect(try field(leader, "external_mirrored_index") >= 300)
+        #expect(try cluster.names.filter { $0 != leader }.allSatisfy { try cluster.info($0)["external_mirrored_index"] == "" })
         // The slots behind the newest checkpoint are gone.
         let checkpoint = try FileManager.default.contentsOfDirectory(atPath: external + "/checkpoint").compactMap { UInt64($0) }.max() ?? 0
         let slots = try FileManager.default.contentsOfDirectory(atPath: external + "/log").compactMap { UInt64($0) }
