@@ -202,6 +202,7 @@ import Testing
         #expect(try early.call("SET", "k", "1") == .simple("OK"))
 
         cluster.pause(old)
+        let pausedAt = Date()
         let others = cluster.names.filter { $0 != old }
         var next = ""
         try waitUntil(seconds: 20, "another leader") {
@@ -212,6 +213,9 @@ import Testing
         // Sent while the old leader is stopped: it reads this the moment it runs again, perhaps before its
         // first tick notices the stall. It must not answer from its old term's state.
         try early.send(raw: RESPClient.encode(["GET", "k"]))
+        // Stopped for three election timeouts (500 ms each) at least: a successor can win in little more
+        // than one timeout after the old leader's last heartbeat, so its stall could otherwise fall short.
+        Thread.sleep(forTimeInterval: max(0, 1.5 - Date().timeIntervalSince(pausedAt)))
         cluster.resume(old)
         let answer = try early.readReply()
         #expect(answer != .bulk(Array("1".utf8)), "the resumed leader served a stale read")
