@@ -15,6 +15,10 @@ enum InitHandOver {
     static let patience: Duration = .seconds(20)
     /// One hand-over at a time per process: each rewrites the pending list.
     private static let busy = Mutex(false)
+    /// An init is being handed on to its coordinator from this process. One at a time: an init that comes back
+    /// meanwhile (the address known for the coordinator leads to a node that hands it on again, even this
+    /// one) is refused, so that such a loop ends at once instead of opening connections without end.
+    private static let handingOn = Mutex(false)
 
     static func pendingPath(in directory: String) -> String { directory + "/init-pending" }
 
@@ -65,6 +69,18 @@ enum InitHandOver {
             logger.warning("cannot record which voters have not taken the cluster's identity yet", metadata: ["error": "\(error)"])
         }
         return still.values.compactMap { $0 }.sorted()
+    }
+
+    /// Hands the init `words` on to `coordinator` at `address` and returns its answer, or `noAnswer` if it
+    /// cannot be reached; refuses (TRYAGAIN) while another init is being handed on from this process.
+    static func handOn(_ words: [String], to coordinator: String, at address: HostAndPort, password: String?, noAnswer: String) async -> RESPValue {
+        guard handingOn.withLock({ busy in defer { busy = true }; return !busy }) else {
+            return .error("TRYAGAIN this node is handing an init on to \(coordinator) at \(address) already; retry once that is answered. "
+                          + "If this repeats, the address known here for \(coordinator) does not lead to \(coordinator) (check its --client-addr)")
+        }
+        defer { handingOn.withLock { $0 = false } }
+        return await call(address, words, password: password, timeoutSeconds: Double(patience.components.seconds) + 10).map(RESPValue.init)
+            ?? .error(noAnswer)
     }
 
     /// One request to another node; nil if it cannot be reached.

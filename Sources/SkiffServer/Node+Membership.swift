@@ -77,9 +77,9 @@ extension Node {
                 reply = problems.map { InitHandOver.answer(identity, problems: $0, formedNow: false) }
                     ?? .error("TRYAGAIN this node is handing the cluster's identity over already; retry in a few seconds")
             } else if let coordinatorAddress {
-                reply = await InitHandOver.call(coordinatorAddress, ["SKIFF.INIT", identity.name] + identity.voterNames, password: password,
-                                                timeoutSeconds: Double(InitHandOver.patience.components.seconds) + 10).map(RESPValue.init)
-                    ?? .error("ERR NO-ANSWER the coordinating node \(coordinator) at \(coordinatorAddress) did not answer; it knows whether every voter took the cluster's identity")
+                reply = await InitHandOver.handOn(["SKIFF.INIT", identity.name] + identity.voterNames, to: coordinator, at: coordinatorAddress,
+                                                  password: password,
+                                                  noAnswer: "ERR NO-ANSWER the coordinating node \(coordinator) at \(coordinatorAddress) did not answer; it knows whether every voter took the cluster's identity")
             } else {
                 reply = InitHandOver.answer(identity, problems: [], formedNow: false)  // a static cluster: nothing to hand over
             }

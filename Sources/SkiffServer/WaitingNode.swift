@@ -30,10 +30,6 @@ final class WaitingNode: Sendable {
         /// Inits received and not answered yet (coordinated here or handed on): the node keeps waiting, its
         /// listener open, until each answer is written.
         var initsRunning = 0
-        /// An init is being handed on to its coordinator from here. One at a time: an init that comes back
-        /// while one is (the address known for the coordinator leads to a node that hands it on again, even
-        /// this one) is refused, so that such a loop ends at once instead of opening connections without end.
-        var handingOn = false
     }
 
     init(configuration: NodeConfiguration, logger: Logger) {
@@ -162,19 +158,8 @@ final class WaitingNode: Sendable {
         }
         if coordinator != configuration.name {
             let address = known[coordinator]!.clientAddress!
-            let alreadyHandingOn = state.withLock { state in
-                let already = state.handingOn
-                state.handingOn = true
-                return already
-            }
-            guard !alreadyHandingOn else {
-                return .error("TRYAGAIN this node is handing an init on to \(coordinator) at \(address) already; retry once that is answered. "
-                              + "If this repeats, the address known here for \(coordinator) does not lead to \(coordinator) (check its --client-addr)")
-            }
-            defer { state.withLock { $0.handingOn = false } }
-            return await InitHandOver.call(address, ["SKIFF.INIT", clusterName] + voters, password: configuration.password,
-                                           timeoutSeconds: Double(InitHandOver.patience.components.seconds) + 10)
-                .map(RESPValue.init) ?? .error("ERR NO-ANSWER the coordinating node \(coordinator) at \(address) did not answer; repeat the init to learn whether it took effect")
+            return await InitHandOver.handOn(["SKIFF.INIT", clusterName] + voters, to: coordinator, at: address, password: configuration.password,
+                                             noAnswer: "ERR NO-ANSWER the coordinating node \(coordinator) at \(address) did not answer; repeat the init to learn whether it took effect")
         }
         var details: [NodeID: [UInt8]] = [:]
         for voter in voters { details[ClusterMember.id(of: voter)] = known[voter]!.encoded() }
