@@ -49,8 +49,8 @@ public struct RESPRequestDecoder: ByteToMessageDecoder {
             if expectedArguments == nil {
                 guard let first = buffer.readableBytesView.first else { return nil }
                 if first == UInt8(ascii: "*") {
-                    guard let line = try readLine(&buffer, limit: 32, what: "multibulk length") else { return nil }
-                    guard let count = Self.parseInteger(line.dropFirst()), count <= limits.argumentsMax else {
+                    guard let header = try readHeader(&buffer, what: "multibulk length") else { return nil }
+                    guard let count = header.value, count <= limits.argumentsMax else {
                         throw RESPProtocolError(message: "invalid multibulk length")
                     }
                     if count <= 0 { continue }
@@ -65,11 +65,11 @@ public struct RESPRequestDecoder: ByteToMessageDecoder {
             }
             while arguments.count < expectedArguments! {
                 if bulkLength == nil {
-                    guard let line = try readLine(&buffer, limit: 32, what: "bulk length") else { return nil }
-                    guard line.first == UInt8(ascii: "$") else {
-                        throw RESPProtocolError(message: "expected '$', got '\(line.first.map { String(UnicodeScalar($0)) } ?? "")'")
+                    guard let header = try readHeader(&buffer, what: "bulk length") else { return nil }
+                    guard header.kind == UInt8(ascii: "$") else {
+                        throw RESPProtocolError(message: "expected '$', got '\(header.kind.map { String(UnicodeScalar($0)) } ?? "")'")
                     }
-                    guard let length = Self.parseInteger(line.dropFirst()), length >= 0, length <= limits.bulkBytesMax else {
+                    guard let length = header.value, length >= 0, length <= limits.bulkBytesMax else {
                         throw RESPProtocolError(message: "invalid bulk length")
                     }
                     bulkLength = length
@@ -92,25 +92,42 @@ public struct RESPRequestDecoder: ByteToMessageDecoder {
     /// A line without its CRLF (a lone LF is accepted, as Redis does for inline commands), or nil if it has
     /// not all arrived. More than `limit` bytes without a line end is an error, raised without waiting.
     private func readLine(_ buffer: inout ByteBuffer, limit: Int, what: String) throws(RESPProtocolError) -> ArraySlice<UInt8>? {
-        let view = buffer.readableBytesView
-        guard let newline = view.prefix(limit + 2).firstIndex(of: UInt8(ascii: "\n")) else {
-            if view.count > limit + 1 { throw RESPProtocolError(message: "too big \(what)") }
-            return nil
-        }
-        var end = newline
-        if end > view.startIndex, view[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-        let line = Array(view[view.startIndex..<end])[...]
-        buffer.moveReaderIndex(forwardBy: newline - view.startIndex + 1)
+        guard let (length, lineEnd) = try Self.findLine(in: buffer, limit: limit, what: what) else { return nil }
+        let line = buffer.readBytes(length: length)![...]
+        buffer.moveReaderIndex(forwardBy: lineEnd)
         return line
+    }
+
+    /// A `*N` or `$N` header line, read in place (one comes before every argument, so it is worth not
+    /// copying): its first byte and the integer after it, nil where that is not a decimal integer. Nil if the
+    /// line has not all arrived; more than 32 bytes without a line end is an error.
+    private func readHeader(_ buffer: inout ByteBuffer, what: String) throws(RESPProtocolError) -> (kind: UInt8?, value: Int?)? {
+        guard let (length, lineEnd) = try Self.findLine(in: buffer, limit: 32, what: what) else { return nil }
+        let header = buffer.withUnsafeReadableBytes { bytes in
+            length > 0 ? (bytes[0], Self.parseInteger(bytes[1..<length])) : (nil, nil)
+        }
+        buffer.moveReaderIndex(forwardBy: length + lineEnd)
+        return header
+    }
+
+    /// Where the line at the reader index ends: the length of its content and of its line end (CRLF or a
+    /// lone LF), or nil if no line end has arrived yet and the line could still be short enough.
+    private static func findLine(in buffer: ByteBuffer, limit: Int, what: String) throws(RESPProtocolError) -> (length: Int, lineEnd: Int)? {
+        let found = buffer.withUnsafeReadableBytes { bytes -> (Int, Int)? in
+            guard let newline = bytes.prefix(limit + 2).firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+            return newline > 0 && bytes[newline - 1] == UInt8(ascii: "\r") ? (newline - 1, 2) : (newline, 1)
+        }
+        if found == nil, buffer.readableBytes > limit + 1 { throw RESPProtocolError(message: "too big \(what)") }
+        return found
     }
 
     /// Words separated by spaces or tabs; a word may be double-quoted (with `\"`, `\\`, `\n`, `\r`, `\t`,
     /// `\xHH` escapes) or single-quoted.
     /// A decimal integer with an optional minus sign and nothing else.
-    static func parseInteger(_ digits: ArraySlice<UInt8>) -> Int? {
+    static func parseInteger<Digits: Collection<UInt8>>(_ digits: Digits) -> Int? {
         guard !digits.isEmpty, digits.count <= 19 else { return nil }
         let negative = digits.first == UInt8(ascii: "-")
-        let body = negative ? digits.dropFirst() : digits
+        let body = digits.dropFirst(negative ? 1 : 0)
         guard !body.isEmpty else { return nil }
         var value = 0
         for digit in body {

@@ -22,6 +22,9 @@ import Testing
         ("*1\r\n+OK\r\n", "expected '$', got '+'"),
         ("*1\r\n$-1\r\n", "invalid bulk length"),
         ("*1\r\n$abc\r\n", "invalid bulk length"),
+        ("*1\r\n$\r\n", "invalid bulk length"),
+        ("*1\r\n$12345678901234567890\r\n", "invalid bulk length"),
+        ("*1\r\n\r\n", "expected '$', got ''"),
         ("*1\r\n$3\r\nabcXY", "expected CRLF after a bulk string"),
         ("GET \"unterminated\r\n", "unbalanced quotes in request"),
     ])
