@@ -23,6 +23,10 @@ final class ClientHandler: ChannelInboundHandler {
     private var pendingStart = 0
     private var written = 0
     private var context: ChannelHandlerContext?
+    /// The buffer of the last write, written into again once the kernel took that one (the usual case), so
+    /// that replies cost no allocation. A buffer grown past `replyBufferKeptMax` for a large reply is dropped.
+    private var replyBuffer: ByteBuffer?
+    static let replyBufferKeptMax = 64 << 10
     private var flushScheduled = false
     private var readPaused = false
     private var closeAfterFlush = false
@@ -107,7 +111,8 @@ final class ClientHandler: ChannelInboundHandler {
         scheduleFlush()
     }
 
-    private func flushScheduledReplies() {
+    /// Writes the replies that are ready, once the node gets to it after `scheduleFlush`.
+    func flushScheduledReplies() {
         flushScheduled = false
         writeReady()
         if readPaused, outstanding < node.configuration.limits.pipelineDepthMax {
@@ -118,7 +123,8 @@ final class ClientHandler: ChannelInboundHandler {
 
     private func writeReady() {
         guard let context, pendingStart < pending.count, pending[pendingStart] != nil else { return }
-        var buffer = context.channel.allocator.buffer(capacity: 256)
+        var buffer = replyBuffer.take() ?? context.channel.allocator.buffer(capacity: 256)
+        buffer.clear()
         while pendingStart < pending.count, let (value, protocolVersion) = pending[pendingStart] {
             value.write(to: &buffer, protocolVersion: protocolVersion)
             pendingStart += 1
@@ -131,11 +137,13 @@ final class ClientHandler: ChannelInboundHandler {
             pending.removeFirst(pendingStart)
             pendingStart = 0
         }
-        let write = context.writeAndFlush(wrapOutboundOut(buffer))
-        if closeAfterFlush, outstanding == 0 {
-            let channel = context.channel
-            write.whenComplete { _ in channel.close(promise: nil) }
+        guard closeAfterFlush, outstanding == 0 else {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)  // no promise to allocate per reply
+            if buffer.capacity <= Self.replyBufferKeptMax { replyBuffer = buffer }
+            return
         }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     // MARK: Watching
@@ -175,8 +183,7 @@ final class ClientHandler: ChannelInboundHandler {
     private func scheduleFlush() {
         guard !flushScheduled else { return }
         flushScheduled = true
-        let handler = NIOLoopBound(self, eventLoop: node.loop)
-        node.loop.execute { handler.value.flushScheduledReplies() }
+        node.flushSoon(self)
     }
 
     private func kind(of command: ClientCommand) -> Kind {

@@ -24,6 +24,22 @@ extension Node {
         scheduleReady()
     }
 
+    /// Writes `connection`'s ready replies in a loop task of its own, together with every other connection
+    /// that has some by then, so that a commit answering many clients costs one task, not one per client.
+    func flushSoon(_ connection: ClientHandler) {
+        connectionsToFlush.append(connection)
+        guard connectionsToFlush.count == 1 else { return }
+        loop.execute { [self] in
+            var flushed = 0
+            while flushed < connectionsToFlush.count {  // one flushed may add another: it goes out in this task too
+                let connection = connectionsToFlush[flushed]
+                connection.flushScheduledReplies()
+                flushed += 1
+            }
+            connectionsToFlush.removeAll(keepingCapacity: true)
+        }
+    }
+
     /// Starts a watch of `prefix` from revision `from` (from the next change if nil). `deliver` gets each batch
     /// of events; `cut` is called, instead, if the node ends the watch (the watch is then already gone).
     func startWatch(prefix: [UInt8], from: UInt64?, deliver: @escaping ([WatchEvent]) -> Void,

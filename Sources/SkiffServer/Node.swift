@@ -61,6 +61,8 @@ public final class Node: @unchecked Sendable {
     var membership = MembershipWaits()
     var watches: WatchHub
     var removalReported = false
+    /// Client connections with replies ready to write: written in one loop task, not one task each.
+    var connectionsToFlush: [ClientHandler] = []
     /// Called once, on the loop, when this node learns that it was removed from the cluster (at once when set,
     /// if it already has).
     public var onRemoved: () -> Void = {} {
