@@ -11,6 +11,7 @@ extension KVProposal {
 
     public func encoded() -> [UInt8] {
         var writer = KVWriter()
+        writer.bytes.reserveCapacity(64 + command.payloadBytes)  // one allocation for the common commands
         writer.append(Self.version)
         writer.append(origin)
         writer.append(requestID)

@@ -70,18 +70,18 @@ struct WatchHub {
     /// may remove keys, which of them existed before (nil otherwise); then tells the watches.
     mutating func record(revision: UInt64, keys: [[UInt8]], existedBefore: [Bool]?, store: KVStore) {
         assert(existedBefore.map { $0.count == keys.count } ?? true, "one answer per key")
-        var changes: [WatchEvent] = []
+        let first = events.count  // the changes go straight into the history: no array of their own to allocate
         for (position, key) in keys.enumerated() {
             let now = store.entry(for: key)
             if let now, now.revision == revision {
-                changes.append(WatchEvent(revision: revision, key: key, value: now.value))
+                events.append(WatchEvent(revision: revision, key: key, value: now.value))
             } else if now == nil, existedBefore?[position] == true {
-                changes.append(WatchEvent(revision: revision, key: key, value: nil))
+                events.append(WatchEvent(revision: revision, key: key, value: nil))
             }
         }
-        guard !changes.isEmpty else { return }
-        events += changes
-        bytes += changes.reduce(0) { $0 + Self.cost(of: $1) }
+        guard events.count > first else { return }
+        bytes += events[first...].reduce(0) { $0 + Self.cost(of: $1) }
+        let changes = watches.isEmpty ? [] : Array(events[first...])
         trim()
         for (_, watch) in watches where revision >= watch.start {
             let mine = changes.filter { $0.key.starts(with: watch.prefix) }
