@@ -94,10 +94,10 @@ final class ClientHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let protocolError = error as? RESPProtocolError {
-            var buffer = context.channel.allocator.buffer(capacity: 64)
-            RESPValue.error("ERR \(protocolError)").write(to: &buffer, protocolVersion: session.protocolVersion)
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+            // After the replies owed to the commands before the bad one, as Redis does; then the connection closes.
+            pending.append((.error("ERR \(protocolError)"), session.protocolVersion))
+            closeAfterFlush = true
+            writeReady()
         } else {
             context.close(promise: nil)
         }

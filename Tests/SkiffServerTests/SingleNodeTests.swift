@@ -43,7 +43,7 @@ import SkiffClient
     }
 
     /// Pipelined commands are answered in order, writes and reads mixed, and a malformed request closes only
-    /// its own connection, at once, even when it announces a huge bulk string.
+    /// its own connection, once the commands before it are answered, even when it announces a huge bulk string.
     @Test func pipeliningAndProtocolErrors() throws {
         let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--max-bulk-bytes", "1048576"])
         try cluster.startAll()
@@ -59,6 +59,15 @@ import SkiffClient
         try bad.send(raw: Array("*1\r\n$2000000\r\n".utf8))
         #expect(try bad.readReply() == .error("ERR Protocol error: invalid bulk length"))
         #expect(bad.isClosedByServer())
+        // Commands before the bad one in the same read are answered first (a write and a read in flight).
+        let late = try RESPClient(port: cluster.port("n1"))
+        try late.send(raw: Array("PING\r\n".utf8) + RESPClient.encode(["SET", "late", "1"]) + RESPClient.encode(["GET", "p9"])
+            + Array("*1\r\n$x\r\n".utf8))
+        #expect(try late.readReply() == .simple("PONG"))
+        #expect(try late.readReply() == .simple("OK"))
+        #expect(try late.readReply() == .bulk(Array("9".utf8)))
+        #expect(try late.readReply() == .error("ERR Protocol error: invalid bulk length"))
+        #expect(late.isClosedByServer())
         #expect(try client.call("GET", "p7") == .bulk(Array("7".utf8)))
         #expect(try client.call("GET") == .error("ERR wrong number of arguments for 'get' command"))
         #expect(try client.call("GET", "p8") == .bulk(Array("8".utf8)))
