@@ -94,10 +94,7 @@ final class ClientHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let protocolError = error as? RESPProtocolError {
-            // After the replies owed to the commands before the bad one, as Redis does; then the connection closes.
-            pending.append((.error("ERR \(protocolError)"), session.protocolVersion))
-            closeAfterFlush = true
-            writeReady()
+            closeAfter(error: "ERR \(protocolError)")  // after the replies owed to the commands before it, as in Redis
         } else {
             context.close(promise: nil)
         }
@@ -175,7 +172,12 @@ final class ClientHandler: ChannelInboundHandler {
         if stillRegistered { node.stopWatch(current.id) }
         watch = nil
         let behind = "ERR watch cut off: the client fell more than \(Self.watchLagMax) changes or \(Self.watchLagBytesMax >> 20) MiB behind"
-        pending.append((.error((reason ?? behind) + "; resume with FROM \(current.next)"), session.protocolVersion))
+        closeAfter(error: (reason ?? behind) + "; resume with FROM \(current.next)")
+    }
+
+    /// Ends the connection: `error` is its last reply, written after every reply owed before it, then it closes.
+    private func closeAfter(error: String) {
+        pending.append((.error(error), session.protocolVersion))
         closeAfterFlush = true
         scheduleFlush()
     }
