@@ -6,8 +6,9 @@ import SystemPackage
 ///
 /// Layout: `log/` holds a name per slot and `checkpoint/` one per checkpoint, each its slot in 20 decimal
 /// digits; `snap/` holds published snapshots, named `<index>-<term>.snap` as a node names its own;
-/// `tmp/` holds files being written. The file named for slot (or checkpoint) `s` holds, at
-/// `offset(of: s)`, its record's length (u32, little-endian) and the record. One file may be named after
+/// `tmp/` holds files being written; `owner` names the cluster the store belongs to, written as a slot is.
+/// The file named for slot (or checkpoint) `s` holds, at `offset(of: s)`, its record's length (u32,
+/// little-endian) and the record. One file may be named after
 /// several slots of a group (`s / slotsPerFile` alike), each record in its own region; its other bytes
 /// are zeros or those records. A record is written into its region of a file in `tmp/` (an unnamed one
 /// prepared ahead of time and shared by the slots of a group when possible, see `PreparedSlotFiles`),
@@ -32,6 +33,7 @@ public final class DirectoryExternalStore: ExternalStore {
     var checkpointDirectory: String { root + "/checkpoint" }
     var snapshotDirectory: String { root + "/snap" }
     var temporaryDirectory: String { root + "/tmp" }
+    var ownerPath: String { root + "/owner" }
 
     /// Opens the store at `root`, creating its directories if missing.
     public init(root: String, fileSystem: any FileSystem = PosixFileSystem()) throws(ExternalLogError) {
@@ -136,6 +138,27 @@ public final class DirectoryExternalStore: ExternalStore {
         }
     }
 
+    public func claimOwner(_ owner: [UInt8]) async throws(ExternalLogError) -> [UInt8] {
+        try await run { [self] in
+            if try createFile(ownerPath, holding: owner, at: 0, in: root) { return owner }
+            return try readOwner()!
+        }
+    }
+
+    public func recordedOwner() async throws(ExternalLogError) -> [UInt8]? {
+        try await run { [self] in try readOwner() }
+    }
+
+    /// The owner record, at most 4 KiB; nil if there is none.
+    private func readOwner() throws -> [UInt8]? {
+        let file: any StorageFile
+        do { file = try fileSystem.openFile(ownerPath, writable: false) } catch Errno.noSuchFileOrDirectory { return nil }
+        defer { try? file.close() }
+        let size = try file.size()
+        guard size <= 4096 else { throw ExternalLogError.unavailable("\(ownerPath) holds \(size) bytes, more than an owner record has") }
+        return try file.read(count: Int(size), at: 0)
+    }
+
     private func upload(_ snapshot: ExternalSnapshotID) -> String { "\(temporaryDirectory)/\(snapshot.fileName).\(writerTag)" }
 
     /// Writes `bytes`, framed, into the slot's region of a synced file in `tmp/` and links it to
@@ -148,13 +171,19 @@ public final class DirectoryExternalStore: ExternalStore {
             if named { try fileSystem.syncDirectory(directory) }
             return named
         }
-        let temporary = "\(temporaryDirectory)/\(Self.name(of: slot)).\(UInt64.random(in: 0...UInt64.max)).\(writerTag)"
+        return try createFile(destination, holding: framed, at: Self.offset(of: slot), in: directory)
+    }
+
+    /// Writes `bytes` at `offset` of a new synced file in `tmp/` and links it to `directory/name`; false if
+    /// that name exists.
+    private func createFile(_ destination: String, holding bytes: [UInt8], at offset: Int64, in directory: String) throws -> Bool {
+        let temporary = "\(temporaryDirectory)/\(destination.split(separator: "/").last!).\(UInt64.random(in: 0...UInt64.max)).\(writerTag)"
         let file = try fileSystem.createFile(temporary)
         defer {
             try? file.close()
             try? fileSystem.removeFile(temporary)
         }
-        try file.write(framed, at: Self.offset(of: slot))
+        try file.write(bytes, at: offset)
         try file.sync()
         do { try fileSystem.link(temporary, to: destination) } catch Errno.fileExists { return false }
         try fileSystem.syncDirectory(directory)

@@ -11,6 +11,8 @@ public enum ExternalLogError: Error, Equatable, Sendable, CustomStringConvertibl
     case deposed(floor: Term)
     /// The store could not be reached or refused the operation; nothing is known to have been written.
     case unavailable(String)
+    /// The store records another cluster as its owner (`ExternalStoreOwner`): this node must not use it.
+    case ownedByAnotherCluster(store: String, owner: String, claimant: String)
 
     public var description: String {
         switch self {
@@ -18,6 +20,9 @@ public enum ExternalLogError: Error, Equatable, Sendable, CustomStringConvertibl
         case .brokenChain(let slot, let reason): "external log slot \(slot) breaks the log: \(reason)"
         case .deposed(let floor): "deposed: the external log now admits only terms \(floor) and later"
         case .unavailable(let reason): "external store unavailable: \(reason)"
+        case .ownedByAnotherCluster(let store, let owner, let claimant):
+            "the external store \(store) belongs to cluster \(owner), not to this node's cluster \(claimant): "
+                + "each cluster needs a store of its own"
         }
     }
 }

@@ -1,5 +1,5 @@
-/// Where the external log lives: numbered slots and checkpoints, each written at most once, and snapshot
-/// files.
+/// Where the external log lives: numbered slots and checkpoints, each written at most once, snapshot
+/// files, and the record of the cluster that owns the store.
 ///
 /// This is all a backend must provide, and all the server relies on (see the ExternalLog article for the
 /// scheme). A directory implements it with `link(2)` and `rename(2)`; a ZooKeeper or etcd backend would map a
@@ -39,6 +39,13 @@ public protocol ExternalStore: Sendable, CustomStringConvertible {
     /// Up to `count` bytes of a published snapshot from `offset`; fewer only at its end.
     func readSnapshot(_ snapshot: ExternalSnapshotID, offset: UInt64, count: Int) async throws(ExternalLogError) -> [UInt8]
     func removeSnapshot(_ snapshot: ExternalSnapshotID) async throws(ExternalLogError)
+
+    /// Records `owner` (an `ExternalStoreOwner`) if the store records none yet, and returns the owner it
+    /// records: `owner` itself unless another writer's came first. Atomic and durable as `createSlot` is,
+    /// and never changed after.
+    func claimOwner(_ owner: [UInt8]) async throws(ExternalLogError) -> [UInt8]
+    /// The owner recorded, or nil if none is yet.
+    func recordedOwner() async throws(ExternalLogError) -> [UInt8]?
 }
 
 /// A snapshot in the external store: the state machine through `index`, whose entry has `term`. Its bytes

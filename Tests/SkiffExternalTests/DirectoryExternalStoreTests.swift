@@ -29,6 +29,35 @@ final class StoreDirectory: Sendable {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path + "/tmp").isEmpty)
     }
 
+    @Test func theFirstClusterToClaimTheStoreOwnsItAndAnotherIsRefused() async throws {
+        let directory = StoreDirectory()
+        let stores = try (0..<6).map { _ in try directory.store() }
+        #expect(try await ExternalStoreOwner.recorded(in: stores[0]) == nil)
+        let claimants = (0..<6).map { ExternalStoreOwner(cluster: "c\($0)", uuid: "0000000\($0)-0000-8000-8000-000000000000") }
+        let refused = await withTaskGroup(of: Int?.self) { group in
+            for (index, store) in stores.enumerated() {
+                group.addTask {
+                    do { try await claimants[index].claim(store) } catch { return index }
+                    return nil
+                }
+            }
+            return await group.reduce(into: Set<Int>()) { if let index = $1 { $0.insert(index) } }
+        }
+        #expect(refused.count == 5)
+        let owner = try #require(try await ExternalStoreOwner.recorded(in: stores[0]))
+        let winner = try #require((0..<6).first { !refused.contains($0) })
+        #expect(owner == claimants[winner])
+        try await owner.claim(stores[1])  // the owner claims again, from any node, as often as it starts
+        await #expect(throws: ExternalLogError.ownedByAnotherCluster(store: "dir:\(directory.path)", owner: owner.description,
+                                                                     claimant: claimants[(winner + 1) % 6].description)) {
+            try await claimants[(winner + 1) % 6].claim(stores[2])
+        }
+        let text = try String(contentsOfFile: directory.path + "/owner", encoding: .utf8)
+        #expect(text == "skiff-external-store 1\ncluster \(owner.cluster)\nuuid \(owner.uuid)\n")
+        try Data("skiff-external-store 2\n".utf8).write(to: URL(fileURLWithPath: directory.path + "/owner"))
+        await #expect(throws: ExternalLogError.self) { try await owner.claim(stores[3]) }
+    }
+
     @Test func aSealDeposesTheLeaderAndItsLaterWritesNeverCount() async throws {
         let directory = StoreDirectory()
         let leader = ExternalLog(store: try directory.store(), keepsEntries: false)
