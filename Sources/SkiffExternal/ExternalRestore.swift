@@ -12,6 +12,8 @@ import SkiffStorage
 /// that a leader it elects can write to the store. Refuses a directory that already holds a node's data.
 public enum ExternalRestore {
     public struct Report: Sendable, CustomStringConvertible {
+        /// The cluster the store belongs to, if it records one.
+        public var owner: ExternalStoreOwner?
         public var snapshot: ExternalSnapshotID?
         public var entries: Int
         public var lastIndex: LogIndex
@@ -19,8 +21,8 @@ public enum ExternalRestore {
         public var term: Term
 
         public var description: String {
-            "snapshot \(snapshot.map { "\($0)" } ?? "none"), \(entries) log entries through \(lastIndex) "
-                + "(committed through \(committedIndex)), term \(term)"
+            "cluster \(owner.map { "\($0)" } ?? "not recorded in the store"), snapshot \(snapshot.map { "\($0)" } ?? "none"), "
+                + "\(entries) log entries through \(lastIndex) (committed through \(committedIndex)), term \(term)"
         }
     }
 
@@ -35,6 +37,7 @@ public enum ExternalRestore {
         guard !holdsNodeData(directory, fileSystem: fileSystem) else {
             throw RestoreError("\(directory) already holds a node's data; restoring from the external store needs an empty data directory")
         }
+        let owner = try await ExternalStoreOwner.recorded(in: store)
         let view = try await ExternalLog(store: store, keepsEntries: true).catchUp()
         let snapshot = try await fetchSnapshot(reaching: view.baseIndex, from: store, into: directory + "/snap", fileSystem: fileSystem, logger: logger)
         let start = snapshot.map { LogIndex($0.index) } ?? .zero
@@ -54,7 +57,7 @@ public enum ExternalRestore {
             throw error
         }
         await storage.close()
-        let report = Report(snapshot: snapshot, entries: entries.count, lastIndex: max(start, view.lastIndex), committedIndex: committed, term: term)
+        let report = Report(owner: owner, snapshot: snapshot, entries: entries.count, lastIndex: max(start, view.lastIndex), committedIndex: committed, term: term)
         logger.info("rebuilt the data directory from the external store", metadata: ["directory": "\(directory)", "result": "\(report)"])
         return report
     }

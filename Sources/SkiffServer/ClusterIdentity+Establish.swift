@@ -7,7 +7,9 @@ import SkiffRaft
 extension ClusterIdentity {
     /// The identity a node runs with: the one its data directory records; else, for a node told to join, the
     /// one the cluster hands it when it lets the node in; else its static cluster's (`--initial-cluster`, or
-    /// the node alone). Recorded before the node starts, so a node never runs in two clusters.
+    /// the node alone), under the name and UUID of the store's owner if the directory was rebuilt from the
+    /// external store. Recorded before the node starts, so a node never runs in two clusters, and only once
+    /// the external store (if any) accepts the cluster as its owner.
     ///
     /// A node that has an identity and is still told to join (a restart with the same command line) asks the
     /// cluster whether it is still a member: if the cluster refuses it (removed, or another cluster), this
@@ -49,6 +51,11 @@ extension ClusterIdentity {
             // A node alone needs to agree with nobody: its cluster gets a UUID of its own, so that another
             // one-node cluster of the same name (say, the same node formed again) is never taken for it.
             if configuration.initialCluster.isEmpty, !ExternalRestore.holdsNodeData(directory) { identity.uuid = randomUUID() }
+            if ExternalRestore.holdsNodeData(directory), let store = configuration.externalLog {
+                // Data without a cluster file was rebuilt from the store: its cluster is the store's owner.
+                try await adoptOwner(of: store, into: &identity, logger: logger)
+            }
+            if let store = configuration.externalLog { try await claim(store, for: identity) }  // a refused node records nothing
             try identity.save(directory: directory)
             return identity
         }
@@ -58,9 +65,35 @@ extension ClusterIdentity {
         guard let answer = try await askToJoin(configuration, nodeID: drawNodeID(), uuid: nil, patience: configuration.joinTimeout, logger: logger) else {
             throw ConfigurationError("no member of \(configuration.join.map(\.description).joined(separator: ", ")) let this node in within \(configuration.joinTimeout); is the cluster running?")
         }
+        if let store = configuration.externalLog { try await claim(store, for: answer) }
         try answer.save(directory: directory)
         logger.notice("joined the cluster", metadata: ["cluster": "\(answer.tag)", "role": "learner"])
         return answer
+    }
+
+    /// Takes the name and UUID of the cluster that owns `store`, if one is recorded there (a store written
+    /// before owners were recorded has none, and the identity stays as derived).
+    private static func adoptOwner(of store: any ExternalStore, into identity: inout ClusterIdentity, logger: Logger) async throws {
+        let recorded: ExternalStoreOwner?
+        do { recorded = try await ExternalStoreOwner.recorded(in: store) } catch { throw ConfigurationError("--external-log: \(error)") }
+        guard let owner = recorded else { return }
+        guard let uuid = parseUUID(owner.uuid) else { throw ConfigurationError("\(store) records an owner with a malformed UUID: \(owner)") }
+        if uuid != identity.uuid {
+            logger.notice("this data directory was rebuilt from the external store: it takes the cluster the store belongs to",
+                          metadata: ["cluster": "\(owner)", "instead-of": "\(identity.tag)"])
+        }
+        identity.name = owner.cluster
+        identity.uuid = uuid
+    }
+
+    /// Records this node's cluster as the owner of `store` if it has none, and refuses a store that another
+    /// cluster owns. Every start claims, before anything reads or writes the store.
+    static func claim(_ store: any ExternalStore, for identity: ClusterIdentity) async throws {
+        do {
+            try await ExternalStoreOwner(cluster: identity.name, uuid: identity.uuidString).claim(store)
+        } catch {
+            throw ConfigurationError("--external-log: \(error)")
+        }
     }
 
     /// A Raft id for a node that joins: random, so that a node that lost its disk never reuses an old vote.

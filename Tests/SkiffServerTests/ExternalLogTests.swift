@@ -152,6 +152,43 @@ extension ExternalLogTests {
         #expect(try RESPClient(port: cluster.port(successor)).call("SET", "after", "rebuild") == .simple("OK"))
     }
 
+    /// A store belongs to the cluster that used it first. Another cluster, or the same node started again
+    /// with an empty disk but no rebuild (a new cluster), is refused before it reads or records anything;
+    /// a node rebuilt from the store takes the store's cluster, even a one-node cluster's random UUID.
+    @Test func aStoreBelongsToOneClusterAndARebuiltNodeTakesItsIdentity() throws {
+        let external = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: external) }
+        let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--external-log", "dir:\(external)"])
+        try cluster.startAll()
+        _ = try cluster.waitForLeader()
+        let uuid = try #require(try cluster.info("n1")["skiff_cluster_uuid"])
+        let acknowledged = try Self.setAll((0..<50).map { ("k\($0)", "v\($0)") }, port: cluster.port("n1"))
+        #expect(acknowledged.count == 50)
+        let owner = "belongs to cluster skiff (\(uuid))"
+
+        let other = try SkiffCluster(nodes: 1, extraArguments: ["--external-log", "dir:\(external)"])
+        let refused = try run("skiff", other.arguments("n1"), seconds: 60)
+        #expect(refused.status != 0 && refused.output.contains(owner), "\(refused.output)")
+        #expect(!FileManager.default.fileExists(atPath: other.dataDirectory("n1") + "/cluster"))
+
+        cluster.kill("n1")
+        try FileManager.default.removeItem(atPath: cluster.dataDirectory("n1"))
+        let empty = try run("skiff", cluster.arguments("n1"), seconds: 60)
+        #expect(empty.status != 0 && empty.output.contains(owner), "\(empty.output)")
+
+        try cluster.start("n1", adding: ["--restore-from-external"])
+        try cluster.reportingLogs {
+            #expect(try cluster.info("n1")["skiff_cluster_uuid"] == uuid)
+            let keys = acknowledged.keys.sorted()
+            try waitUntil(seconds: 20, "n1 to serve every acknowledged write after the rebuild") {
+                try RESPClient(port: cluster.port("n1")).call(["MGET"] + keys) == .array(keys.map { .bulk(Array(acknowledged[$0]!.utf8)) })
+            }
+            #expect(try RESPClient(port: cluster.port("n1")).call("SET", "after", "rebuild") == .simple("OK"))
+        }
+        let dump = try run("skiff-wal", ["external", external])
+        #expect(dump.output.hasPrefix("owner: cluster skiff (\(uuid))\n"), "\(dump.output)")
+    }
+
     /// A node that lost its disk is removed, then rebuilt from the store (`--restore-from-external`) and
     /// joins under a fresh, random id: its old vote went with its disk, so its old id never votes again.
     @Test func aNodeRebuiltFromTheStoreJoinsUnderAFreshID() throws {
