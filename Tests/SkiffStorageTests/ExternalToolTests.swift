@@ -22,6 +22,7 @@ import Testing
         let (status, output, _) = try runTool("skiff-wal", ["external", directory.path])
         #expect(status == 0)
         let lines = output.split(separator: "\n").map(String.init)
+        #expect(lines.first == "owner: none recorded")
         #expect(lines.contains("slot \(view.nextSlot)  snapshot term 3: the log continues from the stored snapshot at 7/2  counts"))
         #expect(lines.contains { $0.hasPrefix("log: last 7/2, written by the leader of term 3;") && $0.contains("committed through at least 7") })
     }
@@ -61,6 +62,9 @@ import Testing
         let (corruptStatus, corruptOutput, _) = try runTool("skiff-wal", ["external", directory.path])
         #expect(corruptStatus == 1)
         #expect(corruptOutput.contains("slot 1  CORRUPT"))
+        try Data("skiff-external-store 1\ncluster".utf8).write(to: URL(fileURLWithPath: directory.path + "/owner"))
+        let (ownerStatus, ownerOutput, _) = try runTool("skiff-wal", ["external", directory.path])
+        #expect(ownerStatus == 1 && ownerOutput.hasPrefix("owner  CORRUPT"))
         let (missingStatus, _, missingError) = try runTool("skiff-wal", ["external", directory.path + "/nothing"])
         #expect(missingStatus == 2 && missingError.contains("not an external log directory"))
     }
@@ -81,9 +85,11 @@ import Testing
         // The slot after the batch that ended at 2 (slot 2 of the store: the seal took slot 0).
         try await leader.trim(to: ExternalCheckpoint(slot: view.nextSlot + 2, floor: Term(2), lastWriterTerm: Term(2),
                                                      baseIndex: LogIndex(2), baseTerm: Term(2)))
+        try await ExternalStoreOwner(cluster: "tool", uuid: "11111111-2222-8333-8444-555555555555").claim(store)
         let (status, output, _) = try runTool("skiff-wal", ["external", directory.path])
         #expect(status == 0)
         #expect(output.split(separator: "\n").map(String.init) == [
+            "owner: cluster tool (11111111-2222-8333-8444-555555555555)",
             "checkpoint at slot 3: log trimmed through 2/2, written by the leader of term 2; records of terms below 2 no longer count",
             "slot 3  batch term 2 after 2/2: 3...3 (1 entry)  counts",
             "slot 4  batch term 2 after 3/2: 4...4 (1 entry)  counts",

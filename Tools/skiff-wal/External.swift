@@ -25,6 +25,14 @@ struct External: ParsableCommand {
             return try slotNames(in: log)
         }
         var problems = 0
+        if let bytes = FileManager.default.contents(atPath: directory + "/owner") {
+            do { print("owner: cluster \(try ExternalStoreOwner(decoding: Array(bytes)))") } catch {
+                print("owner  CORRUPT  \(error)")
+                problems += 1
+            }
+        } else {
+            print("owner: none recorded")
+        }
         var view = ExternalLogView(keepsEntries: false)
         if let newest = try slotNames(in: directory + "/checkpoint").last {
             let slot = UInt64(newest)!
