@@ -15,10 +15,13 @@ import SystemPackage
 /// but no change of the file's allocation, which leaves the directory's fsync as the one metadata write
 /// per slot. A record too large for a region, a slot of a group older than the newest one started, a
 /// write while no file is ready, or a filesystem without unnamed files (NFS) goes into a new named file.
-/// Unnamed files vanish with the process, so a crashed writer leaves none behind.
+/// A refill that fails for another reason (the store failing) is tried again `refillRetryDelay` later, so
+/// an outage does not leave every later slot costing an inode. Unnamed files vanish with the process, so a
+/// crashed writer leaves none behind.
 final class PreparedSlotFiles: Sendable {
     /// Files kept ready; a refill starts when fewer than half are left.
     static let count = 4
+    static let refillRetryDelay = Duration.seconds(1)
 
     private let directory: String
     private let fileSystem: any FileSystem
@@ -28,7 +31,10 @@ final class PreparedSlotFiles: Sendable {
     private struct State {
         var ready: [any StorageFile] = []
         var refilling = false
-        var failed = false
+        /// The filesystem has no unnamed files: slots go into new named files for good.
+        var unsupported = false
+        /// The last refill failed otherwise: the next starts no earlier than this.
+        var refillAfter: ContinuousClock.Instant?
         /// The files of groups in use, with how many writes are using each and which regions were given
         /// out (bit `slot % slotsPerFile`): a region is written once, since the file may already be named
         /// after its slot, and a second write of that slot (a seal racing this node's own batch) must not
@@ -72,7 +78,8 @@ final class PreparedSlotFiles: Sendable {
                 unused = idle.values.map(\.file)
                 for old in idle.keys { state.inUse[old] = nil }
             }
-            let refill = !state.refilling && !state.failed && state.ready.count < Self.count / 2
+            let refill = !state.refilling && !state.unsupported && state.ready.count < Self.count / 2
+                && state.refillAfter.map { ContinuousClock.now >= $0 } != false
             if refill { state.refilling = true }
             return (file, refill, unused)
         }
@@ -104,8 +111,8 @@ final class PreparedSlotFiles: Sendable {
 
     private func refill() {
         let zeros = [UInt8](repeating: 0, count: DirectoryExternalStore.regionSize * Int(DirectoryExternalStore.slotsPerFile))
-        var failed = false
-        while !failed, state.withLock({ $0.ready.count }) < Self.count {
+        var failure: (any Error)?
+        while failure == nil, state.withLock({ $0.ready.count }) < Self.count {
             do {
                 let file = try fileSystem.createUnnamedFile(in: directory)
                 do {
@@ -117,12 +124,16 @@ final class PreparedSlotFiles: Sendable {
                 }
                 state.withLock { $0.ready.append(file) }
             } catch {
-                failed = true  // not supported here, or the store failing: slots go into new files from now on
+                failure = error
             }
         }
         state.withLock { state in
             state.refilling = false
-            state.failed = failed
+            switch failure {
+            case nil: state.refillAfter = nil
+            case Errno.notSupported?, Errno.isDirectory?, Errno.invalidArgument?: state.unsupported = true  // what open(O_TMPFILE) says where it cannot
+            case _?: state.refillAfter = .now + Self.refillRetryDelay
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import SkiffExternal
+@testable import SkiffExternal
 import SkiffRaft
 import Testing
 
@@ -218,6 +218,33 @@ final class StoreDirectory: Sendable {
         #expect(try await store.readSlot(slot + 2) == Array("after the trim".utf8))
     }
 
+    /// Preparing files fails while the store fails (here `tmp/` is replaced by a plain file, so nothing can
+    /// be made in it), and is tried again later: once the store is back, slots share files again.
+    @Test func preparedFilesComeBackAfterTheStoreFailed() async throws {
+        let directory = StoreDirectory()
+        let store = try directory.store()
+        let temporary = directory.path + "/tmp"
+        func inode(_ slot: UInt64) throws -> Int {
+            try FileManager.default.attributesOfItem(atPath: "\(directory.path)/log/\(DirectoryExternalStore.name(of: slot))")[.systemFileNumber] as! Int
+        }
+        try FileManager.default.removeItem(atPath: temporary)
+        FileManager.default.createFile(atPath: temporary, contents: nil)
+        await #expect(throws: ExternalLogError.self) { try await store.createSlot(0, bytes: [0]) }  // and the refill it starts fails
+        try await Task.sleep(for: .milliseconds(200))
+        try FileManager.default.removeItem(atPath: temporary)
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: false)
+        #expect(try await store.createSlot(0, bytes: [0]))
+        try await Task.sleep(for: PreparedSlotFiles.refillRetryDelay + .milliseconds(100))
+        var slot: UInt64 = 1
+        repeat {  // until two slots in a row share a prepared file, for at most one group
+            #expect(try await store.createSlot(slot, bytes: [UInt8(slot)]))
+            slot += 1
+            try await Task.sleep(for: .milliseconds(20))
+        } while try inode(slot - 1) != inode(slot - 2) && slot < DirectoryExternalStore.slotsPerFile
+        #expect(try inode(slot - 1) == inode(slot - 2))
+        for written in 0..<slot { #expect(try await store.readSlot(written) == [UInt8(written)]) }
+    }
+
     /// Term 3 and 6 only seal the term before them; the others attach and write five one-entry batches in
     /// groups of three slots at once, attaching again when a slot was lost. Returns the indices that landed
     /// with every earlier batch of the group landed too (held), and every index written.
@@ -259,3 +286,4 @@ final class StoreDirectory: Sendable {
         }
     }
 }
+
