@@ -140,8 +140,10 @@ public final class DirectoryExternalStore: ExternalStore {
 
     public func claimOwner(_ owner: [UInt8]) async throws(ExternalLogError) -> [UInt8] {
         try await run { [self] in
+            if let recorded = try readOwner() { return recorded }
             if try createFile(ownerPath, holding: owner, at: 0, in: root) { return owner }
-            return try readOwner()!
+            guard let recorded = try readOwner() else { throw ExternalLogError.unavailable("\(ownerPath) appeared, then vanished, while this node claimed the store") }
+            return recorded
         }
     }
 
@@ -152,7 +154,10 @@ public final class DirectoryExternalStore: ExternalStore {
     /// The owner record, at most 4 KiB; nil if there is none.
     private func readOwner() throws -> [UInt8]? {
         let file: any StorageFile
-        do { file = try fileSystem.openFile(ownerPath, writable: false) } catch Errno.noSuchFileOrDirectory { return nil }
+        do { file = try fileSystem.openFile(ownerPath, writable: false) } catch Errno.noSuchFileOrDirectory {
+            guard fileSystem.isDirectory(root) else { throw ExternalLogError.unavailable("\(root) is missing") }  // a lost mount is not an unowned store
+            return nil
+        }
         defer { try? file.close() }
         let size = try file.size()
         guard size <= 4096 else { throw ExternalLogError.unavailable("\(ownerPath) holds \(size) bytes, more than an owner record has") }

@@ -6,14 +6,17 @@
 /// cluster's entries as its own dead leader's tail. The record is text, for an operator to read:
 /// `skiff-external-store 1`, `cluster NAME` and `uuid UUID`, one a line.
 public struct ExternalStoreOwner: Equatable, Sendable, CustomStringConvertible {
-    public var cluster: String
-    /// The cluster's UUID in `8-4-4-4-12` hex: what tells two clusters of the same name apart.
-    public var uuid: String
+    public let cluster: String
+    /// The cluster's UUID in `8-4-4-4-12` lowercase hex: what tells two clusters of the same name apart.
+    public let uuid: String
 
-    public init(cluster: String, uuid: String) {
-        precondition(!cluster.contains("\n") && !uuid.contains("\n") && !uuid.contains(" "), "an owner's fields are single words of a line")
+    /// Nil unless `cluster` is one word of printable ASCII and `uuid` is `8-4-4-4-12` hex (any case).
+    public init?(cluster: String, uuid: String) {
+        let groups = uuid.split(separator: "-", omittingEmptySubsequences: false).map(\.count)
+        guard !cluster.isEmpty, cluster.utf8.allSatisfy({ $0 > 32 && $0 < 127 }), groups == [8, 4, 4, 4, 12],
+              uuid.allSatisfy({ $0 == "-" || $0.isHexDigit }) else { return nil }
         self.cluster = cluster
-        self.uuid = uuid
+        self.uuid = uuid.lowercased()
     }
 
     public var description: String { "\(cluster) (\(uuid))" }
@@ -24,10 +27,12 @@ public struct ExternalStoreOwner: Equatable, Sendable, CustomStringConvertible {
 
     public init(decoding bytes: [UInt8]) throws(ExternalLogError) {
         let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-        guard lines.count == 4, lines[0] == Self.header, lines[1].hasPrefix("cluster "), lines[2].hasPrefix("uuid "), lines[3].isEmpty else {
-            throw .unavailable("the store's owner record is not one this version reads: \(String(decoding: bytes.prefix(200), as: UTF8.self).debugDescription)")
+        guard lines.count == 4, lines[0] == Self.header, lines[1].hasPrefix("cluster "), lines[2].hasPrefix("uuid "), lines[3].isEmpty,
+              let owner = ExternalStoreOwner(cluster: String(lines[1].dropFirst("cluster ".count)), uuid: String(lines[2].dropFirst("uuid ".count)))
+        else {
+            throw .unavailable("its owner record is malformed, or of a newer version: \(String(decoding: bytes.prefix(200), as: UTF8.self).debugDescription)")
         }
-        self.init(cluster: String(lines[1].dropFirst("cluster ".count)), uuid: String(lines[2].dropFirst("uuid ".count)))
+        self = owner
     }
 
     /// The owner recorded in `store`, or nil if none is yet (a store no node has used).

@@ -112,9 +112,15 @@ final class PreparedSlotFiles: Sendable {
     private func refill() {
         let zeros = [UInt8](repeating: 0, count: DirectoryExternalStore.regionSize * Int(DirectoryExternalStore.slotsPerFile))
         var failure: (any Error)?
+        var unsupported = false
         while failure == nil, state.withLock({ $0.ready.count }) < Self.count {
             do {
-                let file = try fileSystem.createUnnamedFile(in: directory)
+                let file: any StorageFile
+                do { file = try fileSystem.createUnnamedFile(in: directory) } catch {
+                    // What open(O_TMPFILE) says where there are no unnamed files; anything else may pass.
+                    unsupported = [Errno.notSupported, .isDirectory, .invalidArgument].contains(error as? Errno)
+                    throw error
+                }
                 do {
                     try file.write(zeros, at: 0)
                     try file.sync()
@@ -129,11 +135,8 @@ final class PreparedSlotFiles: Sendable {
         }
         state.withLock { state in
             state.refilling = false
-            switch failure {
-            case nil: state.refillAfter = nil
-            case Errno.notSupported?, Errno.isDirectory?, Errno.invalidArgument?: state.unsupported = true  // what open(O_TMPFILE) says where it cannot
-            case _?: state.refillAfter = .now + Self.refillRetryDelay
-            }
+            state.unsupported = unsupported
+            state.refillAfter = failure == nil ? nil : .now + Self.refillRetryDelay
         }
     }
 }

@@ -55,8 +55,15 @@ extension ClusterIdentity {
                 // Data without a cluster file was rebuilt from the store: its cluster is the store's owner.
                 try await adoptOwner(of: store, into: &identity, logger: logger)
             }
-            if let store = configuration.externalLog { try await claim(store, for: identity) }  // a refused node records nothing
             try identity.save(directory: directory)
+            if let store = configuration.externalLog {
+                do { try await claim(store, for: identity) } catch {
+                    // Nobody else knows this identity yet: a refused node leaves none behind. (Saved first, so
+                    // that a crash never leaves a claimed store whose owner no data directory records.)
+                    try? FileManager.default.removeItem(atPath: path(in: directory))
+                    throw error
+                }
+            }
             return identity
         }
         guard !ExternalRestore.holdsNodeData(directory) else {
@@ -65,32 +72,47 @@ extension ClusterIdentity {
         guard let answer = try await askToJoin(configuration, nodeID: drawNodeID(), uuid: nil, patience: configuration.joinTimeout, logger: logger) else {
             throw ConfigurationError("no member of \(configuration.join.map(\.description).joined(separator: ", ")) let this node in within \(configuration.joinTimeout); is the cluster running?")
         }
+        try answer.save(directory: directory)  // a member now, even if the claim below refuses the store
         if let store = configuration.externalLog { try await claim(store, for: answer) }
-        try answer.save(directory: directory)
         logger.notice("joined the cluster", metadata: ["cluster": "\(answer.tag)", "role": "learner"])
         return answer
     }
 
-    /// Takes the name and UUID of the cluster that owns `store`, if one is recorded there (a store written
-    /// before owners were recorded has none, and the identity stays as derived).
+    /// Takes the UUID of the cluster that owns `store`, if one is recorded there (a store written before
+    /// owners were recorded has none, and the identity stays as derived). Refuses an owner of another name
+    /// than this node's cluster: the data came from another cluster's store.
     private static func adoptOwner(of store: any ExternalStore, into identity: inout ClusterIdentity, logger: Logger) async throws {
-        let recorded: ExternalStoreOwner?
-        do { recorded = try await ExternalStoreOwner.recorded(in: store) } catch { throw ConfigurationError("--external-log: \(error)") }
-        guard let owner = recorded else { return }
-        guard let uuid = parseUUID(owner.uuid) else { throw ConfigurationError("\(store) records an owner with a malformed UUID: \(owner)") }
+        guard let owner = try await owner(of: store, namedFor: identity.name) else { return }
+        let uuid = parseUUID(owner.uuid)!  // an ExternalStoreOwner's UUID is well formed
         if uuid != identity.uuid {
             logger.notice("this data directory was rebuilt from the external store: it takes the cluster the store belongs to",
                           metadata: ["cluster": "\(owner)", "instead-of": "\(identity.tag)"])
         }
-        identity.name = owner.cluster
         identity.uuid = uuid
     }
 
+    /// The owner `store` records, if any; throws if it is a cluster of another name than `cluster`.
+    static func owner(of store: any ExternalStore, namedFor cluster: String) async throws -> ExternalStoreOwner? {
+        let recorded: ExternalStoreOwner?
+        do { recorded = try await ExternalStoreOwner.recorded(in: store) } catch { throw ConfigurationError("--external-log: \(error)") }
+        if let recorded, recorded.cluster != cluster {
+            throw ConfigurationError("--external-log: \(store) belongs to cluster \(recorded), and this node is configured for cluster "
+                                     + "\(cluster) (--cluster-name): it will not be rebuilt from another cluster's store")
+        }
+        return recorded
+    }
+
     /// Records this node's cluster as the owner of `store` if it has none, and refuses a store that another
-    /// cluster owns. Every start claims, before anything reads or writes the store.
+    /// cluster owns. Every start claims before it writes to the store (a rebuild only reads it first).
     static func claim(_ store: any ExternalStore, for identity: ClusterIdentity) async throws {
+        guard let claimant = ExternalStoreOwner(cluster: identity.name, uuid: identity.uuidString) else {
+            throw ConfigurationError("the cluster name \(identity.name.debugDescription) cannot be recorded in an external store")
+        }
         do {
-            try await ExternalStoreOwner(cluster: identity.name, uuid: identity.uuidString).claim(store)
+            try await claimant.claim(store)
+        } catch .ownedByAnotherCluster(let store, let owner, let claimant) {
+            throw ConfigurationError("--external-log: \(ExternalLogError.ownedByAnotherCluster(store: store, owner: owner, claimant: claimant)). "
+                                     + "(A node that lost its data is rebuilt from its cluster's store with --restore-from-external.)")
         } catch {
             throw ConfigurationError("--external-log: \(error)")
         }

@@ -90,6 +90,7 @@ public final class SkiffServer: Sendable {
     private static func restore(configuration: NodeConfiguration, from store: any ExternalStore, logger: Logger) async throws -> ClusterIdentity {
         let directory = configuration.dataDirectory
         guard !configuration.join.isEmpty else {
+            _ = try await ClusterIdentity.owner(of: store, namedFor: configuration.clusterName)  // before downloading anything
             try await ExternalRestore.rebuild(directory: directory, from: store, logger: logger)
             return try await ClusterIdentity.establish(for: configuration, logger: logger)
         }

@@ -9,7 +9,7 @@ struct Restore: AsyncParsableCommand {
         discussion: """
             For when every node lost its disk: the result holds every write the cluster acknowledged (the \
             newest snapshot in the store, then the external log after it). Run it for each node's empty data \
-            directory, or for one and start the others empty, then start the nodes as before. `skiff serve \
+            directory, then start the nodes as before: they take the cluster the store belongs to. `skiff serve \
             --restore-from-external` does the same as it starts. A node that lost its disk while the rest of \
             its cluster runs must not be rebuilt this way under its old name: see the ExternalLog article.
             """)

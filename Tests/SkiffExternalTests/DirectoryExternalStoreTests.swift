@@ -33,7 +33,7 @@ final class StoreDirectory: Sendable {
         let directory = StoreDirectory()
         let stores = try (0..<6).map { _ in try directory.store() }
         #expect(try await ExternalStoreOwner.recorded(in: stores[0]) == nil)
-        let claimants = (0..<6).map { ExternalStoreOwner(cluster: "c\($0)", uuid: "0000000\($0)-0000-8000-8000-000000000000") }
+        let claimants = (0..<6).map { ExternalStoreOwner(cluster: "c\($0)", uuid: "0000000\($0)-0000-8000-8000-00000000000A")! }
         let refused = await withTaskGroup(of: Int?.self) { group in
             for (index, store) in stores.enumerated() {
                 group.addTask {
@@ -48,14 +48,20 @@ final class StoreDirectory: Sendable {
         let winner = try #require((0..<6).first { !refused.contains($0) })
         #expect(owner == claimants[winner])
         try await owner.claim(stores[1])  // the owner claims again, from any node, as often as it starts
+        try await ExternalStoreOwner(cluster: owner.cluster, uuid: owner.uuid.uppercased())!.claim(stores[4])  // the same UUID
+        #expect(ExternalStoreOwner(cluster: "two words", uuid: owner.uuid) == nil && ExternalStoreOwner(cluster: "c", uuid: "a b") == nil)
         await #expect(throws: ExternalLogError.ownedByAnotherCluster(store: "dir:\(directory.path)", owner: owner.description,
                                                                      claimant: claimants[(winner + 1) % 6].description)) {
             try await claimants[(winner + 1) % 6].claim(stores[2])
         }
         let text = try String(contentsOfFile: directory.path + "/owner", encoding: .utf8)
         #expect(text == "skiff-external-store 1\ncluster \(owner.cluster)\nuuid \(owner.uuid)\n")
-        try Data("skiff-external-store 2\n".utf8).write(to: URL(fileURLWithPath: directory.path + "/owner"))
-        await #expect(throws: ExternalLogError.self) { try await owner.claim(stores[3]) }
+        for malformed in ["skiff-external-store 2\n", "skiff-external-store 1\ncluster c\nuuid a b\n"] {
+            try Data(malformed.utf8).write(to: URL(fileURLWithPath: directory.path + "/owner"))
+            await #expect(throws: ExternalLogError.self) { try await owner.claim(stores[3]) }
+        }
+        try FileManager.default.removeItem(atPath: directory.path)  // the whole store gone, say a lost mount: not an unowned store
+        await #expect(throws: ExternalLogError.self) { try await ExternalStoreOwner.recorded(in: stores[5]) }
     }
 
     @Test func aSealDeposesTheLeaderAndItsLaterWritesNeverCount() async throws {

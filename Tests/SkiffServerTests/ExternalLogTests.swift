@@ -175,6 +175,10 @@ extension ExternalLogTests {
         try FileManager.default.removeItem(atPath: cluster.dataDirectory("n1"))
         let empty = try run("skiff", cluster.arguments("n1"), seconds: 60)
         #expect(empty.status != 0 && empty.output.contains(owner), "\(empty.output)")
+        // Rebuilt for a cluster of another name, it is refused before anything is downloaded.
+        let renamed = try run("skiff", cluster.arguments("n1") + ["--restore-from-external", "--cluster-name", "other"], seconds: 60)
+        #expect(renamed.status != 0 && renamed.output.contains("configured for cluster other"), "\(renamed.output)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: cluster.dataDirectory("n1") + "/wal")) ?? []).isEmpty)
 
         try cluster.start("n1", adding: ["--restore-from-external"])
         try cluster.reportingLogs {

@@ -85,7 +85,7 @@ import Testing
         // The slot after the batch that ended at 2 (slot 2 of the store: the seal took slot 0).
         try await leader.trim(to: ExternalCheckpoint(slot: view.nextSlot + 2, floor: Term(2), lastWriterTerm: Term(2),
                                                      baseIndex: LogIndex(2), baseTerm: Term(2)))
-        try await ExternalStoreOwner(cluster: "tool", uuid: "11111111-2222-8333-8444-555555555555").claim(store)
+        try await ExternalStoreOwner(cluster: "tool", uuid: "11111111-2222-8333-8444-555555555555")!.claim(store)
         let (status, output, _) = try runTool("skiff-wal", ["external", directory.path])
         #expect(status == 0)
         #expect(output.split(separator: "\n").map(String.init) == [

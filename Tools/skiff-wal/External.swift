@@ -25,8 +25,11 @@ struct External: ParsableCommand {
             return try slotNames(in: log)
         }
         var problems = 0
-        if let bytes = FileManager.default.contents(atPath: directory + "/owner") {
-            do { print("owner: cluster \(try ExternalStoreOwner(decoding: Array(bytes)))") } catch {
+        if FileManager.default.fileExists(atPath: directory + "/owner") {
+            do {
+                let bytes = try Data(contentsOf: URL(fileURLWithPath: directory + "/owner"))
+                print("owner: cluster \(try ExternalStoreOwner(decoding: Array(bytes)))")
+            } catch {
                 print("owner  CORRUPT  \(error)")
                 problems += 1
             }
