@@ -69,6 +69,7 @@ extension ClusterIdentity {
         guard !ExternalRestore.holdsNodeData(directory) else {
             throw ConfigurationError("\(directory) holds a node's data but names no cluster; a node joins with an empty data directory")
         }
+        if let store = configuration.externalLog { try await checkOwner(of: store, against: configuration, logger: logger) }
         guard let answer = try await askToJoin(configuration, nodeID: drawNodeID(), uuid: nil, patience: configuration.joinTimeout, logger: logger) else {
             throw ConfigurationError("no member of \(configuration.join.map(\.description).joined(separator: ", ")) let this node in within \(configuration.joinTimeout); is the cluster running?")
         }
@@ -100,6 +101,30 @@ extension ClusterIdentity {
                                      + "\(cluster) (--cluster-name): it will not be rebuilt from another cluster's store")
         }
         return recorded
+    }
+
+    /// Before a join, refuses a store whose owner is not the cluster the `--join` members are in (as the
+    /// first member that answers reports it), so that the cluster never lets in a node that will not start.
+    private static func checkOwner(of store: any ExternalStore, against configuration: NodeConfiguration, logger: Logger) async throws {
+        let recorded: ExternalStoreOwner?
+        do { recorded = try await ExternalStoreOwner.recorded(in: store) } catch { throw ConfigurationError("--external-log: \(error)") }
+        guard let owner = recorded else { return }
+        let password = configuration.password
+        for member in configuration.join {
+            let report = try? await offThread {
+                let client = try RESPClient(host: member.host, port: member.port, timeoutSeconds: 5)
+                if let password { _ = try client.call("AUTH", password) }
+                return try client.call("INFO", "server").text
+            }
+            guard let line = report?.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("skiff_cluster_uuid:") }) else { continue }
+            let uuid = line.dropFirst("skiff_cluster_uuid:".count).trimmingCharacters(in: .whitespaces)
+            guard uuid.lowercased() == owner.uuid else {
+                throw ConfigurationError("--external-log: \(store) belongs to cluster \(owner), but \(member) is in cluster \(uuid): "
+                                         + "a node joins with its cluster's store")
+            }
+            return
+        }
+        logger.notice("no member answered before the join; the store's owner is checked once the cluster lets this node in")
     }
 
     /// Records this node's cluster as the owner of `store` if it has none, and refuses a store that another

@@ -152,9 +152,10 @@ extension ExternalLogTests {
         #expect(try RESPClient(port: cluster.port(successor)).call("SET", "after", "rebuild") == .simple("OK"))
     }
 
-    /// A store belongs to the cluster that used it first. Another cluster, or the same node started again
-    /// with an empty disk but no rebuild (a new cluster), is refused before it reads or records anything;
-    /// a node rebuilt from the store takes the store's cluster, even a one-node cluster's random UUID.
+    /// A store belongs to the cluster that used it first. Another cluster, a node joining another cluster,
+    /// or the same node started again with an empty disk but no rebuild (a new cluster), is refused before it
+    /// writes to the store or records anything; a node rebuilt from the store takes the store's cluster,
+    /// even a one-node cluster's random UUID, unless it is configured for a cluster of another name.
     @Test func aStoreBelongsToOneClusterAndARebuiltNodeTakesItsIdentity() throws {
         let external = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: external) }
@@ -170,6 +171,16 @@ extension ExternalLogTests {
         let refused = try run("skiff", other.arguments("n1"), seconds: 60)
         #expect(refused.status != 0 && refused.output.contains(owner), "\(refused.output)")
         #expect(!FileManager.default.fileExists(atPath: other.dataDirectory("n1") + "/cluster"))
+
+        // A node joining another cluster with this store is refused before it asks to join.
+        let joined = try SkiffCluster(nodes: 1)
+        try joined.startAll()
+        _ = try joined.waitForLeader()
+        let joiner = try run("skiff", ["serve", "--id", "j1", "--data-dir", joined.directory + "/j1", "--client-addr", "127.0.0.1:\(try freePort())",
+                                       "--peer-addr", "127.0.0.1:\(try freePort())", "--join", "127.0.0.1:\(joined.port("n1"))",
+                                       "--external-log", "dir:\(external)"], seconds: 60)
+        #expect(joiner.status != 0 && joiner.output.contains("a node joins with its cluster's store"), "\(joiner.output)")
+        #expect(try MembershipTests.members(joined, "n1").keys.sorted() == ["n1"])
 
         cluster.kill("n1")
         try FileManager.default.removeItem(atPath: cluster.dataDirectory("n1"))
