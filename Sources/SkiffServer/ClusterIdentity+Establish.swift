@@ -112,7 +112,7 @@ extension ClusterIdentity {
         let password = configuration.password
         for member in configuration.join {
             let report = try? await offThread {
-                let client = try RESPClient(host: member.host, port: member.port, timeoutSeconds: 5)
+                let client = try RESPClient(host: member.host, port: member.port, timeoutSeconds: 2)
                 if let password { _ = try client.call("AUTH", password) }
                 return try client.call("INFO", "server").text
             }
