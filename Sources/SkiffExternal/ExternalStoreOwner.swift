@@ -1,5 +1,5 @@
 /// The cluster an external store belongs to: recorded once, by the first node that uses the store, and
-/// checked by every node before it reads or writes there.
+/// checked by every node as it starts, before it writes there.
 ///
 /// Two clusters must never share a store: their leaders would fence each other off at every write, and a
 /// follower whose log happened to match the other cluster's at some index and term would adopt that
