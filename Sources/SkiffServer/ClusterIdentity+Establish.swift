@@ -36,6 +36,7 @@ extension ClusterIdentity {
                       derived(name: configuration.clusterName, members: configuration.members).uuid != recorded.uuid {
                 logger.notice("--initial-cluster and --cluster-name are used only on a node's first start; this data directory belongs to cluster \(recorded.tag)")
             }
+            if let store = configuration.externalLog { try await claim(store, for: recorded) }
             return recorded
         }
         // A pending list without a cluster file: an init stopped before it recorded anything.
@@ -44,7 +45,9 @@ extension ClusterIdentity {
             guard !ExternalRestore.holdsNodeData(directory) else {
                 throw ConfigurationError("\(directory) holds a node's data but names no cluster; a node waits to be initialised with an empty data directory")
             }
-            return try await WaitingNode(configuration: configuration, logger: logger).waitForIdentity()
+            let identity = try await WaitingNode(configuration: configuration, logger: logger).waitForIdentity()
+            if let store = configuration.externalLog { try await claim(store, for: identity) }  // a member now, whatever the store says
+            return identity
         }
         guard !configuration.join.isEmpty else {
             var identity = derived(name: configuration.clusterName, members: configuration.members)
@@ -92,10 +95,14 @@ extension ClusterIdentity {
         identity.uuid = uuid
     }
 
+    /// The owner `store` records, if any.
+    private static func recordedOwner(of store: any ExternalStore) async throws -> ExternalStoreOwner? {
+        do { return try await ExternalStoreOwner.recorded(in: store) } catch { throw ConfigurationError("--external-log: \(error)") }
+    }
+
     /// The owner `store` records, if any; throws if it is a cluster of another name than `cluster`.
     static func owner(of store: any ExternalStore, namedFor cluster: String) async throws -> ExternalStoreOwner? {
-        let recorded: ExternalStoreOwner?
-        do { recorded = try await ExternalStoreOwner.recorded(in: store) } catch { throw ConfigurationError("--external-log: \(error)") }
+        let recorded = try await recordedOwner(of: store)
         if let recorded, recorded.cluster != cluster {
             throw ConfigurationError("--external-log: \(store) belongs to cluster \(recorded), and this node is configured for cluster "
                                      + "\(cluster) (--cluster-name): it will not be rebuilt from another cluster's store")
@@ -106,9 +113,7 @@ extension ClusterIdentity {
     /// Before a join, refuses a store whose owner is not the cluster the `--join` members are in (as the
     /// first member that answers reports it), so that the cluster never lets in a node that will not start.
     private static func checkOwner(of store: any ExternalStore, against configuration: NodeConfiguration, logger: Logger) async throws {
-        let recorded: ExternalStoreOwner?
-        do { recorded = try await ExternalStoreOwner.recorded(in: store) } catch { throw ConfigurationError("--external-log: \(error)") }
-        guard let owner = recorded else { return }
+        guard let owner = try await recordedOwner(of: store) else { return }
         let password = configuration.password
         for member in configuration.join {
             let report = try? await offThread {
@@ -128,8 +133,8 @@ extension ClusterIdentity {
     }
 
     /// Records this node's cluster as the owner of `store` if it has none, and refuses a store that another
-    /// cluster owns. Every start claims before it writes to the store (a rebuild only reads it first).
-    static func claim(_ store: any ExternalStore, for identity: ClusterIdentity) async throws {
+    /// cluster owns. Every start claims once, here, before it writes to the store (a rebuild only reads it first).
+    private static func claim(_ store: any ExternalStore, for identity: ClusterIdentity) async throws {
         guard let claimant = ExternalStoreOwner(cluster: identity.name, uuid: identity.uuidString) else {
             throw ConfigurationError("the cluster name \(identity.name.debugDescription) cannot be recorded in an external store")
         }

@@ -48,7 +48,6 @@ public final class SkiffServer: Sendable {
                 }
                 identity = try await ClusterIdentity.establish(for: configuration, logger: logger)
             }
-            if let store = configuration.externalLog { try await ClusterIdentity.claim(store, for: identity) }
             let node = try await Node.open(configuration: configuration, identity: identity, loop: loop, logger: logger)
             let peerAddress = try await node.start().get()
             let connections = ConnectionRegistry()
