@@ -6,7 +6,8 @@ import SystemPackage
 ///
 /// Layout: `log/` holds a name per slot and `checkpoint/` one per checkpoint, each its slot in 20 decimal
 /// digits; `snap/` holds published snapshots, named `<index>-<term>.snap` as a node names its own;
-/// `tmp/` holds files being written; `owner` names the cluster the store belongs to, written as a slot is.
+/// `tmp/` holds files being written; `owner` names the cluster the store belongs to and the store's id,
+/// written as a slot is.
 /// The file named for slot (or checkpoint) `s` holds, at `offset(of: s)`, its record's length (u32,
 /// little-endian) and the record. One file may be named after
 /// several slots of a group (`s / slotsPerFile` alike), each record in its own region; its other bytes
@@ -35,11 +36,18 @@ public final class DirectoryExternalStore: ExternalStore {
     var temporaryDirectory: String { root + "/tmp" }
     var ownerPath: String { root + "/owner" }
 
-    /// Opens the store at `root`, creating its directories if missing.
-    public init(root: String, fileSystem: any FileSystem = PosixFileSystem()) throws(ExternalLogError) {
+    /// Opens the store at `root`. Nothing is created here: the first claim of the store (`claimOwner`)
+    /// makes its directories, so that a store that went missing (a share not mounted, a path mistyped) is
+    /// reported as unavailable, never silently made anew.
+    public init(root: String, fileSystem: any FileSystem = PosixFileSystem()) {
         self.root = root
         self.fileSystem = fileSystem
         prepared = PreparedSlotFiles(directory: root + "/tmp", fileSystem: fileSystem, queue: queue)
+    }
+
+    /// Creates the store's directories that are missing, `root` and its parents among them. Claiming the
+    /// store does this; tools and tests that write a store no cluster owns call it themselves.
+    public func createLayout() throws(ExternalLogError) {
         do {
             for directory in [root, logDirectory, checkpointDirectory, snapshotDirectory, temporaryDirectory]
             where !fileSystem.isDirectory(directory) {
@@ -140,7 +148,8 @@ public final class DirectoryExternalStore: ExternalStore {
 
     public func claimOwner(_ owner: [UInt8]) async throws(ExternalLogError) -> [UInt8] {
         try await run { [self] in
-            if let recorded = try readOwner() { return recorded }
+            if fileSystem.isDirectory(root), let recorded = try readOwner() { return recorded }
+            try createLayout()
             if try createFile(ownerPath, holding: owner, at: 0, in: root) { return owner }
             guard let recorded = try readOwner() else { throw ExternalLogError.unavailable("\(ownerPath) appeared, then vanished, while this node claimed the store") }
             return recorded

@@ -13,6 +13,8 @@ public enum ExternalLogError: Error, Equatable, Sendable, CustomStringConvertibl
     case unavailable(String)
     /// The store records another cluster as its owner (`ExternalStoreOwner`): this node must not use it.
     case ownedByAnotherCluster(store: String, owner: String, claimant: String)
+    /// The store's owner record does not decode: it will not mend by waiting.
+    case malformedOwner(String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,7 @@ public enum ExternalLogError: Error, Equatable, Sendable, CustomStringConvertibl
         case .ownedByAnotherCluster(let store, let owner, let claimant):
             "the external store \(store) belongs to cluster \(owner), not to this node's cluster \(claimant): "
                 + "each cluster needs a store of its own"
+        case .malformedOwner(let reason): "external store unusable: \(reason)"
         }
     }
 }

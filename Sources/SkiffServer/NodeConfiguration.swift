@@ -209,8 +209,6 @@ extension NodeConfiguration {
         guard location.hasPrefix("dir:"), location.count > 4 else {
             throw ConfigurationError("--external-log must be dir:PATH (the only backend so far), not '\(location)'")
         }
-        do { return try DirectoryExternalStore(root: String(location.dropFirst(4))) } catch {
-            throw ConfigurationError("--external-log: \(error)")
-        }
+        return DirectoryExternalStore(root: String(location.dropFirst(4)))
     }
 }

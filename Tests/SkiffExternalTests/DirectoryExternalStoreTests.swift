@@ -7,7 +7,12 @@ import Testing
 final class StoreDirectory: Sendable {
     let path = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
     deinit { try? FileManager.default.removeItem(atPath: path) }
-    func store() throws -> DirectoryExternalStore { try DirectoryExternalStore(root: path) }
+    /// A store with its directories made, as a claim makes them.
+    func store() throws -> DirectoryExternalStore {
+        let store = DirectoryExternalStore(root: path)
+        try store.createLayout()
+        return store
+    }
 }
 
 /// The directory backend and the fencing built on it, with several writers at once.
@@ -31,8 +36,10 @@ final class StoreDirectory: Sendable {
 
     @Test func theFirstClusterToClaimTheStoreOwnsItAndAnotherIsRefused() async throws {
         let directory = StoreDirectory()
-        let stores = try (0..<6).map { _ in try directory.store() }
-        #expect(try await ExternalStoreOwner.recorded(in: stores[0]) == nil)
+        // Nothing is there yet: the store is missing (unavailable), not unowned, until a claim makes it.
+        let stores = (0..<6).map { _ in DirectoryExternalStore(root: directory.path) }
+        await #expect(throws: ExternalLogError.unavailable("\(directory.path) is missing")) { try await ExternalStoreOwner.recorded(in: stores[0]) }
+        #expect(!FileManager.default.fileExists(atPath: directory.path))
         let claimants = (0..<6).map { ExternalStoreOwner(cluster: "c\($0)", uuid: "0000000\($0)-0000-8000-8000-00000000000A")! }
         let refused = await withTaskGroup(of: Int?.self) { group in
             for (index, store) in stores.enumerated() {
@@ -46,19 +53,23 @@ final class StoreDirectory: Sendable {
         #expect(refused.count == 5)
         let owner = try #require(try await ExternalStoreOwner.recorded(in: stores[0]))
         let winner = try #require((0..<6).first { !refused.contains($0) })
-        #expect(owner == claimants[winner])
-        try await owner.claim(stores[1])  // the owner claims again, from any node, as often as it starts
-        try await ExternalStoreOwner(cluster: owner.cluster, uuid: owner.uuid.uppercased())!.claim(stores[4])  // the same UUID
+        #expect(owner == claimants[winner] && Set(claimants.map(\.store)).count == 6)
+        #expect(try await owner.claim(stores[1]) == owner)  // the owner claims again, from any node, as often as it starts
+        // The same cluster (its UUID in any case) with another store id drawn: the store keeps the id it has.
+        #expect(try await ExternalStoreOwner(cluster: owner.cluster, uuid: owner.uuid.uppercased())!.claim(stores[4]) == owner)
         #expect(ExternalStoreOwner(cluster: "two words", uuid: owner.uuid) == nil && ExternalStoreOwner(cluster: "c", uuid: "a b") == nil)
+        #expect(ExternalStoreOwner(cluster: "c", uuid: owner.uuid, store: "0000") == nil)
         await #expect(throws: ExternalLogError.ownedByAnotherCluster(store: "dir:\(directory.path)", owner: owner.description,
                                                                      claimant: claimants[(winner + 1) % 6].description)) {
             try await claimants[(winner + 1) % 6].claim(stores[2])
         }
         let text = try String(contentsOfFile: directory.path + "/owner", encoding: .utf8)
-        #expect(text == "skiff-external-store 1\ncluster \(owner.cluster)\nuuid \(owner.uuid)\n")
-        for malformed in ["skiff-external-store 2\n", "skiff-external-store 1\ncluster c\nuuid a b\n"] {
+        #expect(text == "skiff-external-store 1\ncluster \(owner.cluster)\nuuid \(owner.uuid)\nstore \(owner.store)\n")
+        for malformed in ["skiff-external-store 2\n", "skiff-external-store 1\ncluster c\nuuid a b\nstore \(owner.store)\n",
+                          "skiff-external-store 1\ncluster c\nuuid \(owner.uuid)\n"] {
             try Data(malformed.utf8).write(to: URL(fileURLWithPath: directory.path + "/owner"))
-            await #expect(throws: ExternalLogError.self) { try await owner.claim(stores[3]) }
+            let error = await #expect(throws: ExternalLogError.self) { try await owner.claim(stores[3]) }
+            guard case .malformedOwner = error else { Issue.record("\(malformed.debugDescription): \(String(describing: error))"); continue }
         }
         try FileManager.default.removeItem(atPath: directory.path)  // the whole store gone, say a lost mount: not an unowned store
         await #expect(throws: ExternalLogError.self) { try await ExternalStoreOwner.recorded(in: stores[5]) }

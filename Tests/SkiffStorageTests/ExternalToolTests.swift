@@ -11,7 +11,8 @@ import Testing
 
     @Test func showsASnapshotRecordAndTheLogItStartsAgain() async throws {
         let directory = TemporaryDirectory()
-        let store = try DirectoryExternalStore(root: directory.path)
+        let store = DirectoryExternalStore(root: directory.path)
+        try store.createLayout()
         let old = ExternalLog(store: store, keepsEntries: false)
         var view = try await old.attach(asLeaderOf: Term(2))
         #expect(try await old.write(term: Term(2), previousIndex: .zero, previousTerm: .zero, entries: [Self.entry(1, term: 2)],
@@ -29,7 +30,8 @@ import Testing
 
     @Test func listsEverySlotWithItsFateAndRefusesACorruptOne() async throws {
         let directory = TemporaryDirectory()
-        let store = try DirectoryExternalStore(root: directory.path)
+        let store = DirectoryExternalStore(root: directory.path)
+        try store.createLayout()
         let leader = ExternalLog(store: store, keepsEntries: false)
         let view = try await leader.attach(asLeaderOf: Term(2))
         #expect(try await leader.write(term: Term(2), previousIndex: .zero, previousTerm: .zero,
@@ -72,7 +74,8 @@ import Testing
     /// After a trim the tool starts where nodes start, at the newest checkpoint, and lists the snapshots kept.
     @Test func startsAtTheCheckpointAndListsSnapshots() async throws {
         let directory = TemporaryDirectory()
-        let store = try DirectoryExternalStore(root: directory.path)
+        let store = DirectoryExternalStore(root: directory.path)
+        try store.createLayout()
         let leader = ExternalLog(store: store, keepsEntries: false)
         let view = try await leader.attach(asLeaderOf: Term(2))
         for index: UInt64 in 1...4 {
@@ -85,11 +88,12 @@ import Testing
         // The slot after the batch that ended at 2 (slot 2 of the store: the seal took slot 0).
         try await leader.trim(to: ExternalCheckpoint(slot: view.nextSlot + 2, floor: Term(2), lastWriterTerm: Term(2),
                                                      baseIndex: LogIndex(2), baseTerm: Term(2)))
-        try await ExternalStoreOwner(cluster: "tool", uuid: "11111111-2222-8333-8444-555555555555")!.claim(store)
+        try await ExternalStoreOwner(cluster: "tool", uuid: "11111111-2222-8333-8444-555555555555", store: "AAAAAAAA-2222-8333-8444-555555555555")!
+            .claim(store)
         let (status, output, _) = try runTool("skiff-wal", ["external", directory.path])
         #expect(status == 0)
         #expect(output.split(separator: "\n").map(String.init) == [
-            "owner: cluster tool (11111111-2222-8333-8444-555555555555)",
+            "owner: cluster tool (11111111-2222-8333-8444-555555555555), store aaaaaaaa-2222-8333-8444-555555555555",
             "checkpoint at slot 3: log trimmed through 2/2, written by the leader of term 2; records of terms below 2 no longer count",
             "slot 3  batch term 2 after 2/2: 3...3 (1 entry)  counts",
             "slot 4  batch term 2 after 3/2: 4...4 (1 entry)  counts",

@@ -28,7 +28,8 @@ struct External: ParsableCommand {
         if FileManager.default.fileExists(atPath: directory + "/owner") {
             do {
                 let bytes = try Data(contentsOf: URL(fileURLWithPath: directory + "/owner"))
-                print("owner: cluster \(try ExternalStoreOwner(decoding: Array(bytes)))")
+                let owner = try ExternalStoreOwner(decoding: Array(bytes))
+                print("owner: cluster \(owner), store \(owner.store)")
             } catch {
                 print("owner  CORRUPT  \(error)")
                 problems += 1
