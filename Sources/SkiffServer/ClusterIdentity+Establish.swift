@@ -36,7 +36,7 @@ extension ClusterIdentity {
                       derived(name: configuration.clusterName, members: configuration.members).uuid != recorded.uuid {
                 logger.notice("--initial-cluster and --cluster-name are used only on a node's first start; this data directory belongs to cluster \(recorded.tag)")
             }
-            if let store = configuration.externalLog { try await claim(store, for: recorded) }
+            if let store = configuration.externalLog { try await claim(store, for: recorded, in: directory, logger: logger) }
             return recorded
         }
         // A pending list without a cluster file: an init stopped before it recorded anything.
@@ -46,7 +46,7 @@ extension ClusterIdentity {
                 throw ConfigurationError("\(directory) holds a node's data but names no cluster; a node waits to be initialised with an empty data directory")
             }
             let identity = try await WaitingNode(configuration: configuration, logger: logger).waitForIdentity()
-            if let store = configuration.externalLog { try await claim(store, for: identity) }  // a member now, whatever the store says
+            if let store = configuration.externalLog { try await claim(store, for: identity, in: directory, logger: logger) }  // a member now, whatever the store says
             return identity
         }
         guard !configuration.join.isEmpty else {
@@ -60,7 +60,7 @@ extension ClusterIdentity {
             }
             try identity.save(directory: directory)
             if let store = configuration.externalLog {
-                do { try await claim(store, for: identity) } catch {
+                do { try await claim(store, for: identity, in: directory, logger: logger) } catch {
                     // Nobody else knows this identity yet: a refused node leaves none behind. (Saved first, so
                     // that a crash never leaves a claimed store whose owner no data directory records.)
                     try? FileManager.default.removeItem(atPath: path(in: directory))
@@ -72,12 +72,17 @@ extension ClusterIdentity {
         guard !ExternalRestore.holdsNodeData(directory) else {
             throw ConfigurationError("\(directory) holds a node's data but names no cluster; a node joins with an empty data directory")
         }
-        if let store = configuration.externalLog { try await checkOwner(of: store, against: configuration, logger: logger) }
+        var clusterStore: String?
+        if let store = configuration.externalLog { clusterStore = try await checkStore(store, against: configuration, logger: logger) }
         guard let answer = try await askToJoin(configuration, nodeID: drawNodeID(), uuid: nil, patience: configuration.joinTimeout, logger: logger) else {
             throw ConfigurationError("no member of \(configuration.join.map(\.description).joined(separator: ", ")) let this node in within \(configuration.joinTimeout); is the cluster running?")
         }
         try answer.save(directory: directory)  // a member now, even if the claim below refuses the store
-        if let store = configuration.externalLog { try await claim(store, for: answer) }
+        if let store = configuration.externalLog {
+            // Asked again if no member answered before the join: the one that let this node in is up.
+            if clusterStore == nil { clusterStore = try await checkStore(store, against: configuration, logger: logger) }
+            try await claim(store, for: answer, in: directory, expecting: clusterStore, logger: logger)
+        }
         logger.notice("joined the cluster", metadata: ["cluster": "\(answer.tag)", "role": "learner"])
         return answer
     }
@@ -110,10 +115,11 @@ extension ClusterIdentity {
         return recorded
     }
 
-    /// Before a join, refuses a store whose owner is not the cluster the `--join` members are in (as the
-    /// first member that answers reports it), so that the cluster never lets in a node that will not start.
-    private static func checkOwner(of store: any ExternalStore, against configuration: NodeConfiguration, logger: Logger) async throws {
-        guard let owner = try await recordedOwner(of: store) else { return }
+    /// Before a join, asks the first `--join` member that answers which cluster it is in and which store it
+    /// uses (INFO), and refuses a store that another cluster owns or that is not the cluster's store, so that
+    /// the cluster never lets in a node that will not start. Returns the id of the cluster's store: nil if
+    /// no member answered, or if the cluster has not recorded one.
+    private static func checkStore(_ store: any ExternalStore, against configuration: NodeConfiguration, logger: Logger) async throws -> String? {
         let password = configuration.password
         for member in configuration.join {
             let report = try? await offThread {
@@ -121,30 +127,79 @@ extension ClusterIdentity {
                 if let password { _ = try client.call("AUTH", password) }
                 return try client.call("INFO", "server").text
             }
-            guard let line = report?.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("skiff_cluster_uuid:") }) else { continue }
-            let uuid = line.dropFirst("skiff_cluster_uuid:".count).trimmingCharacters(in: .whitespaces)
-            guard uuid.lowercased() == owner.uuid else {
+            let lines = report?.split(whereSeparator: \.isNewline) ?? []
+            func field(_ name: String) -> String? {
+                lines.first { $0.hasPrefix(name + ":") }.map { $0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces).lowercased() }
+            }
+            guard let uuid = field("skiff_cluster_uuid") else { continue }
+            let clusterStore = field("skiff_external_store").flatMap { $0.isEmpty ? nil : $0 }
+            if let clusterStore {
+                try await verify(store, is: clusterStore, usedBy: "the cluster of \(member) (\(uuid))", logger: logger)
+            } else if let owner = try await recordedOwner(of: store), owner.uuid != uuid {
                 throw ConfigurationError("--external-log: \(store) belongs to cluster \(owner), but \(member) is in cluster \(uuid): "
                                          + "a node joins with its cluster's store")
             }
-            return
+            return clusterStore
         }
-        logger.notice("no member answered before the join; the store's owner is checked once the cluster lets this node in")
+        logger.notice("no member answered before the join; the store is checked once the cluster lets this node in")
+        return nil
     }
 
-    /// Records this node's cluster as the owner of `store` if it has none, and refuses a store that another
-    /// cluster owns. Every start claims once, here, before it writes to the store (a rebuild only reads it first).
-    private static func claim(_ store: any ExternalStore, for identity: ClusterIdentity) async throws {
+    /// Records this node's cluster as the owner of `store` if it has none, refuses a store that another
+    /// cluster owns, and, if this node has used a store before (or its cluster uses one: `expected`),
+    /// refuses any store but that one. Then remembers the store in the data directory. Every start claims
+    /// once, here, before it writes to the store (a rebuild only reads it first).
+    private static func claim(_ store: any ExternalStore, for identity: ClusterIdentity, in directory: String, expecting expected: String? = nil,
+                              logger: Logger) async throws {
         guard let claimant = ExternalStoreOwner(cluster: identity.name, uuid: identity.uuidString) else {
             throw ConfigurationError("the cluster name \(identity.name.debugDescription) cannot be recorded in an external store")
         }
+        let used = try ExternalStoreMarker.load(directory: directory)
+        if let used {
+            try await verify(store, is: used.store, usedBy: "this node (at \(used.location); \(ExternalStoreMarker.path(in: directory)))", logger: logger)
+        } else if let expected {
+            try await verify(store, is: expected, usedBy: "this node's cluster", logger: logger)
+        }
+        let owner: ExternalStoreOwner
         do {
-            try await claimant.claim(store)
+            owner = try await claimant.claim(store)
         } catch .ownedByAnotherCluster(let store, let owner, let claimant) {
             throw ConfigurationError("--external-log: \(ExternalLogError.ownedByAnotherCluster(store: store, owner: owner, claimant: claimant)). "
                                      + "(A node that lost its data is rebuilt from its cluster's store with --restore-from-external.)")
         } catch {
             throw ConfigurationError("--external-log: \(error)")
+        }
+        if used?.store != owner.store { try ExternalStoreMarker(store: owner.store, location: store.description).save(directory: directory) }
+    }
+
+    /// Refuses `store` unless it is the store whose id is `expected`: one with no owner recorded is refused
+    /// too (the directory a share is mounted on, before it is). Waits while the store is unavailable (an
+    /// outage, a share not mounted yet), warning as it does: only the store itself can say whether it is the
+    /// one. A signal ends the wait.
+    private static func verify(_ store: any ExternalStore, is expected: String, usedBy user: String, logger: Logger) async throws {
+        var delay = Duration.milliseconds(200)
+        var found: ExternalStoreOwner?
+        while true {
+            do {
+                found = try await ExternalStoreOwner.recorded(in: store)
+                break
+            } catch .unavailable(let reason) {
+                logger.warning("waiting for the external store to become available; this node starts only once it can tell the store is the one it uses",
+                               metadata: ["store": "\(store)", "reason": "\(reason)"])
+            } catch {
+                throw ConfigurationError("--external-log: \(error)")
+            }
+            try await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(5))
+        }
+        let advice = "If that store is lost for good, a new one is started by removing the file \(ExternalStoreMarker.path(in: "DATA-DIR")) "
+            + "on every node (see the ExternalLog article: what a new store forgets)"
+        guard let found else {
+            throw ConfigurationError("--external-log: \(store) holds no store record, but \(user) used store \(expected): "
+                                     + "is the share mounted and the path right? \(advice)")
+        }
+        guard found.store == expected else {
+            throw ConfigurationError("--external-log: \(store) is store \(found.store) of cluster \(found), but \(user) used store \(expected). \(advice)")
         }
     }
 

@@ -19,6 +19,7 @@ enum InfoReport {
                 lines += ["redis_version:\(redisVersion)", "skiff_version:\(skiffVersion)", "redis_mode:standalone",
                           "tcp_port:\(configuration.clientAddress.port)", "skiff_node:\(configuration.name)",
                           "skiff_cluster:\(status.clusterName)", "skiff_cluster_uuid:\(status.clusterUUID)"]
+                if let external = status.external { lines.append("skiff_external_store:\(external.storeID ?? "")") }
             case "clients":
                 lines += ["pending_writes:\(status.pendingWrites)", "pending_reads:\(status.pendingReads)"]
             case "replication":

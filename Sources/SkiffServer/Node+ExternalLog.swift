@@ -10,6 +10,8 @@ import SkiffRaft
 /// step down. Before campaigning it seals the term it is in and hands the core the dead leader's tail.
 struct ExternalMirror {
     let store: any ExternalStore
+    /// The store's id, as this node claimed it at start (nil only if its data directory lost the record since).
+    let storeID: String?
     /// The leader's handle, which keeps only the terms of what it read.
     let log: ExternalLog
     /// The term this node attached in as leader, once `attach` returned.
@@ -51,8 +53,9 @@ struct ExternalMirror {
     /// Checkpoint candidates kept, at most: the oldest go first (trimming then waits for a newer one).
     static let checkpointCandidatesMax = 1024
 
-    init(store: any ExternalStore) {
+    init(store: any ExternalStore, storeID: String?) {
         self.store = store
+        self.storeID = storeID
         log = ExternalLog(store: store, keepsEntries: false)
     }
 }
@@ -60,6 +63,8 @@ struct ExternalMirror {
 /// What INFO reports of the external log.
 public struct ExternalStatus: Sendable {
     public var store: String
+    /// The store's id (`ExternalStoreOwner.store`): a node that joins checks that its store is this one.
+    public var storeID: String?
     /// How far the external log holds this leader's log without a gap; nil unless this node leads (only the
     /// leader mirrors, so a follower has no figure to give).
     public var mirroredIndex: UInt64?
@@ -74,7 +79,7 @@ public struct ExternalStatus: Sendable {
 
 extension Node {
     var externalStatus: ExternalStatus? {
-        external.map { ExternalStatus(store: $0.store.description, mirroredIndex: core.isLeader ? core.externalLogIndex.rawValue : nil,
+        external.map { ExternalStatus(store: $0.store.description, storeID: $0.storeID, mirroredIndex: core.isLeader ? core.externalLogIndex.rawValue : nil,
                                       snapshotIndex: $0.storedSnapshot?.index, trimmedThrough: $0.trimmedThrough.rawValue,
                                       lastError: $0.lastError, replays: $0.replays, adoptedEntries: $0.adoptedEntries,
                                       witnessVotes: witness?.votesGranted) }

@@ -85,7 +85,8 @@ public final class Node: @unchecked Sendable {
         storeIndex = snapshotIndex
         watches = WatchHub(appliedIndex: snapshotIndex, eventsMax: configuration.watchHistory)
         reads = ReadWaiters(overlapAfter: timeAmount(configuration.tickInterval))
-        external = configuration.externalLog.map { ExternalMirror(store: $0) }
+        let used = try? ExternalStoreMarker.load(directory: configuration.dataDirectory)  // recorded by the claim at start
+        external = configuration.externalLog.map { ExternalMirror(store: $0, storeID: used?.store) }
         witness = configuration.externalWitness ? configuration.externalLog.map { WitnessPeer(store: $0) } : nil
     }
 

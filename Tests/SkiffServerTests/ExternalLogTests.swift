@@ -201,7 +201,75 @@ extension ExternalLogTests {
             #expect(try RESPClient(port: cluster.port("n1")).call("SET", "after", "rebuild") == .simple("OK"))
         }
         let dump = try run("skiff-wal", ["external", external])
-        #expect(dump.output.hasPrefix("owner: cluster skiff (\(uuid))\n"), "\(dump.output)")
+        #expect(dump.output.hasPrefix("owner: cluster skiff (\(uuid)), store "), "\(dump.output)")
+    }
+
+    /// A node remembers the store it used. Restarted while that store is away (a share not mounted yet, an
+    /// outage), it waits for it and creates nothing in its place; it refuses an empty directory (the mount
+    /// point) and a store of the same cluster with another id, and so does a node joining the cluster. Only
+    /// once the operator removes the node's record of its store does it start a new one.
+    @Test func aNodeUsesOnlyTheStoreItUsedBeforeAndWaitsWhileItIsAway() throws {
+        let external = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
+        defer { for path in [external, external + ".away"] { try? FileManager.default.removeItem(atPath: path) } }
+        let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--external-log", "dir:\(external)"])
+        try cluster.startAll()
+        _ = try cluster.waitForLeader()
+        let acknowledged = try Self.setAll((0..<20).map { ("k\($0)", "v\($0)") }, port: cluster.port("n1"))
+        let uuid = try #require(try cluster.info("n1")["skiff_cluster_uuid"])
+        let storeID = try #require(try cluster.info("n1")["skiff_external_store"])
+        #expect(try String(contentsOfFile: external + "/owner", encoding: .utf8).hasSuffix("store \(storeID)\n"))
+        let marker = cluster.dataDirectory("n1") + "/external-store"
+        #expect(try String(contentsOfFile: marker, encoding: .utf8) == "skiff-external-store-used 1\nstore \(storeID)\nlocation dir:\(external)\n")
+
+        // Away at the restart: the node waits, and starts once the store is back.
+        cluster.kill("n1")
+        try FileManager.default.moveItem(atPath: external, toPath: external + ".away")
+        try cluster.start("n1", waitingForClients: false)
+        try waitUntil(seconds: 20, "n1 to say it waits for the store") { cluster.log("n1").contains("waiting for the external store") }
+        Thread.sleep(forTimeInterval: 1)
+        #expect(cluster.isRunning("n1") && !FileManager.default.fileExists(atPath: external), "\(cluster.log("n1"))")
+        try FileManager.default.moveItem(atPath: external + ".away", toPath: external)
+        try cluster.reportingLogs {
+            let keys = acknowledged.keys.sorted()
+            try waitUntil(seconds: 30, "n1 to serve every write once its store is back") {
+                (try? RESPClient(port: cluster.port("n1")).call(["MGET"] + keys)) == .array(keys.map { .bulk(Array(acknowledged[$0]!.utf8)) })
+            }
+        }
+        #expect(try cluster.info("n1")["skiff_external_store"] == storeID)
+
+        // A node joining the cluster with an empty directory for its store is refused before it joins.
+        let mountPoint = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: mountPoint) }
+        let joiner = try run("skiff", ["serve", "--id", "j1", "--data-dir", cluster.directory + "/j1", "--client-addr", "127.0.0.1:\(try freePort())",
+                                       "--peer-addr", "127.0.0.1:\(try freePort())", "--join", "127.0.0.1:\(cluster.port("n1"))",
+                                       "--external-log", "dir:\(mountPoint)"], seconds: 60)
+        #expect(joiner.status != 0 && joiner.output.contains("holds no store record, but the cluster of 127.0.0.1:\(cluster.port("n1")) (\(uuid)) used store \(storeID)"), "\(joiner.output)")
+        #expect(try MembershipTests.members(cluster, "n1").keys.sorted() == ["n1"])
+
+        // The store replaced by an empty directory, then by another store of the same cluster: both refused.
+        cluster.kill("n1")
+        try FileManager.default.moveItem(atPath: external, toPath: external + ".away")
+        try FileManager.default.createDirectory(atPath: external, withIntermediateDirectories: false)
+        let empty = try run("skiff", cluster.arguments("n1"), seconds: 60)
+        #expect(empty.status != 0 && empty.output.contains("holds no store record, but this node (at dir:\(external)"), "\(empty.output)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: external).isEmpty)
+        let otherID = "00000000-0000-4000-8000-000000000001"
+        try Data("skiff-external-store 1\ncluster skiff\nuuid \(uuid)\nstore \(otherID)\n".utf8).write(to: URL(fileURLWithPath: external + "/owner"))
+        let replaced = try run("skiff", cluster.arguments("n1"), seconds: 60)
+        #expect(replaced.status != 0 && replaced.output.contains("is store \(otherID) of cluster skiff (\(uuid)), but this node"), "\(replaced.output)")
+
+        // The operator starts a new store on purpose: without the record, the node claims the empty one.
+        try FileManager.default.removeItem(atPath: external + "/owner")
+        try FileManager.default.removeItem(atPath: marker)
+        try cluster.start("n1")
+        try cluster.reportingLogs {
+            try waitUntil(seconds: 20, "n1 to lead with a new store") { (try? cluster.info("n1")["raft_role"]) == "leader" }
+            let newID = try #require(try cluster.info("n1")["skiff_external_store"])
+            #expect(newID != storeID && newID.count == 36)
+            #expect(try RESPClient(port: cluster.port("n1")).call("SET", "after", "new-store") == .simple("OK"))
+            #expect(try RESPClient(port: cluster.port("n1")).call("GET", "k7") == .bulk(Array("v7".utf8)))
+        }
     }
 
     /// A node that lost its disk is removed, then rebuilt from the store (`--restore-from-external`) and

@@ -71,8 +71,9 @@ final class SkiffCluster {
             + cluster + extraArguments
     }
 
-    /// Starts `name` with the cluster's arguments and `adding` after them.
-    func start(_ name: String, adding: [String] = []) throws {
+    /// Starts `name` with the cluster's arguments and `adding` after them, and waits until it accepts
+    /// clients unless told not to (a node that waits for something before it serves).
+    func start(_ name: String, adding: [String] = [], waitingForClients: Bool = true) throws {
         let position = members.firstIndex { $0.name == name }!
         let member = members[position]
         let process = Process()
@@ -85,7 +86,7 @@ final class SkiffCluster {
         process.standardOutput = log
         try process.run()
         members[position].process = process
-        try waitUntil(seconds: 60, "\(name) accepts clients") { (try? RESPClient(port: member.clientPort)) != nil }
+        if waitingForClients { try waitUntil(seconds: 60, "\(name) accepts clients") { (try? RESPClient(port: member.clientPort)) != nil } }
     }
 
     func kill(_ name: String) {

@@ -1,0 +1,34 @@
+import Foundation
+
+/// The external store a node has used, remembered in its data directory (`external-store`): the store's id
+/// (`ExternalStoreOwner.store`) and where the node found it.
+///
+/// A node that remembers a store refuses, at start, one with another id or with none: an empty directory
+/// where a share was not mounted, a mistyped path. Writing there would fence nobody, and in witness mode a
+/// second store would grant a second vote in a term. An operator who replaces a lost store on purpose
+/// removes this file on every node.
+struct ExternalStoreMarker: Equatable {
+    /// The store's id, as its owner record gives it.
+    var store: String
+    /// The store as `--external-log` named it when the node last used it, for messages only.
+    var location: String
+
+    static func path(in directory: String) -> String { directory + "/external-store" }
+
+    /// The store remembered in `directory`, or nil if the node has used none (or none since the file was removed).
+    static func load(directory: String) throws(ConfigurationError) -> ExternalStoreMarker? {
+        let path = path(in: directory)
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let lines = ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.count == 4, lines[0] == "skiff-external-store-used 1", lines[1].hasPrefix("store "), lines[2].hasPrefix("location "),
+              lines[3].isEmpty else {
+            throw ConfigurationError("\(path) is damaged: it should name the external store this node used. Remove it only if this node's store is the one --external-log names")
+        }
+        return ExternalStoreMarker(store: String(lines[1].dropFirst("store ".count)), location: String(lines[2].dropFirst("location ".count)))
+    }
+
+    /// Writes the file durably, as the cluster file is written.
+    func save(directory: String) throws {
+        try DurableFile.write("skiff-external-store-used 1\nstore \(store)\nlocation \(location)\n", to: Self.path(in: directory), in: directory)
+    }
+}
