@@ -169,7 +169,7 @@ public final class DirectoryExternalStore: ExternalStore {
         }
         defer { try? file.close() }
         let size = try file.size()
-        guard size <= 4096 else { throw ExternalLogError.unavailable("\(ownerPath) holds \(size) bytes, more than an owner record has") }
+        guard size <= 4096 else { throw ExternalLogError.malformedOwner("\(ownerPath) holds \(size) bytes, more than an owner record has") }
         return try file.read(count: Int(size), at: 0)
     }
 

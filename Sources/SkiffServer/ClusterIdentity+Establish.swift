@@ -36,7 +36,12 @@ extension ClusterIdentity {
                       derived(name: configuration.clusterName, members: configuration.members).uuid != recorded.uuid {
                 logger.notice("--initial-cluster and --cluster-name are used only on a node's first start; this data directory belongs to cluster \(recorded.tag)")
             }
-            if let store = configuration.externalLog { try await claim(store, for: recorded, in: directory, logger: logger) }
+            if let store = configuration.externalLog {
+                // A node that joined and has not remembered its store yet takes the one its cluster uses.
+                let remembers = try ExternalStoreMarker.load(directory: directory) != nil
+                let expected = !remembers && !configuration.join.isEmpty ? try await checkStore(store, against: configuration, logger: logger) : nil
+                try await claim(store, for: recorded, in: directory, expecting: expected, logger: logger)
+            }
             return recorded
         }
         // A pending list without a cluster file: an init stopped before it recorded anything.
@@ -81,7 +86,9 @@ extension ClusterIdentity {
         if let store = configuration.externalLog {
             // Asked again if no member answered before the join: the one that let this node in is up.
             if clusterStore == nil { clusterStore = try await checkStore(store, against: configuration, logger: logger) }
-            try await claim(store, for: answer, in: directory, expecting: clusterStore, logger: logger)
+            // The cluster's store, remembered before this node claims anything: a later start uses no other.
+            if let clusterStore { try ExternalStoreMarker(store: clusterStore, location: store.description).save(directory: directory) }
+            try await claim(store, for: answer, in: directory, logger: logger)
         }
         logger.notice("joined the cluster", metadata: ["cluster": "\(answer.tag)", "role": "learner"])
         return answer
@@ -133,73 +140,87 @@ extension ClusterIdentity {
             }
             guard let uuid = field("skiff_cluster_uuid") else { continue }
             let clusterStore = field("skiff_external_store").flatMap { $0.isEmpty ? nil : $0 }
-            if let clusterStore {
-                try await verify(store, is: clusterStore, usedBy: "the cluster of \(member) (\(uuid))", logger: logger)
-            } else if let owner = try await recordedOwner(of: store), owner.uuid != uuid {
+            let owner = if let clusterStore {
+                try await awaitStore(store, is: clusterStore, usedBy: "the cluster of \(member) (\(uuid))", logger: logger)
+            } else {
+                try await awaitReadable(store, logger: logger)
+            }
+            if let owner, owner.uuid != uuid {
                 throw ConfigurationError("--external-log: \(store) belongs to cluster \(owner), but \(member) is in cluster \(uuid): "
                                          + "a node joins with its cluster's store")
             }
             return clusterStore
         }
-        logger.notice("no member answered before the join; the store is checked once the cluster lets this node in")
+        logger.notice("no member said which external store the cluster uses", metadata: ["members": "\(configuration.join.map(\.description).joined(separator: ","))"])
         return nil
     }
 
-    /// Records this node's cluster as the owner of `store` if it has none, refuses a store that another
-    /// cluster owns, and, if this node has used a store before (or its cluster uses one: `expected`),
-    /// refuses any store but that one. Then remembers the store in the data directory. Every start claims
-    /// once, here, before it writes to the store (a rebuild only reads it first).
+    /// Records this node's cluster as the owner of `store` if it has none, and refuses a store that another
+    /// cluster owns. A node that has used a store before (or whose cluster uses one: `expected`) claims
+    /// nothing: it waits for that store (`awaitStore`) and checks its owner, so that it never records an
+    /// owner in another store, even one that appears at the path between its check and its claim. Then the
+    /// node remembers the store in its data directory. Every start claims once, here, before it writes to the
+    /// store (a rebuild only reads it first).
     private static func claim(_ store: any ExternalStore, for identity: ClusterIdentity, in directory: String, expecting expected: String? = nil,
                               logger: Logger) async throws {
         guard let claimant = ExternalStoreOwner(cluster: identity.name, uuid: identity.uuidString) else {
             throw ConfigurationError("the cluster name \(identity.name.debugDescription) cannot be recorded in an external store")
         }
         let used = try ExternalStoreMarker.load(directory: directory)
-        if let used {
-            try await verify(store, is: used.store, usedBy: "this node (at \(used.location); \(ExternalStoreMarker.path(in: directory)))", logger: logger)
-        } else if let expected {
-            try await verify(store, is: expected, usedBy: "this node's cluster", logger: logger)
-        }
         let owner: ExternalStoreOwner
         do {
-            owner = try await claimant.claim(store)
-        } catch .ownedByAnotherCluster(let store, let owner, let claimant) {
+            if let used {
+                owner = try await awaitStore(store, is: used.store, usedBy: "this node (at \(used.location); \(ExternalStoreMarker.path(in: directory)))",
+                                             logger: logger)
+            } else if let expected {
+                owner = try await awaitStore(store, is: expected, usedBy: "this node's cluster", logger: logger)
+            } else {
+                owner = try await claimant.claim(store)
+            }
+            guard owner.uuid == claimant.uuid else {
+                throw ExternalLogError.ownedByAnotherCluster(store: store.description, owner: owner.description, claimant: claimant.description)
+            }
+        } catch ExternalLogError.ownedByAnotherCluster(let store, let owner, let claimant) {
             throw ConfigurationError("--external-log: \(ExternalLogError.ownedByAnotherCluster(store: store, owner: owner, claimant: claimant)). "
                                      + "(A node that lost its data is rebuilt from its cluster's store with --restore-from-external.)")
-        } catch {
+        } catch let error as ExternalLogError {
             throw ConfigurationError("--external-log: \(error)")
         }
         if used?.store != owner.store { try ExternalStoreMarker(store: owner.store, location: store.description).save(directory: directory) }
     }
 
-    /// Refuses `store` unless it is the store whose id is `expected`: one with no owner recorded is refused
-    /// too (the directory a share is mounted on, before it is). Waits while the store is unavailable (an
-    /// outage, a share not mounted yet), warning as it does: only the store itself can say whether it is the
-    /// one. A signal ends the wait.
-    private static func verify(_ store: any ExternalStore, is expected: String, usedBy user: String, logger: Logger) async throws {
+    /// The owner `store` records (nil if none), waiting while the store cannot be read (an outage, a share
+    /// not mounted yet, a permission being fixed), with a warning each time. A signal ends the wait.
+    private static func awaitReadable(_ store: any ExternalStore, logger: Logger) async throws -> ExternalStoreOwner? {
         var delay = Duration.milliseconds(200)
-        var found: ExternalStoreOwner?
         while true {
-            do {
-                found = try await ExternalStoreOwner.recorded(in: store)
-                break
-            } catch .unavailable(let reason) {
-                logger.warning("waiting for the external store to become available; this node starts only once it can tell the store is the one it uses",
-                               metadata: ["store": "\(store)", "reason": "\(reason)"])
+            do { return try await ExternalStoreOwner.recorded(in: store) } catch .unavailable(let reason) {
+                logger.warning("waiting for the external store, which cannot be read", metadata: ["store": "\(store)", "reason": "\(reason)"])
             } catch {
                 throw ConfigurationError("--external-log: \(error)")
             }
             try await Task.sleep(for: delay)
             delay = min(delay * 2, .seconds(5))
         }
-        let advice = "If that store is lost for good, a new one is started by removing the file \(ExternalStoreMarker.path(in: "DATA-DIR")) "
+    }
+
+    /// The owner of `store` once it is the store whose id is `expected`: waits while the store cannot be
+    /// read or holds no owner record (the empty directory a share is mounted on, before it is), and refuses
+    /// a store with another id. A signal ends the wait.
+    private static func awaitStore(_ store: any ExternalStore, is expected: String, usedBy user: String, logger: Logger) async throws -> ExternalStoreOwner {
+        let advice = "if that store is lost for good, a new one is started by removing the file \(ExternalStoreMarker.path(in: "DATA-DIR")) "
             + "on every node (see the ExternalLog article: what a new store forgets)"
-        guard let found else {
-            throw ConfigurationError("--external-log: \(store) holds no store record, but \(user) used store \(expected): "
-                                     + "is the share mounted and the path right? \(advice)")
-        }
-        guard found.store == expected else {
-            throw ConfigurationError("--external-log: \(store) is store \(found.store) of cluster \(found), but \(user) used store \(expected). \(advice)")
+        var delay = Duration.milliseconds(200)
+        while true {
+            if let found = try await awaitReadable(store, logger: logger) {
+                guard found.store == expected else {
+                    throw ConfigurationError("--external-log: \(store) is store \(found.store) of cluster \(found), but \(user) used store \(expected); \(advice)")
+                }
+                return found
+            }
+            logger.warning("waiting for the external store: \(store) holds no store record, but \(user) used store \(expected). Is the share mounted and the path right? This node starts once that store is there; \(advice)")
+            try await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(5))
         }
     }
 

@@ -3,20 +3,25 @@ import Foundation
 /// The external store a node has used, remembered in its data directory (`external-store`): the store's id
 /// (`ExternalStoreOwner.store`) and where the node found it.
 ///
-/// A node that remembers a store refuses, at start, one with another id or with none: an empty directory
-/// where a share was not mounted, a mistyped path. Writing there would fence nobody, and in witness mode a
-/// second store would grant a second vote in a term. An operator who replaces a lost store on purpose
-/// removes this file on every node.
-struct ExternalStoreMarker: Equatable {
+/// A node that remembers a store uses no other: at start it waits while the store is missing or holds no
+/// owner record (the empty directory of a share not mounted yet), and refuses one with another id. Writing
+/// to another store would fence nobody, and in witness mode a second store would grant a second vote in a
+/// term. An operator who replaces a lost store on purpose removes this file on every node.
+public struct ExternalStoreMarker: Equatable, Sendable {
     /// The store's id, as its owner record gives it.
-    var store: String
+    public var store: String
     /// The store as `--external-log` named it when the node last used it, for messages only.
-    var location: String
+    public var location: String
 
-    static func path(in directory: String) -> String { directory + "/external-store" }
+    public init(store: String, location: String) {
+        self.store = store
+        self.location = location
+    }
+
+    public static func path(in directory: String) -> String { directory + "/external-store" }
 
     /// The store remembered in `directory`, or nil if the node has used none (or none since the file was removed).
-    static func load(directory: String) throws(ConfigurationError) -> ExternalStoreMarker? {
+    public static func load(directory: String) throws(ConfigurationError) -> ExternalStoreMarker? {
         let path = path(in: directory)
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         let lines = ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n", omittingEmptySubsequences: false)
@@ -28,7 +33,7 @@ struct ExternalStoreMarker: Equatable {
     }
 
     /// Writes the file durably, as the cluster file is written.
-    func save(directory: String) throws {
+    public func save(directory: String) throws {
         try DurableFile.write("skiff-external-store-used 1\nstore \(store)\nlocation \(location)\n", to: Self.path(in: directory), in: directory)
     }
 }

@@ -90,7 +90,8 @@ public final class SkiffServer: Sendable {
         let directory = configuration.dataDirectory
         guard !configuration.join.isEmpty else {
             _ = try await ClusterIdentity.owner(of: store, namedFor: configuration.clusterName)  // before downloading anything
-            try await ExternalRestore.rebuild(directory: directory, from: store, logger: logger)
+            let report = try await ExternalRestore.rebuild(directory: directory, from: store, logger: logger)
+            if let owner = report.owner { try ExternalStoreMarker(store: owner.store, location: store.description).save(directory: directory) }
             return try await ClusterIdentity.establish(for: configuration, logger: logger)
         }
         let staging = directory + ".restoring"

@@ -23,6 +23,8 @@ struct Restore: AsyncParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         do {
             let report = try await ExternalRestore.rebuild(directory: dataDir, from: store, logger: Logger(label: "skiff.restore"))
+            // The node started on this directory uses this store and no other (an empty mount point, say).
+            if let owner = report.owner { try ExternalStoreMarker(store: owner.store, location: store.description).save(directory: dataDir) }
             print("restored \(dataDir): \(report)")
         } catch {
             print("skiff restore: \(error)")

@@ -108,6 +108,9 @@ extension ExternalLogTests {
                 try reader.call(["MGET"] + keys) == .array(keys.map { .bulk(Array(acknowledged[$0]!.utf8)) })
             }
         }
+        // Each rebuilt node remembers the store it was rebuilt from.
+        let storeID = try #require(try cluster.info(leader)["skiff_external_store"])
+        for name in cluster.names { #expect(try ExternalStoreMarker.load(directory: cluster.dataDirectory(name))?.store == storeID) }
         return leader
     }
 
@@ -204,10 +207,10 @@ extension ExternalLogTests {
         #expect(dump.output.hasPrefix("owner: cluster skiff (\(uuid)), store "), "\(dump.output)")
     }
 
-    /// A node remembers the store it used. Restarted while that store is away (a share not mounted yet, an
-    /// outage), it waits for it and creates nothing in its place; it refuses an empty directory (the mount
-    /// point) and a store of the same cluster with another id, and so does a node joining the cluster. Only
-    /// once the operator removes the node's record of its store does it start a new one.
+    /// A node remembers the store it used. Restarted while that store is away (an outage) or is an empty
+    /// directory (a share not mounted yet), it waits for it and creates nothing in its place, and so does a
+    /// node joining the cluster; it refuses a store of the same cluster with another id. Only once the
+    /// operator removes the node's record of its store does it start a new one.
     @Test func aNodeUsesOnlyTheStoreItUsedBeforeAndWaitsWhileItIsAway() throws {
         let external = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
         defer { for path in [external, external + ".away"] { try? FileManager.default.removeItem(atPath: path) } }
@@ -237,27 +240,42 @@ extension ExternalLogTests {
         }
         #expect(try cluster.info("n1")["skiff_external_store"] == storeID)
 
-        // A node joining the cluster with an empty directory for its store is refused before it joins.
+        // A node joining the cluster with an empty directory for its store (a share not mounted) waits before
+        // it joins, creates nothing there, and a signal ends its wait.
         let mountPoint = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: false)
         defer { try? FileManager.default.removeItem(atPath: mountPoint) }
-        let joiner = try run("skiff", ["serve", "--id", "j1", "--data-dir", cluster.directory + "/j1", "--client-addr", "127.0.0.1:\(try freePort())",
-                                       "--peer-addr", "127.0.0.1:\(try freePort())", "--join", "127.0.0.1:\(cluster.port("n1"))",
-                                       "--external-log", "dir:\(mountPoint)"], seconds: 60)
-        #expect(joiner.status != 0 && joiner.output.contains("holds no store record, but the cluster of 127.0.0.1:\(cluster.port("n1")) (\(uuid)) used store \(storeID)"), "\(joiner.output)")
+        let joinerLog = cluster.directory + "/j1.log"
+        FileManager.default.createFile(atPath: joinerLog, contents: nil)
+        let joiner = Process()
+        joiner.executableURL = try executable("skiff")
+        joiner.arguments = ["serve", "--id", "j1", "--data-dir", cluster.directory + "/j1", "--client-addr", "127.0.0.1:\(try freePort())",
+                            "--peer-addr", "127.0.0.1:\(try freePort())", "--join", "127.0.0.1:\(cluster.port("n1"))", "--external-log", "dir:\(mountPoint)"]
+        joiner.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: joinerLog))
+        joiner.standardError = joiner.standardOutput
+        try joiner.run()
+        defer { if joiner.isRunning { kill(joiner.processIdentifier, SIGKILL) } }
+        let waiting = "holds no store record, but the cluster of 127.0.0.1:\(cluster.port("n1")) (\(uuid)) used store \(storeID)"
+        try waitUntil(seconds: 20, "the joiner to wait for its store") { ((try? String(contentsOfFile: joinerLog, encoding: .utf8)) ?? "").contains(waiting) }
         #expect(try MembershipTests.members(cluster, "n1").keys.sorted() == ["n1"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: mountPoint).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: cluster.directory + "/j1/cluster"))
+        kill(joiner.processIdentifier, SIGTERM)
+        try waitUntil(seconds: 10, "the waiting joiner to stop on SIGTERM") { !joiner.isRunning }
 
-        // The store replaced by an empty directory, then by another store of the same cluster: both refused.
+        // The store replaced by an empty directory: the node waits, creating nothing. Another store of the same
+        // cluster appears there: the node refuses it.
         cluster.kill("n1")
         try FileManager.default.moveItem(atPath: external, toPath: external + ".away")
         try FileManager.default.createDirectory(atPath: external, withIntermediateDirectories: false)
-        let empty = try run("skiff", cluster.arguments("n1"), seconds: 60)
-        #expect(empty.status != 0 && empty.output.contains("holds no store record, but this node (at dir:\(external)"), "\(empty.output)")
+        try cluster.start("n1", waitingForClients: false)
+        try waitUntil(seconds: 20, "n1 to wait for its store") { cluster.log("n1").contains("holds no store record, but this node (at dir:\(external)") }
+        #expect(cluster.isRunning("n1"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: external).isEmpty)
         let otherID = "00000000-0000-4000-8000-000000000001"
         try Data("skiff-external-store 1\ncluster skiff\nuuid \(uuid)\nstore \(otherID)\n".utf8).write(to: URL(fileURLWithPath: external + "/owner"))
-        let replaced = try run("skiff", cluster.arguments("n1"), seconds: 60)
-        #expect(replaced.status != 0 && replaced.output.contains("is store \(otherID) of cluster skiff (\(uuid)), but this node"), "\(replaced.output)")
+        #expect(try cluster.waitForExit("n1", seconds: 30) != 0)
+        #expect(cluster.log("n1").contains("is store \(otherID) of cluster skiff (\(uuid)), but this node"), "\(cluster.log("n1"))")
 
         // The operator starts a new store on purpose: without the record, the node claims the empty one.
         try FileManager.default.removeItem(atPath: external + "/owner")
@@ -269,6 +287,11 @@ extension ExternalLogTests {
             #expect(newID != storeID && newID.count == 36)
             #expect(try RESPClient(port: cluster.port("n1")).call("SET", "after", "new-store") == .simple("OK"))
             #expect(try RESPClient(port: cluster.port("n1")).call("GET", "k7") == .bulk(Array("v7".utf8)))
+            // `skiff restore` leaves a data directory that remembers the store it came from.
+            let rebuilt = cluster.directory + "/rebuilt"
+            let restore = try run("skiff", ["restore", "--external-log", "dir:\(external)", "--data-dir", rebuilt])
+            #expect(restore.status == 0 && restore.output.contains("restored \(rebuilt)"), "\(restore.output)")
+            #expect(try ExternalStoreMarker.load(directory: rebuilt) == ExternalStoreMarker(store: newID, location: "dir:\(external)"))
         }
     }
 
@@ -303,6 +326,7 @@ extension ExternalLogTests {
         let identity = try #require(try ClusterIdentity.load(directory: cluster.dataDirectory("n4")))
         let fresh = try #require(identity.nodeID, "a node rebuilt from the store must join under an id of its own")
         #expect(fresh != ClusterMember.id(of: "n4"))
+        #expect(try ExternalStoreMarker.load(directory: cluster.dataDirectory("n4"))?.store == cluster.info(leader)["skiff_external_store"])
         let keys = acknowledged.keys.sorted()
         try waitUntil(seconds: 30, "n4 to serve every acknowledged write") {
             try RESPClient(port: cluster.port("n4")).call(["MGET"] + keys) == .array(keys.map { .bulk(Array(acknowledged[$0]!.utf8)) })

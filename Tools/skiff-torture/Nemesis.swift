@@ -261,9 +261,19 @@ final class Nemesis {
             try FileManager.default.moveItem(atPath: store, toPath: store + ".away")
             return { [self] in
                 note("bring the external store back")
-                try FileManager.default.moveItem(atPath: store + ".away", toPath: store)
+                try Self.bringStoreBack(store)
             }
         }
+    }
+
+    /// Puts the external store back at its path. Anything at that path means a node made a store there while
+    /// the real one was away, which a node must never do (it would fence nobody): the run fails.
+    static func bringStoreBack(_ store: String) throws {
+        if FileManager.default.fileExists(atPath: store) {
+            let contents = (try? FileManager.default.contentsOfDirectory(atPath: store)) ?? []
+            throw TortureError("\(store) was made anew while the external store was away (it holds \(contents.sorted())): a node created a store in its place")
+        }
+        try FileManager.default.moveItem(atPath: store + ".away", toPath: store)
     }
 
     /// Promotes a learner, retrying while it is not one yet (a removed node standing by asks to be re-added

@@ -19,7 +19,7 @@ struct Settlement {
     func run() throws -> Outcome {
         var outcome = Outcome()
         try cluster.network.heal()
-        if let store, FileManager.default.fileExists(atPath: store + ".away") { try FileManager.default.moveItem(atPath: store + ".away", toPath: store) }
+        if let store, FileManager.default.fileExists(atPath: store + ".away") { try Nemesis.bringStoreBack(store) }
         for node in cluster.names {
             cluster.resume(node)
             if !cluster.isRunning(node) { try cluster.start(node) }
