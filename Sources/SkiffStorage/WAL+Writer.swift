@@ -310,15 +310,28 @@ extension WAL {
 }
 
 /// A dedicated OS thread for blocking file I/O, so fsync never occupies the cooperative thread pool.
+///
+/// On Linux it runs under `SCHED_BATCH`: woken (an append queued, a sync done), it waits for the CPU instead
+/// of preempting the thread that woke it, so a server's event loop finishes its turn, and the next group it
+/// hands over is larger. Measured on a 2-core VM with three nodes and the benchmark sharing the cores, this
+/// raised a 3-node cluster's SET throughput at 50 clients by about 13% (six alternated rounds) and lowered
+/// its p99, for about 8 us more p50 with one client.
 final class WriterThread: @unchecked Sendable {
     private let body: () -> Void
     init(_ body: @escaping () -> Void) { self.body = body }
+
+    /// Linux's `SCHED_BATCH` (`<sched.h>`), which Swift does not import without `_GNU_SOURCE`.
+    static let schedBatch: Int32 = 3
 
     func start() {
         let context = Unmanaged.passRetained(self).toOpaque()
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { context in
             let me = Unmanaged<WriterThread>.fromOpaque(context!).takeRetainedValue()
+            #if os(Linux)
+            var parameters = sched_param()  // priority 0, the only one SCHED_BATCH takes; no privilege needed
+            _ = pthread_setschedparam(pthread_self(), WriterThread.schedBatch, &parameters)  // on failure, the default policy stays
+            #endif
             me.body()
             return nil
         }, context)
