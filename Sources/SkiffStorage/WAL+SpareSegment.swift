@@ -34,7 +34,7 @@ extension WAL {
         guard writer.zeroFillNextSegment else { return }
         spare.withLock { $0.requested = true }
         let path = directory + "/" + SpareSegment.fileName
-        let thread = WriterThread { [self] in
+        let thread = WriterThread(name: "skiff-wal-spare") { [self] in
             do {
                 if fileSystem.fileExists(path) { try fileSystem.removeFile(path) }
                 let file = try fileSystem.createFile(path)

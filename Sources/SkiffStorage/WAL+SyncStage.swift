@@ -45,7 +45,7 @@ extension WAL {
     static let handOverBytesMin = 64 << 10
 
     func startSyncStage() {
-        let thread = WriterThread { [self] in runSyncStage() }
+        let thread = WriterThread(name: "skiff-wal-sync") { [self] in runSyncStage() }
         thread.start()
     }
 
