@@ -87,7 +87,7 @@ extension ClusterIdentity {
             // Asked again if no member answered before the join: the one that let this node in is up.
             if clusterStore == nil { clusterStore = try await checkStore(store, against: configuration, logger: logger) }
             // The cluster's store, remembered before this node claims anything: a later start uses no other.
-            if let clusterStore { try ExternalStoreMarker(store: clusterStore, location: store.description).save(directory: directory) }
+            if let clusterStore { try ExternalStoreMarker.remember(clusterStore, of: store, in: directory) }
             try await claim(store, for: answer, in: directory, logger: logger)
         }
         logger.notice("joined the cluster", metadata: ["cluster": "\(answer.tag)", "role": "learner"])
@@ -186,7 +186,7 @@ extension ClusterIdentity {
         } catch let error as ExternalLogError {
             throw ConfigurationError("--external-log: \(error)")
         }
-        if used?.store != owner.store { try ExternalStoreMarker(store: owner.store, location: store.description).save(directory: directory) }
+        if used?.store != owner.store { try ExternalStoreMarker.remember(owner.store, of: store, in: directory) }
     }
 
     /// The owner `store` records (nil if none), waiting while the store cannot be read (an outage, a share

@@ -1,4 +1,5 @@
 import Foundation
+import SkiffExternal
 
 /// The external store a node has used, remembered in its data directory (`external-store`): the store's id
 /// (`ExternalStoreOwner.store`) and where the node found it.
@@ -9,14 +10,9 @@ import Foundation
 /// term. An operator who replaces a lost store on purpose removes this file on every node.
 public struct ExternalStoreMarker: Equatable, Sendable {
     /// The store's id, as its owner record gives it.
-    public var store: String
+    public let store: String
     /// The store as `--external-log` named it when the node last used it, for messages only.
-    public var location: String
-
-    public init(store: String, location: String) {
-        self.store = store
-        self.location = location
-    }
+    public let location: String
 
     public static func path(in directory: String) -> String { directory + "/external-store" }
 
@@ -32,8 +28,9 @@ public struct ExternalStoreMarker: Equatable, Sendable {
         return ExternalStoreMarker(store: String(lines[1].dropFirst("store ".count)), location: String(lines[2].dropFirst("location ".count)))
     }
 
-    /// Writes the file durably, as the cluster file is written.
-    public func save(directory: String) throws {
-        try DurableFile.write("skiff-external-store-used 1\nstore \(store)\nlocation \(location)\n", to: Self.path(in: directory), in: directory)
+    /// Records durably, as the cluster file is recorded, that the node in `directory` uses the store
+    /// whose id is `storeID`, found at `store`.
+    static func remember(_ storeID: String, of store: any ExternalStore, in directory: String) throws {
+        try DurableFile.write("skiff-external-store-used 1\nstore \(storeID)\nlocation \(store)\n", to: path(in: directory), in: directory)
     }
 }

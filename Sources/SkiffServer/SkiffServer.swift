@@ -90,8 +90,7 @@ public final class SkiffServer: Sendable {
         let directory = configuration.dataDirectory
         guard !configuration.join.isEmpty else {
             _ = try await ClusterIdentity.owner(of: store, namedFor: configuration.clusterName)  // before downloading anything
-            let report = try await ExternalRestore.rebuild(directory: directory, from: store, logger: logger)
-            if let owner = report.owner { try ExternalStoreMarker(store: owner.store, location: store.description).save(directory: directory) }
+            try await rebuild(directory: directory, from: store, logger: logger)
             return try await ClusterIdentity.establish(for: configuration, logger: logger)
         }
         let staging = directory + ".restoring"
@@ -104,6 +103,15 @@ public final class SkiffServer: Sendable {
         try PosixFileSystem().syncDirectory(directory)
         try? FileManager.default.removeItem(atPath: staging)
         return identity
+    }
+
+    /// Rebuilds a node's data directory from the external store (`ExternalRestore.rebuild`) and records
+    /// there the store it came from, so that a node started on it uses that store and no other.
+    @discardableResult
+    public static func rebuild(directory: String, from store: any ExternalStore, logger: Logger) async throws -> ExternalRestore.Report {
+        let report = try await ExternalRestore.rebuild(directory: directory, from: store, logger: logger)
+        if let owner = report.owner { try ExternalStoreMarker.remember(owner.store, of: store, in: directory) }
+        return report
     }
 
     public func stop() async {

@@ -22,9 +22,7 @@ struct Restore: AsyncParsableCommand {
         do { store = try NodeConfiguration.openExternalStore(externalLog) } catch { throw ValidationError(error.description) }
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         do {
-            let report = try await ExternalRestore.rebuild(directory: dataDir, from: store, logger: Logger(label: "skiff.restore"))
-            // The node started on this directory uses this store and no other (an empty mount point, say).
-            if let owner = report.owner { try ExternalStoreMarker(store: owner.store, location: store.description).save(directory: dataDir) }
+            let report = try await SkiffServer.rebuild(directory: dataDir, from: store, logger: Logger(label: "skiff.restore"))
             print("restored \(dataDir): \(report)")
         } catch {
             print("skiff restore: \(error)")

@@ -31,6 +31,24 @@ import Testing
 
     struct Timeout: Error { var what: String; init(_ what: String) { self.what = what } }
 
+    /// A WAL thread carries its name (what `top -H` shows) and runs under SCHED_BATCH (policy 3 in
+    /// `/proc/.../stat`, field 41), so that waking it does not preempt the thread that woke it.
+    @Test func aWALThreadIsNamedAndRunsAsBatch() throws {
+        let seen = Mutex<(comm: String, stat: String)?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        WriterThread(name: "skiff-wal-test") {
+            let read = { (path: String) in (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+            seen.withLock { $0 = (read("/proc/thread-self/comm"), read("/proc/thread-self/stat")) }
+            done.signal()
+        }.start()
+        guard done.wait(timeout: .now() + 10) == .success else { throw Timeout("the thread never ran") }
+        let (comm, stat) = try #require(seen.withLock { $0 })
+        #expect(comm == "skiff-wal-test\n")
+        // The fields after the name in parentheses start at field 3 (state); policy is field 41.
+        let fields = stat[stat.range(of: ") ")!.upperBound...].split(separator: " ")
+        #expect(fields.count > 38 && fields[38] == "3", "\(stat)")
+    }
+
     /// The tests' payloads compress well; these tests need frames as large as their entries.
     func uncompressed(_ options: WALOptions) -> WALOptions {
         var options = options
