@@ -4,7 +4,7 @@ import SkiffRaft
 ///
 ///     offset size field
 ///     0      8    magic "SKIFFWAL"
-///     8      2    format version (1)
+///     8      2    format version (2; version 1 is still read: its frames' *unsynced before* is always zero)
 ///     10     2    start: 0 = continues the log of the previous segment, 1 = the log starts afresh here
 ///     12     4    reserved, zero
 ///     16     8    sequence number (1, 2, 3, ...; never reused)
@@ -21,17 +21,22 @@ struct SegmentHeader: Equatable, Sendable {
 
     static let size = 48
     static let magic = Array("SKIFFWAL".utf8)
-    static let version: UInt16 = 1
+    /// The version this build writes.
+    static let version: UInt16 = 2
+    /// The versions this build reads.
+    static let readableVersions: ClosedRange<UInt16> = 1...2
 
     var start: Start
     var sequence: UInt64
     var firstIndex: LogIndex
     var previousTerm: Term
+    /// The version the segment was written in.
+    var version = SegmentHeader.version
 
     func encoded() -> [UInt8] {
         var writer = ByteWriter(capacity: Self.size)
         writer.append(bytes: Self.magic)
-        writer.append(Self.version)
+        writer.append(version)
         writer.append(start.rawValue)
         writer.append(UInt32(0))
         writer.append(sequence)
@@ -61,8 +66,9 @@ struct SegmentHeader: Equatable, Sendable {
         let reserved2 = reader.read(UInt32.self)!
         let storedCRC = reader.read(UInt32.self)!
         // The version comes before the checksum: a later version may lay out (and check) its header differently.
-        guard version == Self.version else {
-            throw WALError(.unsupportedVersion, file: file, offset: 8, "segment format version \(version); this build reads version \(Self.version)")
+        guard readableVersions.contains(version) else {
+            throw WALError(.unsupportedVersion, file: file, offset: 8,
+                           "segment format version \(version); this build reads versions \(readableVersions.lowerBound) to \(readableVersions.upperBound)")
         }
         let actualCRC = Checksum.crc32(UnsafeRawBufferPointer(rebasing: bytes[0..<44]))
         guard storedCRC == actualCRC else {
@@ -71,7 +77,7 @@ struct SegmentHeader: Equatable, Sendable {
         guard let start = Start(rawValue: startRaw), reserved1 == 0, reserved2 == 0, first >= 1, sequence >= 1 else {
             throw WALError(.malformed, file: file, offset: 0, "segment header has out-of-range fields")
         }
-        return SegmentHeader(start: start, sequence: sequence, firstIndex: LogIndex(first), previousTerm: Term(previousTerm))
+        return SegmentHeader(start: start, sequence: sequence, firstIndex: LogIndex(first), previousTerm: Term(previousTerm), version: version)
     }
 
     /// `0000000003-00000000000000001024.wal`: sequence then first index, zero-padded so `ls` shows log order.

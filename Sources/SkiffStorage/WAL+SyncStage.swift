@@ -8,6 +8,8 @@ struct WrittenGroup {
     var file: (any StorageFile)?
     /// The size of the frame written.
     var bytes = 0
+    /// Where the frame ends in its segment.
+    var end: Int64 = 0
     /// Where the group's entries lie; nil when it held only a hard state.
     var frame: FrameRef?
     var entryTerms: [(UInt64, UInt64)]
@@ -111,7 +113,7 @@ extension WAL {
         if let file = files.last {
             // The writer drains this stage before it starts a new segment, so all groups share one file.
             assert(files.allSatisfy { $0 === file }, "groups waiting for one sync span two segments")
-            syncFile(file)
+            if syncFile(file) { syncedEnd.store(groups.last { $0.file != nil }!.end, ordering: .releasing) }
         }
         readState.withLock { state in
             for group in groups {

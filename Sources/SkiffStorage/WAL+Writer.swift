@@ -34,8 +34,8 @@ struct WriterState {
     }
 
     /// Encodes the gathered body as a frame at `offset` of the current segment; the frame is in `encoder.output`.
-    mutating func encodeBody(segment: UInt64, offset: Int64) {
-        encoder.encode(&body, segment: segment, offset: offset)
+    mutating func encodeBody(segment: UInt64, offset: Int64, unsyncedBefore: Int) {
+        encoder.encode(&body, segment: segment, offset: offset, unsyncedBefore: unsyncedBefore)
     }
 }
 
@@ -119,10 +119,25 @@ extension WAL {
         }
     }
 
-    func syncFile(_ file: any StorageFile, always: Bool = false) {
-        guard always || options.fsync == .always else { return }
+    /// Syncs `file` unless fsync is off and `always` is not set; returns whether it did.
+    @discardableResult
+    func syncFile(_ file: any StorageFile, always: Bool = false) -> Bool {
+        guard always || options.fsync == .always else { return false }
         do { try file.sync() } catch { fatalError("fdatasync failed on \(file.path): \(error)") }
         syncCounter.add(1, ordering: .relaxed)
+        return true
+    }
+
+    /// How many bytes before a frame at `offset` of the current segment are not known durable, as the frame
+    /// will say. More than a frame can say are first synced (fsync on) or claimed durable (fsync off).
+    private func unsyncedBytes(before offset: Int64) -> Int {
+        var unsynced = Int(offset - syncedEnd.load(ordering: .acquiring))
+        if unsynced > FrameHeader.unsyncedBytesMax && options.fsync == .always {
+            drainSyncStage()
+            unsynced = Int(offset - syncedEnd.load(ordering: .acquiring))
+        }
+        assert(unsynced >= 0 && unsynced % 8 == 0, "\(unsynced) unsynced bytes before a frame at \(offset)")
+        return min(unsynced, FrameHeader.unsyncedBytesMax)
     }
 
     private func io<T>(_ file: String, _ what: String, _ body: () throws -> T) throws(WALError) -> T {
@@ -141,7 +156,8 @@ extension WAL {
             try writerCreateSegment(start: .continues, firstIndex: last + 1, previousTerm: lastTerm)
         }
         var segment = writer.current!
-        writer.encodeBody(segment: segment.sequence, offset: segment.writeOffset)
+        let unsynced = unsyncedBytes(before: segment.writeOffset)
+        writer.encodeBody(segment: segment.sequence, offset: segment.writeOffset, unsyncedBefore: unsynced)
         let frameOffset = segment.writeOffset
         try io(segment.file.path, "write") { try segment.file.write(writer.encoder.output, at: frameOffset) }
         segment.writeOffset += Int64(writer.encoder.output.count)
@@ -150,6 +166,7 @@ extension WAL {
         if let hardState { writer.hardState = hardState }
         group.file = segment.file
         group.bytes = writer.encoder.output.count
+        group.end = segment.writeOffset
         if let (first, _) = entryTerms.first {
             group.frame = FrameRef(sequence: segment.sequence, offset: frameOffset, footprint: Int32(writer.encoder.output.count),
                                    firstIndex: first, count: UInt32(entryTerms.count))
@@ -171,7 +188,7 @@ extension WAL {
         var body = BodyBuilder()
         body.append(hardState: writer.hardState)
         var encoder = FrameEncoder(compressionThresholdBytes: options.compressionThresholdBytes)
-        encoder.encode(&body, segment: header.sequence, offset: Int64(SegmentHeader.size))
+        encoder.encode(&body, segment: header.sequence, offset: Int64(SegmentHeader.size), unsyncedBefore: 0)
         let bytes = header.encoded() + encoder.output
         // Written under a temporary name, synced, then renamed into place and opened under its own name.
         let prepared: any StorageFile
@@ -196,6 +213,7 @@ extension WAL {
         writer.nextSequence += 1
         writer.segments.append(header)
         writer.current = OpenSegment(file: file, sequence: header.sequence, writeOffset: Int64(bytes.count))
+        syncedEnd.store(Int64(bytes.count), ordering: .releasing)
         writer.segmentStart = (Int64(bytes.count), syncCount)
         writer.nextSegmentPlanned = false
         writer.zeroFillNextSegment = true

@@ -64,6 +64,9 @@ public final class WAL: @unchecked Sendable {
     let syncs = Mutex(SyncQueue())
     let syncWake = DispatchSemaphore(value: 0)
     let syncCounter = Atomic<Int>(0)
+    /// Where the current segment's durable prefix ends, as far as the writer knows: every frame before it was
+    /// covered by a finished fdatasync. Written by whichever thread finishes a sync; read when writing a frame.
+    let syncedEnd = Atomic<Int64>(0)
     /// The next segment's file, prepared ahead by a helper thread.
     let spare = Mutex(SpareSegment())
     let spareReady = DispatchSemaphore(value: 0)
@@ -158,11 +161,12 @@ public final class WAL: @unchecked Sendable {
         if let tail = loaded.unfinishedTail {
             logger.warning("cut unfinished write off the WAL", metadata: [
                 "file": "\(tail.fileName)", "offset": "\(tail.offset)", "bytes": "\(tail.bytes)",
-                "kind": "\(tail.allZero ? "preallocated zeros" : "torn write")"])
+                "kind": "\(tail.allZero ? "preallocated zeros" : "torn write")", "unsyncedFramesAfter": "\(tail.laterFrames)"])
         }
 
         let wal = WAL(directory: directory, options: options, fileSystem: fileSystem, logger: logger,
                       replay: loaded.replay, files: files, writer: writer)
+        wal.syncedEnd.store(writer.current?.writeOffset ?? 0, ordering: .releasing)  // synced above
         if loaded.segments.isEmpty {
             try wal.writerCreateSegment(start: .fresh, firstIndex: 1, previousTerm: 0)
         }

@@ -102,9 +102,10 @@ public struct WALInspection: Sendable {
             }
             switch ending {
             case .clean: break
-            case .unfinished(let offset, _) where contents[position][Int(offset)...].allSatisfy({ $0 == 0 }): break
-            case .unfinished(let offset, let count):
-                notes.append("\(name): stopped at byte \(offset): \(count) bytes of an unfinished write")
+            case .unfinished(let offset, _, _) where contents[position][Int(offset)...].allSatisfy({ $0 == 0 }): break
+            case .unfinished(let offset, let count, let later):
+                notes.append("\(name): stopped at byte \(offset): \(count) bytes of an unfinished write"
+                             + (later > 0 ? ", with \(later) later frames written before it was synced" : ""))
             case .corrupt(let offset, let next):
                 notes.append("\(name): stopped at byte \(offset): frame does not verify (a verified frame follows at byte \(next))")
             }

@@ -12,13 +12,17 @@ struct LoadedWAL {
     var temporaryFiles: [String] = []
 }
 
-/// Bytes at the end of the newest segment that belong to no verified frame.
+/// Bytes at the end of the newest segment that no sync was known to cover: from the first frame that
+/// does not verify to the end of the file.
 public struct UnfinishedTail: Sendable, Equatable {
     public var fileName: String
     public var offset: Int64
     public var bytes: Int64
     /// True when every byte is zero: preallocated space rather than a torn write.
     public var allZero: Bool
+    /// Verified frames among those bytes, written while the torn one was still being synced; no sync covered
+    /// them, so none was acknowledged.
+    public var laterFrames = 0
 }
 
 enum WALLoader {
@@ -124,11 +128,11 @@ enum WALLoader {
                 let resume = bytes.withUnsafeBytes { firstEntryIndex(in: $0, frameAt: Int(next), sequence: header.sequence) }
                 let affected = resume.flatMap { $0 > after + 1 ? (after + 1)...($0 - 1) : nil }
                 try report(WALError(.checksumMismatch, file: path, offset: offset, indices: affected,
-                                    "frame does not verify, but a verified frame follows at byte \(next): the log is corrupt after index \(after)"))
-            case .unfinished(let offset, let count):
+                                    "frame does not verify, but the frame at byte \(next) verifies and was written after it was durable: the log is corrupt after index \(after)"))
+            case .unfinished(let offset, let count, let later):
                 let allZero = bytes.withUnsafeBytes { SegmentScanner.isZero(UnsafeRawBufferPointer(rebasing: $0[Int(offset)...])) }
                 if isNewest {
-                    loaded.unfinishedTail = UnfinishedTail(fileName: name, offset: offset, bytes: count, allZero: allZero)
+                    loaded.unfinishedTail = UnfinishedTail(fileName: name, offset: offset, bytes: count, allZero: allZero, laterFrames: later)
                 } else {
                     let after = summary.writtenIndices?.upperBound ?? (header.firstIndex.rawValue - 1)
                     try report(WALError(.checksumMismatch, file: path, offset: offset,

@@ -4,9 +4,10 @@ import SkiffRaft
 import Testing
 
 /// Committed WAL and snapshot files pin the on-disk formats: today's reader must read them, and today's
-/// writer must still produce the uncompressed ones byte for byte. A format change is then a conscious act:
-/// bump the version, keep reading the old one, and regenerate with `SKIFF_UPDATE_GOLDEN=1 swift test
-/// --filter GoldenTests`, saying why in the commit.
+/// writer must still produce the uncompressed ones of the current version byte for byte. A format change is
+/// then a conscious act: bump the version, keep reading (and keep the files of) the old one, and generate the
+/// new version's with `SKIFF_UPDATE_GOLDEN=1 swift test --filter GoldenTests`, saying why in the commit. Only
+/// files of the current version are ever regenerated.
 @Suite(.serialized) struct GoldenTests {
     static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden").path
     static let updating = ProcessInfo.processInfo.environment["SKIFF_UPDATE_GOLDEN"] == "1"
@@ -60,10 +61,12 @@ import Testing
 
     static var goldenOptions: WALOptions { smallOptions(segmentBytes: 4096) }
 
-    @Test(arguments: ["wal-v1-plain", "wal-v1-compressed"])
+    static let current = "wal-v\(SegmentHeader.version)-"
+
+    @Test(arguments: ["wal-v1-plain", "wal-v1-compressed", "wal-v2-plain", "wal-v2-compressed"])
     func goldenWALReadsBack(_ name: String) async throws {
         let path = Self.golden + "/" + name
-        if Self.updating {
+        if Self.updating && name.hasPrefix(Self.current) {
             let fresh = try await Self.generate(name, name.hasSuffix("plain") ? Self.writePlain : Self.writeCompressed)
             try? FileManager.default.removeItem(atPath: path)
             try FileManager.default.copyItem(atPath: fresh, toPath: path)
@@ -90,7 +93,7 @@ import Testing
     @Test func plainWALIsWrittenByteForByteAsCommitted() async throws {
         let fresh = try await Self.generate("check", Self.writePlain)
         defer { try? FileManager.default.removeItem(atPath: fresh) }
-        let committed = Self.golden + "/wal-v1-plain"
+        let committed = Self.golden + "/" + Self.current + "plain"
         let names = try FileManager.default.contentsOfDirectory(atPath: committed).sorted()
         #expect(try FileManager.default.contentsOfDirectory(atPath: fresh).sorted() == names)
         for name in names {
@@ -121,13 +124,17 @@ import Testing
         (["dump", "--json", "--from", "65", "wal-v1-plain"], "wal-v1-plain.dump-json.txt"),
         (["dump", "wal-v1-compressed", "--payload-bytes", "20"], "wal-v1-compressed.dump.txt"),
         (["verify", "wal-v1-plain"], "wal-v1-plain.verify.txt"),
+        (["ls", "wal-v2-plain"], "wal-v2-plain.ls.txt"),
+        (["verify", "wal-v2-plain"], "wal-v2-plain.verify.txt"),
         (["snapshot", "00000000000000000036-00000000000000000001.snap"], "snapshot.txt"),
     ])
     func toolOutputMatchesGolden(_ arguments: [String], _ expectedFile: String) throws {
         let (status, output, _) = try runTool("skiff-wal", arguments, in: Self.golden)
         #expect(status == 0)
         let path = Self.golden + "/" + expectedFile
-        if Self.updating { try output.write(toFile: path, atomically: true, encoding: .utf8) }
+        if Self.updating && arguments.contains(where: { $0.hasPrefix(Self.current) }) {
+            try output.write(toFile: path, atomically: true, encoding: .utf8)
+        }
         #expect(output == (try String(contentsOfFile: path, encoding: .utf8)))
     }
 }

@@ -105,6 +105,99 @@ import Testing
         }
     }
 
+    /// What a power cut can leave while the writer is a group ahead of the sync: the disk kept the frame written
+    /// during the sync (B) and tore the one being synced (A). Neither was acknowledged, so open cuts both off.
+    /// The same damage to A after a later frame (C) was written behind A's finished sync is corruption.
+    @Test func aFrameTornDuringItsSyncIsCutOffWithTheFramesWrittenBehindIt() async throws {
+        let dir = TemporaryDirectory()
+        let files = InstrumentedFileSystem()
+        let (writeGate, syncGate) = (Gate(), Gate())
+        files.beforeWrite.withLock { $0 = { path in if path.hasSuffix(".wal") { writeGate.pass() } } }
+        files.beforeSync.withLock { $0 = { path in if path.hasSuffix(".wal") { syncGate.pass() } } }
+        let options = uncompressed(smallOptions(segmentBytes: 4 << 20))
+        let (wal, _) = try WAL.open(directory: dir.path, options: options, fileSystem: files, logger: quietLogger)
+        try await wal.append(entries(1...2))
+        let answered = Answers()
+        let frames = { files.writes.withLock { $0.filter { $0.path.hasSuffix(".wal") } } }
+        let before = frames().count
+
+        writeGate.armed.store(true, ordering: .sequentiallyConsistent)
+        syncGate.armed.store(true, ordering: .sequentiallyConsistent)
+        wal.append(entries(3...12, size: 10 << 10), hardState: nil) { _ in answered.names.withLock { $0.append("A") } }
+        try writeGate.awaitEntered()
+        wal.append(entries(13...14), hardState: nil) { _ in answered.names.withLock { $0.append("B") } }
+        writeGate.release.signal()
+        try syncGate.awaitEntered()
+        try eventually("B written while A syncs") { frames().count == before + 2 }
+        let (a, b) = (frames()[before], frames()[before + 1])
+        #expect(b.offset == a.offset + Int64(a.count))
+        #expect(try Self.unsyncedBefore(frameAt: b.offset, in: b.path) == a.count, "B says A was not yet durable")
+        let image = Self.tear(try readBytes(b.path), at: a.offset)
+
+        syncGate.release.signal()
+        try eventually("A and B answered") { answered.names.withLock { $0 } == ["A", "B"] }
+        try await wal.append(entries(15...15))
+        let c = frames().last!
+        #expect(try Self.unsyncedBefore(frameAt: c.offset, in: c.path) < Int(c.offset - a.offset), "C says A was durable")
+        await wal.close()
+
+        let torn = TemporaryDirectory()
+        try writeBytes(image, to: torn.file((b.path as NSString).lastPathComponent))
+        try await withWAL(torn.path, options: options) { reopened, report async throws in
+            #expect(report.cutTail?.offset == a.offset)
+            #expect(report.cutTail?.laterFrames == 1)
+            #expect(try allEntries(reopened) == entries(1...2))
+        }
+        let damaged = TemporaryDirectory()
+        try writeBytes(Self.tear(try readBytes(c.path), at: a.offset), to: damaged.file((c.path as NSString).lastPathComponent))
+        let error = #expect(throws: WALError.self) { _ = try WAL.open(directory: damaged.path, options: options, logger: quietLogger) }
+        #expect(error?.code == .checksumMismatch && error?.offset == a.offset, "\(String(describing: error))")
+    }
+
+    /// A frame can say at most `FrameHeader.unsyncedBytesMax` unsynced bytes behind it; with more in flight, the
+    /// writer waits for the sync before it writes the next frame.
+    @Test func theWriterWaitsForASyncRatherThanRunMoreThanAFrameCanSayAhead() async throws {
+        let dir = TemporaryDirectory()
+        let files = InstrumentedFileSystem()
+        let (writeGate, syncGate) = (Gate(), Gate())
+        files.beforeWrite.withLock { $0 = { path in if path.hasSuffix(".wal") { writeGate.pass() } } }
+        files.beforeSync.withLock { $0 = { path in if path.hasSuffix(".wal") { syncGate.pass() } } }
+        let options = uncompressed(smallOptions(segmentBytes: 4 << 20))
+        let (wal, _) = try WAL.open(directory: dir.path, options: options, fileSystem: files, logger: quietLogger)
+        let answered = Answers()
+        let frames = { files.writes.withLock { $0.filter { $0.path.hasSuffix(".wal") } } }
+        let before = frames().count
+
+        writeGate.armed.store(true, ordering: .sequentiallyConsistent)
+        syncGate.armed.store(true, ordering: .sequentiallyConsistent)
+        wal.append(entries(1...60, size: 10 << 10), hardState: nil) { _ in answered.names.withLock { $0.append("A") } }
+        try writeGate.awaitEntered()
+        wal.append(entries(61...61), hardState: nil) { _ in answered.names.withLock { $0.append("B") } }
+        writeGate.release.signal()
+        try syncGate.awaitEntered()
+        #expect(frames()[before].count > FrameHeader.unsyncedBytesMax)
+        usleep(200_000)
+        #expect(frames().count == before + 1, "B was written while more than a frame can say was unsynced")
+        syncGate.release.signal()
+        try eventually("A and B answered") { answered.names.withLock { $0 } == ["A", "B"] }
+        let b = frames()[before + 1]
+        #expect(try Self.unsyncedBefore(frameAt: b.offset, in: b.path) == 0)
+        await wal.close()
+    }
+
+    /// The *unsynced before* field of the frame at `offset` of the segment at `path`, in bytes.
+    static func unsyncedBefore(frameAt offset: Int64, in path: String) throws -> Int {
+        let bytes = try readBytes(path)
+        return Int(UInt16(bytes[Int(offset) + 6]) | UInt16(bytes[Int(offset) + 7]) << 8) * 8
+    }
+
+    /// `bytes` with 4 KiB garbled from 8 KiB into the frame at `offset`, as a write torn by a power cut.
+    static func tear(_ bytes: [UInt8], at offset: Int64) -> [UInt8] {
+        var bytes = bytes
+        for position in Int(offset) + 8192..<Int(offset) + 12288 { bytes[position] = 0xA5 }
+        return bytes
+    }
+
     // Swift 6.3.1 crashes (signal 11, splitting the coroutine) when it optimises this function or its
     // appending loop, as `Tools/dev sweep` does; unoptimised they compile. Remove once a compiler builds them.
     @_optimize(none)
