@@ -102,9 +102,9 @@ final class Cluster: @unchecked Sendable {
     }
 
     /// A power cut on `node`, which must have been killed: its writes that no fsync covered are undone.
-    func cutPower(_ node: Int, tear: Bool, random: inout SplitMix64) throws -> PowerLoss.Outcome {
+    func cutPower(_ node: Int, loss: PowerLoss.Loss, random: inout SplitMix64) throws -> PowerLoss.Outcome {
         precondition(!isRunning(node), "the power is cut on a killed node")
-        return try PowerLoss.cut(journal: journalPath(node), directory: "\(directory)/n\(node)", tear: tear, random: &random)
+        return try PowerLoss.cut(journal: journalPath(node), directory: "\(directory)/n\(node)", loss: loss, random: &random)
     }
 
     /// Switches a fault of the power-loss library on or off for `node` (`fsync-eio`, `write-enospc`).

@@ -211,12 +211,12 @@ final class Nemesis {
             case .powerCutMajority: pick(nodes.count / 2 + 1, of: nodes)
             default: nodes
             }
-            let tear = random.below(2) == 0
-            note("\(fault.text): kill -9 \(names(victims)), then undo every write not fsynced\(tear ? ", tearing the newest" : "")")
+            let loss = PowerLoss.Loss.allCases[Int(random.below(UInt64(PowerLoss.Loss.allCases.count)))]
+            note("\(fault.text): kill -9 \(names(victims)), then \(loss.text)")
             for node in victims { cluster.kill(node) }
             for node in victims {
-                let cut = try cluster.cutPower(node, tear: tear, random: &random)
-                note("  n\(node): \(cut.writesUndone) writes undone in \(cut.filesTouched) files, \(cut.torn) torn")
+                let cut = try cluster.cutPower(node, loss: loss, random: &random)
+                note("  n\(node): \(cut.writesUndone) writes undone in \(cut.filesTouched) files, \(cut.torn) torn, \(cut.writesKept) kept")
             }
             return { [self] in
                 note("restart \(names(victims))")
@@ -232,7 +232,7 @@ final class Nemesis {
                 // After a failed fsync the kernel may have dropped the dirty pages: as good as a power cut.
                 if fault == .fsyncFailure {
                     cluster.kill(any)
-                    let cut = try cluster.cutPower(any, tear: false, random: &random)
+                    let cut = try cluster.cutPower(any, loss: .all, random: &random)
                     note("\(switchName) off; n\(any) \(stopped.map { "had stopped by itself (\($0))" } ?? "still ran: killed"), \(cut.writesUndone) unsynced writes undone; restart")
                 } else {
                     // A node that hit ENOSPC may still be on its way out: end it either way.

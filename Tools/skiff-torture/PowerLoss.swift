@@ -1,13 +1,32 @@
 import Foundation
 import SkiffRaft
 
-/// A power cut, applied to the files of a node that was just killed: every write that no fsync or
-/// fdatasync made durable is undone, newest first, from the journal that `power_loss_shim.c` kept while the
-/// node ran (see that file for the format). Optionally the newest unsynced write of each file is only
-/// partly undone, as a write torn by the cut.
+/// A power cut, applied to the files of a node that was just killed: writes that no fsync or fdatasync made
+/// durable are undone, newest first, from the journal that `power_loss_shim.c` kept while the node ran (see
+/// that file for the format).
 enum PowerLoss {
+    /// Which unsynced writes the cut loses.
+    enum Loss: CaseIterable {
+        /// All of them.
+        case all
+        /// All of them, but the newest of each file only partly, as a write torn by the cut.
+        case allTearingNewest
+        /// Each one or not, as a coin falls: a disk persists unsynced writes in any order, so a later write
+        /// may survive an earlier one it did not overwrite.
+        case anyOrder
+
+        var text: String {
+            switch self {
+            case .all: "undo every write not fsynced"
+            case .allTearingNewest: "undo every write not fsynced, tearing the newest"
+            case .anyOrder: "undo each write not fsynced or not, in any order"
+            }
+        }
+    }
+
     struct Outcome {
         var writesUndone = 0
+        var writesKept = 0
         var filesTouched = 0
         var torn = 0
     }
@@ -17,7 +36,7 @@ enum PowerLoss {
     private struct Write { var position: Int; var offset: Int64; var oldSize: Int64; var written: Int; var oldBytes: [UInt8] }
 
     /// Undoes the unsynced writes the journal records for files under `directory`, then removes the journal.
-    static func cut(journal: String, directory: String, tear: Bool, random: inout SplitMix64) throws -> Outcome {
+    static func cut(journal: String, directory: String, loss: Loss, random: inout SplitMix64) throws -> Outcome {
         var outcome = Outcome()
         guard let data = FileManager.default.contents(atPath: journal) else { return outcome }
         var unsynced: [Inode: [Write]] = [:]
@@ -55,16 +74,28 @@ enum PowerLoss {
             guard file >= 0 else { throw TortureError("cannot open \(path) to undo its unsynced writes: errno \(errno)") }
             defer { close(file) }
             var size = Int64(lseek(file, 0, SEEK_END))
+            var survivors: [Range<Int64>] = []  // later writes the cut kept: what they wrote stays
             for (number, write) in writes.enumerated().reversed() {
-                // Torn: the first `kept` bytes of the newest write reached the disk, the rest did not.
-                let kept = tear && number == writes.count - 1 && write.written > 1 ? Int(random.below(UInt64(write.written))) : 0
-                if kept > 0 { outcome.torn += 1 }
-                if write.oldBytes.count > kept {
-                    let restored = Array(write.oldBytes[kept...])
-                    let done = restored.withUnsafeBytes { pwrite(file, $0.baseAddress, $0.count, off_t(write.offset + Int64(kept))) }
-                    guard done == restored.count else { throw TortureError("cannot undo a write to \(path): errno \(errno)") }
+                if loss == .anyOrder && random.below(2) == 0 {
+                    survivors.append(write.offset..<write.offset + Int64(write.written))
+                    outcome.writesKept += 1
+                    continue
                 }
-                let end = kept > 0 ? max(write.oldSize, write.offset + Int64(kept)) : write.oldSize
+                // Torn: the first `kept` bytes of the newest write reached the disk, the rest did not.
+                let kept = loss == .allTearingNewest && number == writes.count - 1 && write.written > 1 ? Int(random.below(UInt64(write.written))) : 0
+                if kept > 0 { outcome.torn += 1 }
+                // What the write replaced (zeros past the old end of the file), except where a kept later write lies.
+                let start = write.offset + Int64(kept)
+                for piece in Self.subtract(survivors, from: start..<write.offset + Int64(write.written)) {
+                    let restored = (piece.lowerBound..<piece.upperBound).map { at -> UInt8 in
+                        let index = Int(at - write.offset)
+                        return index < write.oldBytes.count ? write.oldBytes[index] : 0
+                    }
+                    let done = restored.withUnsafeBytes { pwrite(file, $0.baseAddress, $0.count, off_t(piece.lowerBound)) }
+                    guard done == restored.count else { throw TortureError("cannot undo a write to \(path): errno \(errno)") }
+                    size = max(size, piece.upperBound)
+                }
+                let end = max(kept > 0 ? max(write.oldSize, start) : write.oldSize, survivors.map(\.upperBound).max() ?? 0)
                 if end < size {
                     guard ftruncate(file, off_t(end)) == 0 else { throw TortureError("cannot cut \(path) back: errno \(errno)") }
                     size = end
@@ -76,6 +107,18 @@ enum PowerLoss {
         }
         try? FileManager.default.removeItem(atPath: journal)
         return outcome
+    }
+
+    /// The parts of `range` that none of `ranges` covers.
+    static func subtract(_ ranges: [Range<Int64>], from range: Range<Int64>) -> [Range<Int64>] {
+        var pieces = [range]
+        for cut in ranges {
+            pieces = pieces.flatMap { piece -> [Range<Int64>] in
+                guard cut.overlaps(piece) else { return [piece] }
+                return [piece.lowerBound..<cut.lowerBound, cut.upperBound..<piece.upperBound].filter { !$0.isEmpty }
+            }
+        }
+        return pieces
     }
 
     /// Every regular file under `directory`, by device and inode (the journal cannot name unnamed files).

@@ -18,7 +18,7 @@ struct SkiffTorture: ParsableCommand {
             minority at once), SIGSTOP longer than an election timeout, partitions (the leader isolated, a \
             minority split off, one direction of a link, all but a bridge node), lossy links, membership \
             changes (a voter removed and promoted back; a node killed, removed, emptied and joined afresh), \
-            power cuts that undo every write no fsync covered, a failing fsync and a full disk (through \
+            power cuts that undo writes no fsync covered (all, or any of them in any order), a failing fsync and a full disk (through \
             libSkiffPowerLossShim.so beside this tool, loaded into each node), and with an external log, \
             the store taken away. Then everything heals, every key is read through every node, \
             the replicas are compared, and the history is checked.
