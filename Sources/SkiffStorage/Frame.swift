@@ -3,11 +3,12 @@
 ///     frame = { u32 stored length | u8 type (1 = batch) | u8 flags (bit 0: lz4) | u16 unsynced before
 ///               | u32 raw length | u32 CRC-32 | body (stored length bytes) | zero padding to 8 }
 ///
-/// *Unsynced before* (format version 2; zero in version 1) counts, in units of 8 bytes, how much of the
-/// segment before this frame the writer had not yet seen made durable when it wrote the frame: the writer
-/// writes the next group while the previous one is still being synced. The bytes before
+/// *Unsynced before* (format version 2; zero in version 1) counts, in 4 KiB units rounded up, how much of
+/// the segment before this frame the writer had not yet seen made durable when it wrote the frame: the
+/// writer writes the next group while the previous one is still being synced. The bytes before
 /// `offset - unsyncedBefore` were durable when this frame was written, which is what lets recovery tell a
-/// frame torn by a power cut (written, not yet synced) from one damaged after it was durable.
+/// frame torn by a power cut (written, not yet synced) from one damaged after it was durable. Rounding up
+/// only ever claims less durable than was.
 ///
 /// The CRC covers the first 12 header bytes and the stored body, and starts from
 /// `Checksum.seed(segment:offset:)`, so a frame verifies only in the segment and at the offset it was written to.
@@ -18,13 +19,17 @@ struct FrameHeader: Equatable, Sendable {
     static let flagCompressed: UInt8 = 1
     /// No frame may be larger than this, stored or raw: a length above it is never trusted.
     static let bytesMax = 256 << 20
-    /// The most *unsynced before* can say: a writer with more unsynced bytes behind it first waits for them
-    /// to be synced (or, with fsync off, says this much, which claims more is durable than is: the strict side).
-    static let unsyncedBytesMax = Int(UInt16.max) * 8
+    /// The unit of *unsynced before*.
+    static let unsyncedUnit = 4096
+    /// The most *unsynced before* can say (256 MiB less 4 KiB): a writer with more unsynced bytes behind it
+    /// first waits for them to be synced (or, with fsync off, says this much, which claims more is durable
+    /// than is: the strict side).
+    static let unsyncedBytesMax = Int(UInt16.max) * unsyncedUnit
 
     var storedLength: Int
     var flags: UInt8
-    /// Bytes of the segment just before this frame that were not known durable when it was written; a multiple of 8.
+    /// Bytes of the segment just before this frame that were not known durable when it was written, rounded
+    /// up to a multiple of `unsyncedUnit`.
     var unsyncedBefore: Int
     var rawLength: Int
     var crc: UInt32
@@ -46,7 +51,7 @@ struct FrameHeader: Equatable, Sendable {
         let crc = reader.read(UInt32.self)!
         guard type == typeBatch, flags & ~flagCompressed == 0,
               stored <= bytesMax, raw <= bytesMax, (size + stored).alignedTo8 <= available else { return nil }
-        let header = FrameHeader(storedLength: stored, flags: flags, unsyncedBefore: Int(unsyncedUnits) * 8, rawLength: raw, crc: crc)
+        let header = FrameHeader(storedLength: stored, flags: flags, unsyncedBefore: Int(unsyncedUnits) * unsyncedUnit, rawLength: raw, crc: crc)
         if !header.isCompressed && raw != stored { return nil }
         return header
     }
@@ -57,7 +62,7 @@ struct FrameHeader: Equatable, Sendable {
         head.append(UInt32(storedLength))
         head.append(Self.typeBatch)
         head.append(flags)
-        head.append(UInt16(unsyncedBefore / 8))
+        head.append(UInt16(unsyncedBefore / Self.unsyncedUnit))
         head.append(UInt32(rawLength))
         let seed = Checksum.seed(segment: segment, offset: offset)
         let crc = head.bytes.withUnsafeBytes { Checksum.crc32($0, continuing: seed) }
@@ -79,11 +84,12 @@ struct FrameEncoder {
 
     init(compressionThresholdBytes: Int) { self.compressionThresholdBytes = compressionThresholdBytes }
 
-    /// Encodes the body in `builder` as a frame at `offset` of segment `segment`, behind `unsyncedBefore` bytes
-    /// not yet known durable; the result is in `output`. Leaves `builder` to be reset before reuse.
-    mutating func encode(_ builder: inout BodyBuilder, segment: UInt64, offset: Int64, unsyncedBefore: Int) {
-        precondition(unsyncedBefore >= 0 && unsyncedBefore % 8 == 0 && unsyncedBefore <= FrameHeader.unsyncedBytesMax
-                     && Int64(unsyncedBefore) <= offset - Int64(SegmentHeader.size), "unsynced bytes \(unsyncedBefore) before a frame at \(offset)")
+    /// Encodes the body in `builder` as a frame at `offset` of segment `segment`, behind `unsynced` bytes not
+    /// yet known durable; the result is in `output`. Leaves `builder` to be reset before reuse.
+    mutating func encode(_ builder: inout BodyBuilder, segment: UInt64, offset: Int64, unsynced: Int) {
+        precondition(unsynced >= 0 && unsynced <= FrameHeader.unsyncedBytesMax && Int64(unsynced) <= offset - Int64(SegmentHeader.size),
+                     "\(unsynced) unsynced bytes before a frame at \(offset)")
+        let unsyncedBefore = (unsynced + FrameHeader.unsyncedUnit - 1) / FrameHeader.unsyncedUnit * FrameHeader.unsyncedUnit
         let rawCount = builder.bodyCount
         precondition(rawCount <= FrameHeader.bytesMax, "frame body of \(rawCount) bytes exceeds the limit")
         let useCompression = rawCount >= compressionThresholdBytes && builder.bytes.withUnsafeBytes { all in
@@ -111,7 +117,7 @@ struct FrameEncoder {
         head.append(UInt32(header.storedLength))
         head.append(FrameHeader.typeBatch)
         head.append(header.flags)
-        head.append(UInt16(unsyncedBefore / 8))
+        head.append(UInt16(unsyncedBefore / FrameHeader.unsyncedUnit))
         head.append(UInt32(header.rawLength))
         head.append(header.crc)
         output.replaceSubrange(0..<FrameHeader.size, with: head.bytes)

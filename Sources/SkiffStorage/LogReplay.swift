@@ -16,6 +16,8 @@ public struct SegmentSummary: Sendable {
     public var fileName: String
     public var sequence: UInt64
     public var startsFresh: Bool
+    /// The format version the segment was written in.
+    public var version: UInt16
     public var firstIndex: UInt64
     public var previousTerm: UInt64
     /// The indices of the entries written in this segment, superseded ones included; nil if none.

@@ -34,8 +34,8 @@ struct WriterState {
     }
 
     /// Encodes the gathered body as a frame at `offset` of the current segment; the frame is in `encoder.output`.
-    mutating func encodeBody(segment: UInt64, offset: Int64, unsyncedBefore: Int) {
-        encoder.encode(&body, segment: segment, offset: offset, unsyncedBefore: unsyncedBefore)
+    mutating func encodeBody(segment: UInt64, offset: Int64, unsynced: Int) {
+        encoder.encode(&body, segment: segment, offset: offset, unsynced: unsynced)
     }
 }
 
@@ -132,12 +132,12 @@ extension WAL {
     /// will say. More than a frame can say are first synced (fsync on) or claimed durable (fsync off).
     private func unsyncedBytes(before offset: Int64) -> Int {
         var unsynced = Int(offset - syncedEnd.load(ordering: .acquiring))
-        if unsynced > FrameHeader.unsyncedBytesMax && options.fsync == .always {
+        if unsynced > options.unsyncedBytesMax && options.fsync == .always {
             drainSyncStage()
             unsynced = Int(offset - syncedEnd.load(ordering: .acquiring))
         }
-        assert(unsynced >= 0 && unsynced % 8 == 0, "\(unsynced) unsynced bytes before a frame at \(offset)")
-        return min(unsynced, FrameHeader.unsyncedBytesMax)
+        assert(unsynced >= 0, "\(unsynced) unsynced bytes before a frame at \(offset)")
+        return min(unsynced, options.unsyncedBytesMax)
     }
 
     private func io<T>(_ file: String, _ what: String, _ body: () throws -> T) throws(WALError) -> T {
@@ -157,7 +157,7 @@ extension WAL {
         }
         var segment = writer.current!
         let unsynced = unsyncedBytes(before: segment.writeOffset)
-        writer.encodeBody(segment: segment.sequence, offset: segment.writeOffset, unsyncedBefore: unsynced)
+        writer.encodeBody(segment: segment.sequence, offset: segment.writeOffset, unsynced: unsynced)
         let frameOffset = segment.writeOffset
         try io(segment.file.path, "write") { try segment.file.write(writer.encoder.output, at: frameOffset) }
         segment.writeOffset += Int64(writer.encoder.output.count)
@@ -188,7 +188,7 @@ extension WAL {
         var body = BodyBuilder()
         body.append(hardState: writer.hardState)
         var encoder = FrameEncoder(compressionThresholdBytes: options.compressionThresholdBytes)
-        encoder.encode(&body, segment: header.sequence, offset: Int64(SegmentHeader.size), unsyncedBefore: 0)
+        encoder.encode(&body, segment: header.sequence, offset: Int64(SegmentHeader.size), unsynced: 0)
         let bytes = header.encoded() + encoder.output
         // Written under a temporary name, synced, then renamed into place and opened under its own name.
         let prepared: any StorageFile

@@ -133,7 +133,7 @@ public final class WAL: @unchecked Sendable {
                 files[segment.sequence] = file
                 writer.segments.append(SegmentHeader(
                     start: segment.startsFresh ? .fresh : .continues, sequence: segment.sequence,
-                    firstIndex: LogIndex(segment.firstIndex), previousTerm: Term(segment.previousTerm)))
+                    firstIndex: LogIndex(segment.firstIndex), previousTerm: Term(segment.previousTerm), version: segment.version))
                 if isNewest {
                     // Zeros to the segment's full size (a crash left the preallocation as it was) are already what
                     // filling would write: appends overwrite them as they would a new segment's.
@@ -169,6 +169,10 @@ public final class WAL: @unchecked Sendable {
         wal.syncedEnd.store(writer.current?.writeOffset ?? 0, ordering: .releasing)  // synced above
         if loaded.segments.isEmpty {
             try wal.writerCreateSegment(start: .fresh, firstIndex: 1, previousTerm: 0)
+        } else if loaded.segments.last!.version < SegmentHeader.version {
+            // Frames go only into segments of the version this build writes: an older one is closed as it is.
+            let last = loaded.replay.lastIndex
+            try wal.writerCreateSegment(start: .continues, firstIndex: last + 1, previousTerm: loaded.replay.term(at: last)!)
         }
         wal.startWriter()
         let report = WALRecoveryReport(

@@ -107,7 +107,7 @@ public struct WALInspection: Sendable {
                 notes.append("\(name): stopped at byte \(offset): \(count) bytes of an unfinished write"
                              + (later > 0 ? ", with \(later) later frames written before it was synced" : ""))
             case .corrupt(let offset, let next):
-                notes.append("\(name): stopped at byte \(offset): frame does not verify (a verified frame follows at byte \(next))")
+                notes.append("\(name): stopped at byte \(offset): frame does not verify (the frame at byte \(next) verifies and was written after it was durable)")
             }
         }
         return notes

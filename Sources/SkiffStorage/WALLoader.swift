@@ -86,7 +86,7 @@ enum WALLoader {
                 continue
             }
             var summary = SegmentSummary(
-                fileName: name, sequence: header.sequence, startsFresh: header.start == .fresh,
+                fileName: name, sequence: header.sequence, startsFresh: header.start == .fresh, version: header.version,
                 firstIndex: header.firstIndex.rawValue, previousTerm: header.previousTerm.rawValue,
                 fileBytes: Int64(bytes.count), validBytes: Int64(SegmentHeader.size))
             if replayIsSound {

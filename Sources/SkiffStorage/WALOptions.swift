@@ -25,6 +25,9 @@ public struct WALOptions: Sendable {
     /// second write of every byte costs more than the journal commits it saves).
     public var preallocate = true
 
+    /// The most unsynced bytes a frame may have behind it (`FrameHeader.unsyncedBytesMax`); tests lower it.
+    var unsyncedBytesMax = FrameHeader.unsyncedBytesMax
+
     public init() {}
 
     public func validate() throws(WALError) {

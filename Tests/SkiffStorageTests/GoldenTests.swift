@@ -101,6 +101,29 @@ import Testing
         }
     }
 
+    /// A WAL whose newest segment is version 1 gets its next frames in a new segment of the current version:
+    /// no frame of the new kind lands in an old segment, which stays byte for byte as it was.
+    @Test func aVersion1LogContinuesInANewSegment() async throws {
+        let v1 = Self.golden + "/wal-v1-plain"
+        let copy = TemporaryDirectory()
+        let names = try FileManager.default.contentsOfDirectory(atPath: v1).sorted()
+        for name in names { try FileManager.default.copyItem(atPath: v1 + "/" + name, toPath: copy.file(name)) }
+        try await withWAL(copy.path, options: Self.goldenOptions) { wal, _ async throws in
+            try await wal.append(entries(68...70, term: 2))
+        }
+        let after = try segmentFiles(copy.path)
+        #expect(after.count == names.count + 1 && Array(after.prefix(names.count)) == names)
+        let newest = try readBytes(copy.file(after.last!))
+        #expect(newest[8] == UInt8(SegmentHeader.version) && newest[9] == 0)
+        try await withWAL(copy.path, options: Self.goldenOptions) { wal, report async throws in
+            #expect(report.cutTail == nil)
+            #expect(try allEntries(wal) == Self.plainEntries + entries(68...70, term: 2))
+        }
+        for name in names.dropLast() { #expect(try readBytes(copy.file(name)) == readBytes(v1 + "/" + name), "\(name) changed") }
+        // The newest version 1 segment was only cut to its written length, which it already had.
+        #expect(try readBytes(copy.file(names.last!)) == readBytes(v1 + "/" + names.last!))
+    }
+
     @Test func goldenSnapshotReadsBack() throws {
         let path = Self.golden + "/" + Self.snapshotMetadata.fileName
         if Self.updating {

@@ -131,7 +131,7 @@ import Testing
         try eventually("B written while A syncs") { frames().count == before + 2 }
         let (a, b) = (frames()[before], frames()[before + 1])
         #expect(b.offset == a.offset + Int64(a.count))
-        #expect(try Self.unsyncedBefore(frameAt: b.offset, in: b.path) == a.count, "B says A was not yet durable")
+        #expect(try Self.unsyncedBefore(frameAt: b.offset, in: b.path) == (a.count + 4095) / 4096 * 4096, "B says A was not yet durable")
         let image = Self.tear(try readBytes(b.path), at: a.offset)
 
         syncGate.release.signal()
@@ -154,15 +154,16 @@ import Testing
         #expect(error?.code == .checksumMismatch && error?.offset == a.offset, "\(String(describing: error))")
     }
 
-    /// A frame can say at most `FrameHeader.unsyncedBytesMax` unsynced bytes behind it; with more in flight, the
-    /// writer waits for the sync before it writes the next frame.
+    /// A frame can say at most `FrameHeader.unsyncedBytesMax` unsynced bytes behind it (here lowered to 512 KiB);
+    /// with more in flight, the writer waits for the sync before it writes the next frame.
     @Test func theWriterWaitsForASyncRatherThanRunMoreThanAFrameCanSayAhead() async throws {
         let dir = TemporaryDirectory()
         let files = InstrumentedFileSystem()
         let (writeGate, syncGate) = (Gate(), Gate())
         files.beforeWrite.withLock { $0 = { path in if path.hasSuffix(".wal") { writeGate.pass() } } }
         files.beforeSync.withLock { $0 = { path in if path.hasSuffix(".wal") { syncGate.pass() } } }
-        let options = uncompressed(smallOptions(segmentBytes: 4 << 20))
+        var options = uncompressed(smallOptions(segmentBytes: 4 << 20))
+        options.unsyncedBytesMax = 512 << 10
         let (wal, _) = try WAL.open(directory: dir.path, options: options, fileSystem: files, logger: quietLogger)
         let answered = Answers()
         let frames = { files.writes.withLock { $0.filter { $0.path.hasSuffix(".wal") } } }
@@ -175,7 +176,7 @@ import Testing
         wal.append(entries(61...61), hardState: nil) { _ in answered.names.withLock { $0.append("B") } }
         writeGate.release.signal()
         try syncGate.awaitEntered()
-        #expect(frames()[before].count > FrameHeader.unsyncedBytesMax)
+        #expect(frames()[before].count > options.unsyncedBytesMax)
         usleep(200_000)
         #expect(frames().count == before + 1, "B was written while more than a frame can say was unsynced")
         syncGate.release.signal()
@@ -188,7 +189,7 @@ import Testing
     /// The *unsynced before* field of the frame at `offset` of the segment at `path`, in bytes.
     static func unsyncedBefore(frameAt offset: Int64, in path: String) throws -> Int {
         let bytes = try readBytes(path)
-        return Int(UInt16(bytes[Int(offset) + 6]) | UInt16(bytes[Int(offset) + 7]) << 8) * 8
+        return Int(UInt16(bytes[Int(offset) + 6]) | UInt16(bytes[Int(offset) + 7]) << 8) * FrameHeader.unsyncedUnit
     }
 
     /// `bytes` with 4 KiB garbled from 8 KiB into the frame at `offset`, as a write torn by a power cut.

@@ -77,7 +77,8 @@ enum PowerLoss {
             var survivors: [Range<Int64>] = []  // later writes the cut kept: what they wrote stays
             for (number, write) in writes.enumerated().reversed() {
                 if loss == .anyOrder && random.below(2) == 0 {
-                    survivors.append(write.offset..<write.offset + Int64(write.written))
+                    // Clipped to the file's size now: a later truncation (durable at once) may have cut it.
+                    survivors.append(write.offset..<max(write.offset, min(write.offset + Int64(write.written), size)))
                     outcome.writesKept += 1
                     continue
                 }
