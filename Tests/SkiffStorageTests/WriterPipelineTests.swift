@@ -105,41 +105,57 @@ import Testing
         }
     }
 
+    /// A WAL on an instrumented file system, with gates on its segment writes and syncs.
+    struct GatedWAL {
+        let wal: WAL
+        let files = InstrumentedFileSystem()
+        let writeGate = Gate(), syncGate = Gate()
+        let answered = Answers()
+
+        init(_ directory: String, options: WALOptions) throws {
+            let (writeGate, syncGate) = (writeGate, syncGate)
+            files.beforeWrite.withLock { $0 = { path in if path.hasSuffix(".wal") { writeGate.pass() } } }
+            files.beforeSync.withLock { $0 = { path in if path.hasSuffix(".wal") { syncGate.pass() } } }
+            (wal, _) = try WAL.open(directory: directory, options: options, fileSystem: files, logger: quietLogger)
+        }
+
+        /// The segment writes so far.
+        var frames: [InstrumentedFileSystem.Write] { files.writes.withLock { $0.filter { $0.path.hasSuffix(".wal") } } }
+
+        /// Appends `a`, queues `b` while `a` is being written, and returns once `a` is held in its fdatasync.
+        func holdInSync(_ a: [Entry], queueing b: [Entry]) throws {
+            writeGate.armed.store(true, ordering: .sequentiallyConsistent)
+            syncGate.armed.store(true, ordering: .sequentiallyConsistent)
+            wal.append(a, hardState: nil) { _ in answered.names.withLock { $0.append("A") } }
+            try writeGate.awaitEntered()
+            wal.append(b, hardState: nil) { _ in answered.names.withLock { $0.append("B") } }
+            writeGate.release.signal()
+            try syncGate.awaitEntered()
+        }
+    }
+
     /// What a power cut can leave while the writer is a group ahead of the sync: the disk kept the frame written
     /// during the sync (B) and tore the one being synced (A). Neither was acknowledged, so open cuts both off.
     /// The same damage to A after a later frame (C) was written behind A's finished sync is corruption.
     @Test func aFrameTornDuringItsSyncIsCutOffWithTheFramesWrittenBehindIt() async throws {
         let dir = TemporaryDirectory()
-        let files = InstrumentedFileSystem()
-        let (writeGate, syncGate) = (Gate(), Gate())
-        files.beforeWrite.withLock { $0 = { path in if path.hasSuffix(".wal") { writeGate.pass() } } }
-        files.beforeSync.withLock { $0 = { path in if path.hasSuffix(".wal") { syncGate.pass() } } }
         let options = uncompressed(smallOptions(segmentBytes: 4 << 20))
-        let (wal, _) = try WAL.open(directory: dir.path, options: options, fileSystem: files, logger: quietLogger)
-        try await wal.append(entries(1...2))
-        let answered = Answers()
-        let frames = { files.writes.withLock { $0.filter { $0.path.hasSuffix(".wal") } } }
-        let before = frames().count
-
-        writeGate.armed.store(true, ordering: .sequentiallyConsistent)
-        syncGate.armed.store(true, ordering: .sequentiallyConsistent)
-        wal.append(entries(3...12, size: 10 << 10), hardState: nil) { _ in answered.names.withLock { $0.append("A") } }
-        try writeGate.awaitEntered()
-        wal.append(entries(13...14), hardState: nil) { _ in answered.names.withLock { $0.append("B") } }
-        writeGate.release.signal()
-        try syncGate.awaitEntered()
-        try eventually("B written while A syncs") { frames().count == before + 2 }
-        let (a, b) = (frames()[before], frames()[before + 1])
+        let gated = try GatedWAL(dir.path, options: options)
+        try await gated.wal.append(entries(1...2))
+        let before = gated.frames.count
+        try gated.holdInSync(entries(3...12, size: 10 << 10), queueing: entries(13...14))
+        try eventually("B written while A syncs") { gated.frames.count == before + 2 }
+        let (a, b) = (gated.frames[before], gated.frames[before + 1])
         #expect(b.offset == a.offset + Int64(a.count))
         #expect(try Self.unsyncedBefore(frameAt: b.offset, in: b.path) == (a.count + 4095) / 4096 * 4096, "B says A was not yet durable")
         let image = Self.tear(try readBytes(b.path), at: a.offset)
 
-        syncGate.release.signal()
-        try eventually("A and B answered") { answered.names.withLock { $0 } == ["A", "B"] }
-        try await wal.append(entries(15...15))
-        let c = frames().last!
+        gated.syncGate.release.signal()
+        try eventually("A and B answered") { gated.answered.names.withLock { $0 } == ["A", "B"] }
+        try await gated.wal.append(entries(15...15))
+        let c = gated.frames.last!
         #expect(try Self.unsyncedBefore(frameAt: c.offset, in: c.path) < Int(c.offset - a.offset), "C says A was durable")
-        await wal.close()
+        await gated.wal.close()
 
         let torn = TemporaryDirectory()
         try writeBytes(image, to: torn.file((b.path as NSString).lastPathComponent))
@@ -158,32 +174,19 @@ import Testing
     /// with more in flight, the writer waits for the sync before it writes the next frame.
     @Test func theWriterWaitsForASyncRatherThanRunMoreThanAFrameCanSayAhead() async throws {
         let dir = TemporaryDirectory()
-        let files = InstrumentedFileSystem()
-        let (writeGate, syncGate) = (Gate(), Gate())
-        files.beforeWrite.withLock { $0 = { path in if path.hasSuffix(".wal") { writeGate.pass() } } }
-        files.beforeSync.withLock { $0 = { path in if path.hasSuffix(".wal") { syncGate.pass() } } }
         var options = uncompressed(smallOptions(segmentBytes: 4 << 20))
         options.unsyncedBytesMax = 512 << 10
-        let (wal, _) = try WAL.open(directory: dir.path, options: options, fileSystem: files, logger: quietLogger)
-        let answered = Answers()
-        let frames = { files.writes.withLock { $0.filter { $0.path.hasSuffix(".wal") } } }
-        let before = frames().count
-
-        writeGate.armed.store(true, ordering: .sequentiallyConsistent)
-        syncGate.armed.store(true, ordering: .sequentiallyConsistent)
-        wal.append(entries(1...60, size: 10 << 10), hardState: nil) { _ in answered.names.withLock { $0.append("A") } }
-        try writeGate.awaitEntered()
-        wal.append(entries(61...61), hardState: nil) { _ in answered.names.withLock { $0.append("B") } }
-        writeGate.release.signal()
-        try syncGate.awaitEntered()
-        #expect(frames()[before].count > options.unsyncedBytesMax)
+        let gated = try GatedWAL(dir.path, options: options)
+        let before = gated.frames.count
+        try gated.holdInSync(entries(1...60, size: 10 << 10), queueing: entries(61...61))
+        #expect(gated.frames[before].count > options.unsyncedBytesMax)
         usleep(200_000)
-        #expect(frames().count == before + 1, "B was written while more than a frame can say was unsynced")
-        syncGate.release.signal()
-        try eventually("A and B answered") { answered.names.withLock { $0 } == ["A", "B"] }
-        let b = frames()[before + 1]
+        #expect(gated.frames.count == before + 1, "B was written while more than a frame can say was unsynced")
+        gated.syncGate.release.signal()
+        try eventually("A and B answered") { gated.answered.names.withLock { $0 } == ["A", "B"] }
+        let b = gated.frames[before + 1]
         #expect(try Self.unsyncedBefore(frameAt: b.offset, in: b.path) == 0)
-        await wal.close()
+        await gated.wal.close()
     }
 
     /// The *unsynced before* field of the frame at `offset` of the segment at `path`, in bytes.
