@@ -56,14 +56,20 @@ struct FrameHeader: Equatable, Sendable {
         return header
     }
 
-    /// The checksum this frame must carry, given its stored body and where it lies.
-    func expectedCRC(body: UnsafeRawBufferPointer, segment: UInt64, offset: Int64) -> UInt32 {
-        var head = ByteWriter(capacity: 12)
+    /// The header's first 12 bytes, everything but the CRC.
+    func headBytes() -> ByteWriter {
+        var head = ByteWriter(capacity: Self.size)
         head.append(UInt32(storedLength))
         head.append(Self.typeBatch)
         head.append(flags)
         head.append(UInt16(unsyncedBefore / Self.unsyncedUnit))
         head.append(UInt32(rawLength))
+        return head
+    }
+
+    /// The checksum this frame must carry, given its stored body and where it lies.
+    func expectedCRC(body: UnsafeRawBufferPointer, segment: UInt64, offset: Int64) -> UInt32 {
+        let head = headBytes()
         let seed = Checksum.seed(segment: segment, offset: offset)
         let crc = head.bytes.withUnsafeBytes { Checksum.crc32($0, continuing: seed) }
         return Checksum.crc32(body, continuing: crc)
@@ -113,12 +119,7 @@ struct FrameEncoder {
         header.crc = output.withUnsafeBytes {
             header.expectedCRC(body: UnsafeRawBufferPointer(rebasing: $0[FrameHeader.size...]), segment: segment, offset: offset)
         }
-        var head = ByteWriter(capacity: FrameHeader.size)
-        head.append(UInt32(header.storedLength))
-        head.append(FrameHeader.typeBatch)
-        head.append(header.flags)
-        head.append(UInt16(unsyncedBefore / FrameHeader.unsyncedUnit))
-        head.append(UInt32(header.rawLength))
+        var head = header.headBytes()
         head.append(header.crc)
         output.replaceSubrange(0..<FrameHeader.size, with: head.bytes)
         output.append(contentsOf: repeatElement(0, count: header.footprint - output.count))

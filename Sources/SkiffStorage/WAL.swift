@@ -123,6 +123,8 @@ public final class WAL: @unchecked Sendable {
 
         var writer = WriterState(options: options)
         var files: [UInt64: any StorageFile] = [:]
+        // An older version's newest segment gets no more frames (a new segment follows it below): no zero fill.
+        let upgrading = (loaded.segments.last?.version ?? SegmentHeader.version) < SegmentHeader.version
         do {
             for (position, segment) in loaded.segments.enumerated() {
                 let isNewest = position == loaded.segments.count - 1
@@ -146,7 +148,7 @@ public final class WAL: @unchecked Sendable {
                     }
                     writer.current = OpenSegment(file: file, sequence: segment.sequence, writeOffset: segment.validBytes)
                     writer.segmentStart = (segment.validBytes, 0)
-                    if options.preallocate && !stillFilled {
+                    if options.preallocate && !stillFilled && !upgrading {
                         try WAL.fillWithZeros(file, from: segment.validBytes, to: Int64(options.segmentBytesMax))
                         try file.sync()
                     }
@@ -169,7 +171,7 @@ public final class WAL: @unchecked Sendable {
         wal.syncedEnd.store(writer.current?.writeOffset ?? 0, ordering: .releasing)  // synced above
         if loaded.segments.isEmpty {
             try wal.writerCreateSegment(start: .fresh, firstIndex: 1, previousTerm: 0)
-        } else if loaded.segments.last!.version < SegmentHeader.version {
+        } else if upgrading {
             // Frames go only into segments of the version this build writes: an older one is closed as it is.
             let last = loaded.replay.lastIndex
             try wal.writerCreateSegment(start: .continues, firstIndex: last + 1, previousTerm: loaded.replay.term(at: last)!)

@@ -108,9 +108,14 @@ import Testing
         let copy = TemporaryDirectory()
         let names = try FileManager.default.contentsOfDirectory(atPath: v1).sorted()
         for name in names { try FileManager.default.copyItem(atPath: v1 + "/" + name, toPath: copy.file(name)) }
-        try await withWAL(copy.path, options: Self.goldenOptions) { wal, _ async throws in
-            try await wal.append(entries(68...70, term: 2))
-        }
+        // With preallocation on, as a node runs: the old segment must not be filled with zeros it will never use.
+        let files = InstrumentedFileSystem()
+        var options = Self.goldenOptions
+        options.preallocate = true
+        let (wal, _) = try WAL.open(directory: copy.path, options: options, fileSystem: files, logger: quietLogger)
+        try await wal.append(entries(68...70, term: 2))
+        await wal.close()
+        #expect(files.writes.withLock { $0.filter { $0.path.hasSuffix("/" + names.last!) } }.isEmpty, "the version 1 segment was written to")
         let after = try segmentFiles(copy.path)
         #expect(after.count == names.count + 1 && Array(after.prefix(names.count)) == names)
         let newest = try readBytes(copy.file(after.last!))
