@@ -3,18 +3,18 @@ import SkiffStorage
 
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "ls", abstract: "List segments: index range, records, bytes on disk and compression.")
+        commandName: "ls", abstract: "List segments: format version, index range, records, bytes on disk and compression.")
 
     @Argument(help: "WAL directory or node data directory.") var directory: String
 
     func run() throws {
         let inspection = try failing { try WALInspection.inspect(directory: directory) }
-        let header = ["segment", "start", "first", "last", "records", "entries", "on disk", "stored", "raw", "ratio"]
+        let header = ["segment", "version", "start", "first", "last", "records", "entries", "on disk", "stored", "raw", "ratio"]
         var rows: [[String]] = []
         for segment in inspection.segments {
             let ratio = segment.storedBodyBytes > 0 ? Double(segment.rawBodyBytes) / Double(segment.storedBodyBytes) : 1
             rows.append([
-                segment.fileName, segment.startsFresh ? "fresh" : "cont",
+                segment.fileName, String(segment.version), segment.startsFresh ? "fresh" : "cont",
                 String(segment.firstIndex), segment.writtenIndices.map { String($0.upperBound) } ?? "-",
                 String(segment.records), String(segment.entries), bytes(segment.fileBytes),
                 bytes(segment.storedBodyBytes), bytes(segment.rawBodyBytes), String(format2(ratio)) + "x",
