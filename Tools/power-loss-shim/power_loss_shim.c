@@ -16,6 +16,9 @@
 //   write-enospc  pwrite fails with ENOSPC (the disk is full)
 //   store-delay-ms  a number: each fsync or fdatasync of a file or directory under SKIFF_SLOW_STORE_PATH
 //                   (the external store) first sleeps that long (a slow store)
+//   sync-delay-ms   a number: each fsync or fdatasync of a file under SKIFF_POWER_LOSS_PATH sleeps that long
+//                   after it began (a slow disk: writes made meanwhile are not covered by it)
+//   write-delay-ms  a number: each pwrite to a file under SKIFF_POWER_LOSS_PATH first sleeps that long
 //
 // Journal records, native byte order, each appended with one write(2) to an O_APPEND file:
 //   u32 magic 0x534b504c ('SKPL'), u32 kind (1 write, 2 sync done, 3 sync begun, 4 file gone), u64 device,
@@ -136,6 +139,8 @@ static ssize_t journaled_pwrite(ssize_t (*real)(int, const void *, size_t, off_t
         errno = ENOSPC;
         return -1;
     }
+    long delay = fault_number("write-delay-ms");
+    if (delay > 0) usleep((useconds_t)delay * 1000);
     // The bytes this write replaces: up to the old end of the file (beyond it, undoing is truncating).
     size_t existing = offset >= info.st_size ? 0 : (size_t)(info.st_size - offset) < count ? (size_t)(info.st_size - offset) : count;
     unsigned char *old = existing ? malloc(existing) : NULL;
@@ -175,6 +180,10 @@ static int journaled_sync(int (*real)(int), int fd) {
         number = ++syncs;
         record(3, &info, number, 0, NULL, 0);
         pthread_rwlock_unlock(&in_flight);
+    }
+    if (is_watched) {
+        long delay = fault_number("sync-delay-ms");
+        if (delay > 0) usleep((useconds_t)delay * 1000);
     }
     int result = real(fd);
     if (result == 0 && is_watched) record(2, &info, number, 0, NULL, 0);

@@ -40,6 +40,17 @@ final class Cluster: @unchecked Sendable {
 
     var names: [Int] { Array(1...nodes) }
     func logPath(_ node: Int) -> String { "\(directory)/n\(node).log" }
+    /// How many times a node, opening its WAL, cut off a torn frame together with frames written after it
+    /// while it was being synced (its log's `unsyncedFramesAfter` above 0).
+    func recoveriesCuttingFramesAfterATornOne() -> Int {
+        names.reduce(0) { count, node in
+            let text = (try? String(contentsOfFile: logPath(node), encoding: .utf8)) ?? ""
+            return count + text.split(separator: "\n").filter { line in
+                line.split(separator: " ").contains { $0.hasPrefix("unsyncedFramesAfter=") && $0 != "unsyncedFramesAfter=0" }
+            }.count
+        }
+    }
+
     func isRunning(_ node: Int) -> Bool { processes[node]?.isRunning ?? false }
     var down: [Int] { names.filter { !isRunning($0) } }
 
@@ -119,6 +130,16 @@ final class Cluster: @unchecked Sendable {
         for node in names {
             let path = diskFaultsDirectory(node) + "/store-delay-ms"
             if let milliseconds { try "\(milliseconds)\n".write(toFile: path, atomically: true, encoding: .utf8) }
+            else { try? FileManager.default.removeItem(atPath: path) }
+        }
+    }
+
+    /// Makes every sync of `node`'s data take `sync` milliseconds longer (after it began) and every write
+    /// `write` longer; nil undoes both.
+    func slowDisk(_ node: Int, milliseconds: (sync: Int, write: Int)?) throws {
+        for (name, delay) in [("sync-delay-ms", milliseconds?.sync), ("write-delay-ms", milliseconds?.write)] {
+            let path = diskFaultsDirectory(node) + "/" + name
+            if let delay { try "\(delay)\n".write(toFile: path, atomically: true, encoding: .utf8) }
             else { try? FileManager.default.removeItem(atPath: path) }
         }
     }

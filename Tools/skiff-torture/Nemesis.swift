@@ -58,6 +58,11 @@ final class Nemesis {
     private(set) var injected: [Fault: Int] = [:]
     /// Times two faults were in place at once.
     private(set) var together = 0
+    /// How much slower a node's disk is made, and for how long, before half of the power cuts.
+    static let slowDisk = (sync: 20, write: 1)
+    static let slowDiskSeconds = 0.5
+    /// Nodes whose power was cut while a WAL segment had several unsynced writes.
+    private(set) var cutsAmidSyncs = 0
     /// Followers that came back from isolation to a leader that had kept leading, and how many of those
     /// returns deposed it (raised the term): with pre-vote, none should.
     private(set) var returns = 0
@@ -212,11 +217,23 @@ final class Nemesis {
             default: nodes
             }
             let loss = PowerLoss.Loss.allCases[Int(random.below(UInt64(PowerLoss.Loss.allCases.count)))]
+            // Half the time the disk is slow first: a WAL then writes frames while earlier ones are syncing
+            // (a large value's group goes to the sync stage if more came meanwhile; later groups follow it).
+            let slowFirst = cluster.canFailDisks && random.below(2) == 0
+            if slowFirst {
+                note("\(fault.text): slow the disk of \(names(victims)) (syncs +\(Self.slowDisk.sync) ms, writes +\(Self.slowDisk.write) ms) "
+                     + "for \(Self.slowDiskSeconds) s")
+                for node in victims { try cluster.slowDisk(node, milliseconds: Self.slowDisk) }
+                Thread.sleep(forTimeInterval: Self.slowDiskSeconds)
+            }
             note("\(fault.text): kill -9 \(names(victims)), then \(loss.text)")
             for node in victims { cluster.kill(node) }
+            if slowFirst { for node in victims { try cluster.slowDisk(node, milliseconds: nil) } }
             for node in victims {
                 let cut = try cluster.cutPower(node, loss: loss, random: &random)
-                note("  n\(node): \(cut.writesUndone) writes undone in \(cut.filesTouched) files, \(cut.torn) torn, \(cut.writesKept) kept")
+                note("  n\(node): \(cut.writesUndone) writes undone in \(cut.filesTouched) files, \(cut.torn) torn, \(cut.writesKept) kept, "
+                     + "at most \(cut.mostUnsyncedInASegment) unsynced in one WAL segment")
+                if cut.mostUnsyncedInASegment > 1 { cutsAmidSyncs += 1 }
             }
             return { [self] in
                 note("restart \(names(victims))")

@@ -29,6 +29,9 @@ enum PowerLoss {
         var writesKept = 0
         var filesTouched = 0
         var torn = 0
+        /// The most unsynced writes one WAL segment had: more than one means the node wrote a frame while an
+        /// earlier one was being synced (or was zero-filling a segment as it opened).
+        var mostUnsyncedInASegment = 0
     }
 
     private struct Inode: Hashable { var device: UInt64; var inode: UInt64 }
@@ -70,6 +73,7 @@ enum PowerLoss {
         }
         for (key, path) in filesByInode(under: directory) {
             guard let writes = unsynced[key], !writes.isEmpty else { continue }
+            if path.hasSuffix(".wal") { outcome.mostUnsyncedInASegment = max(outcome.mostUnsyncedInASegment, writes.count) }
             let file = open(path, O_RDWR)
             guard file >= 0 else { throw TortureError("cannot open \(path) to undo its unsynced writes: errno \(errno)") }
             defer { close(file) }

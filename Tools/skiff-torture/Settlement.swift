@@ -55,7 +55,7 @@ struct Settlement {
                 client = connection
                 let invoked = monotonicNow()
                 if case .bulk(let bytes)? = try? connection.call("GET", key) {
-                    reads.append(ClientOperation(client: 1000 + node, key: key, action: .read, result: .value(bytes.map { String(decoding: $0, as: UTF8.self) }),
+                    reads.append(ClientOperation(client: 1000 + node, key: key, action: .read, result: .value(bytes.map(Workload.recorded)),
                                            invokedAt: invoked, completedAt: monotonicNow()))
                     break
                 }
@@ -95,10 +95,16 @@ struct Settlement {
                 let values = cluster.names.map { copies[$0]![position] }
                 guard Set(values.map { "\($0)" }).count > 1 else { return nil }
                 return "replicas differ on \(keys[position]) at applied index \(before): "
-                    + zip(cluster.names, values).map { "n\($0.0)=\($0.1)" }.joined(separator: " ")
+                    + zip(cluster.names, values).map { "n\($0.0)=\(Self.shortText($0.1))" }.joined(separator: " ")
             }
         }
         return last.map { $0 + " within 30 s" }
+    }
+
+    /// A reply as a problem report prints it: a large value by its name.
+    private static func shortText(_ reply: RESPClient.Reply) -> String {
+        if case .bulk(let bytes?) = reply { return "\"\(Workload.recorded(bytes))\"" }
+        return "\(reply)"
     }
 
     /// The applied index, if every node reports the same one.

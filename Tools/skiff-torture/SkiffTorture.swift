@@ -31,6 +31,7 @@ struct SkiffTorture: ParsableCommand {
     @Option(help: "Seconds of faults and load.") var seconds = 60
     @Option(help: "Concurrent clients.") var clients = 6
     @Option(help: "Keys in use at a time (they are renamed every few seconds).") var keys = 4
+    @Option(help: "Of every 100 writes, how many carry a 96 KiB value, so that a node's WAL writes while it syncs (power cuts then find several unsynced writes in one file).") var largeWrites = 5
     @Option(help: "The run's seed (decimal or 0x hex); random if not given.") var seed: String?
     @Option(help: "namespaces, loopback, or auto (namespaces when possible).") var network = "auto"
     @Option(help: "The skiff executable (default: the one beside this tool).") var skiff: String?
@@ -48,6 +49,7 @@ struct SkiffTorture: ParsableCommand {
             guard nodes >= 3 else { throw ValidationError("--nodes must be at least 3 (or 2 with --witness): the faults need a minority and a majority") }
         }
         guard seconds > 0, clients > 0, keys > 0 else { throw ValidationError("--seconds, --clients and --keys must be positive") }
+        guard (0...100).contains(largeWrites) else { throw ValidationError("--large-writes is a percentage: 0 to 100") }
         _ = try allowedFaults()
     }
 
@@ -78,7 +80,7 @@ struct SkiffTorture: ParsableCommand {
 
         let start = monotonicNow()
         let deadline = start + UInt64(seconds) * 1_000_000_000
-        let workload = Workload(cluster: cluster.addresses, options: Workload.Options(clients: clients, keys: keys), seed: seed)
+        let workload = Workload(cluster: cluster.addresses, options: Workload.Options(clients: clients, keys: keys, largeWritesPercent: largeWrites), seed: seed)
         let clientsDone = DispatchGroup()
         clientsDone.enter()
         Thread.detachNewThread {
@@ -118,7 +120,9 @@ struct SkiffTorture: ParsableCommand {
         say("operations: \(tally.ok) ok (\(tally.writesAcknowledged) acknowledged writes), \(tally.unknown) unknown, \(tally.failed) failed; "
               + "\(final.reads.count) final reads; \(report.keys) keys checked; faults: \(faults) "
               + "(\(nemesis.injected.map { "\($0.value) × \($0.key.text)" }.sorted().joined(separator: ", ")); \(nemesis.together) times two at once)"
-              + (nemesis.returns > 0 ? "; \(nemesis.returns) followers back from isolation, \(nemesis.disruptiveReturns) of them deposed the leader" : ""))
+              + (nemesis.returns > 0 ? "; \(nemesis.returns) followers back from isolation, \(nemesis.disruptiveReturns) of them deposed the leader" : "")
+              + "; power cut with several unsynced writes in a WAL segment \(nemesis.cutsAmidSyncs) times, and a torn frame cut off with frames written behind it "
+              + "\(cluster.recoveriesCuttingFramesAfterATornOne()) times")
         try Artifacts(directory: directory).save(history: history, faults: nemesis.log, report: report, problems: problems)
         guard problems.isEmpty else {
             for problem in problems { say("FAIL: \(problem)") }
@@ -185,7 +189,7 @@ struct SkiffTorture: ParsableCommand {
 
     private func rerunCommand(seed: UInt64) -> String {
         "\(CommandLine.arguments[0]) --seed 0x\(String(seed, radix: 16)) --nodes \(nodes) --seconds \(seconds) --clients \(clients) "
-            + "--keys \(keys) --network \(network)" + (witness ? " --witness" : externalLog ? " --external-log" : "")
+            + "--keys \(keys) --large-writes \(largeWrites) --network \(network)" + (witness ? " --witness" : externalLog ? " --external-log" : "")
             + (faults.map { " --faults \($0)" } ?? "") + (unsafeNoFsync ? " --unsafe-no-fsync" : "")
     }
 }

@@ -8,6 +8,11 @@ import Synchronization
 /// to any node, and recording every operation: invoked and completed on one monotonic clock, with its
 /// answer, or as unknown when no definite answer came.
 ///
+/// Some writes carry a large value (`largeValueBytes`, above the WAL's hand-over size), so that a node's
+/// WAL writes the next group while the previous one is being synced, the state a power cut must be able to
+/// hit. A large value is its short name, `:`, and padding that the name determines, incompressible; the
+/// history holds only the name, and a read whose padding differs records the value as corrupt.
+///
 /// A write answered `-TRYAGAIN` (the server says it was not applied) is a definite failure and left out of
 /// the history; any other error, a timeout or a lost connection leaves it unknown. A read that fails is left
 /// out. After an unknown outcome the client reconnects to another node. Keys are renamed every
@@ -18,7 +23,12 @@ final class Workload: Sendable {
         var keys = 4
         var keyRotationSeconds = 3.0
         var timeoutSeconds = 2.0
+        /// Of every 100 writes, how many carry a large value.
+        var largeWritesPercent = 5
     }
+
+    /// Above `WAL.handOverBytesMin` (64 KiB), so that a group holding one goes to the sync stage.
+    static let largeValueBytes = 96 << 10
 
     struct Counts {
         var ok = 0
@@ -75,9 +85,10 @@ final class Workload: Sendable {
             let roll = random.below(100)
             let action: ClientOperation.Action = roll < 40 ? .read : roll < 75 ? .write(value) : roll < 90 ? .swap(value) : .delete
             if case .read = action {} else { written += 1 }
+            let large = random.below(100) < options.largeWritesPercent
             let invoked = monotonicNow()
             let reply: RESPClient.Reply?
-            do { reply = try client.call(command(for: action, key: key)) } catch { reply = nil }
+            do { reply = try client.call(command(for: action, key: key, large: large)) } catch { reply = nil }
             let completed = monotonicNow()
             guard let reply, let result = Self.result(of: reply, for: action) else {
                 // No definite answer: unknown for a write, nothing for a read; try another node.
@@ -104,13 +115,33 @@ final class Workload: Sendable {
         }
     }
 
-    func command(for action: ClientOperation.Action, key: String) -> [String] {
+    func command(for action: ClientOperation.Action, key: String, large: Bool = false) -> [String] {
         switch action {
         case .read: ["GET", key]
-        case .write(let value): ["SET", key, value]
-        case .swap(let value): ["SET", key, value, "GET"]
+        case .write(let value): ["SET", key, large ? Self.largeValue(named: value) : value]
+        case .swap(let value): ["SET", key, large ? Self.largeValue(named: value) : value, "GET"]
         case .delete: ["DEL", key]
         }
+    }
+
+    /// `name`, `:`, and `largeValueBytes` of hex digits drawn from a generator seeded by the name.
+    static func largeValue(named name: String) -> String {
+        var random = SplitMix64(seed: name.utf8.reduce(0xCBF2_9CE4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 })
+        let digits = Array("0123456789abcdef".utf8)
+        var padding = [UInt8](repeating: 0, count: largeValueBytes)
+        for position in stride(from: 0, to: largeValueBytes, by: 16) {
+            let word = random.next()
+            for nibble in 0..<16 where position + nibble < largeValueBytes { padding[position + nibble] = digits[Int(word >> (4 * UInt64(nibble)) & 0xF)] }
+        }
+        return name + ":" + String(decoding: padding, as: UTF8.self)
+    }
+
+    /// The value a read returned, as the history records it: a large value by its name, or marked corrupt
+    /// if its padding is not what its name determines.
+    static func recorded(_ bytes: [UInt8]) -> String {
+        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")) else { return String(decoding: bytes, as: UTF8.self) }
+        let name = String(decoding: bytes[..<colon], as: UTF8.self)
+        return Array(largeValue(named: name).utf8) == bytes ? name : "corrupt large value of \(name) (\(bytes.count) bytes)"
     }
 
     enum Outcome { case answered(ClientOperation.Result), failed }
@@ -119,7 +150,7 @@ final class Workload: Sendable {
     static func result(of reply: RESPClient.Reply, for action: ClientOperation.Action) -> Outcome? {
         switch (action, reply) {
         case (.read, .bulk(let bytes)), (.swap, .bulk(let bytes)):
-            return .answered(.value(bytes.map { String(decoding: $0, as: UTF8.self) }))
+            return .answered(.value(bytes.map(recorded)))
         case (.write, .simple("OK")): return .answered(.ok)
         case (.delete, .integer(let count)): return .answered(.existed(count > 0))
         case (.read, .error): return .failed
