@@ -171,7 +171,9 @@ public final class Node: @unchecked Sendable {
     }
 
     /// Stops the clock and the peer connections, fails what is still waiting, and closes the WAL once every
-    /// write already handed to it is durable (and every external log write under way has returned).
+    /// write already handed to it is durable. External store calls under way get `externalStopGrace` to
+    /// return: a store that hangs (an NFS hard mount that stopped answering) must not keep the node from
+    /// stopping, and leaving its calls unfinished is what a crash does, which the store's protocol survives.
     public func stop() async {
         try? await loop.flatSubmit { [self] in
             stopped = true
@@ -182,13 +184,27 @@ public final class Node: @unchecked Sendable {
             watches.cutAll("ERR the server is shutting down: resume the watch on another member")
             return transport.stop()
         }.get()
-        while (try? await loop.submit({ [self] in
-            unadvanced.contains { !$0.durable } || snapshots.saving || witness?.busy == true
-                || external.map { !$0.inFlight.isEmpty || $0.attaching || $0.housekeeping } == true
-        }).get()) == true {
+        let graceEnds = ContinuousClock.now + Self.externalStopGrace
+        while let (local, external) = try? await loop.submit({ [self] in
+            (unadvanced.contains { !$0.durable } || snapshots.saving, externalCallsUnderWay)
+        }).get(), local || (external && ContinuousClock.now < graceEnds) {
             try? await Task.sleep(for: .milliseconds(5))
         }
+        let unanswered = try? await loop.submit { [self] in externalCallsUnderWay ? external.map { "\($0.store)" } ?? "-" : nil }.get()
+        if let store = unanswered ?? nil {
+            logger.warning("the external store did not answer; stopping without waiting for its calls under way, as a crash would",
+                           metadata: ["store": "\(store)", "waited": "\(Self.externalStopGrace)"])
+        }
         await storage.close()
+    }
+
+    /// How long `stop` waits for external store calls under way.
+    static let externalStopGrace = Duration.seconds(5)
+
+    /// Whether a call to the external store (a mirror write, an attach, housekeeping, a witness vote) has
+    /// not returned yet.
+    private var externalCallsUnderWay: Bool {
+        witness?.busy == true || external.map { !$0.inFlight.isEmpty || $0.attaching || $0.housekeeping } == true
     }
 
     private func onTick() {

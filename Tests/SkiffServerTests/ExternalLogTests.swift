@@ -83,6 +83,36 @@ extension ExternalLogTests {
 }
 
 extension ExternalLogTests {
+    /// A store that stops answering (each sync of its files made to hang by the power-loss library, as an
+    /// NFS hard mount whose server is gone) does not keep a node from stopping: SIGTERM ends it, with a
+    /// warning, though a mirror write is under way, and it starts again with what it had acknowledged.
+    @Test func aNodeStopsOnSIGTERMThoughItsStoreHangs() throws {
+        let external = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
+        let faults = NSTemporaryDirectory() + "skiff-faults-\(UUID().uuidString)"
+        defer { for path in [external, faults] { try? FileManager.default.removeItem(atPath: path) } }
+        try FileManager.default.createDirectory(atPath: faults, withIntermediateDirectories: true)
+        let shim = try executable("skiff").deletingLastPathComponent().appendingPathComponent("libSkiffPowerLossShim.so").path
+        try #require(FileManager.default.fileExists(atPath: shim), "the power-loss library is built with the package")
+        let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--external-log", "dir:\(external)"])
+        cluster.environment = ["LD_PRELOAD": shim, "SKIFF_DISK_FAULTS": faults, "SKIFF_SLOW_STORE_PATH": external]
+        try cluster.startAll()
+        try cluster.reportingLogs {
+            #expect(try RESPClient(port: cluster.port("n1")).call("SET", "before", "1") == .simple("OK"))
+            let lastBefore = UInt64(try cluster.info("n1")["raft_last_index"] ?? "") ?? 0
+            try "600000\n".write(toFile: faults + "/store-delay-ms", atomically: true, encoding: .utf8)  // ten minutes
+            let writer = try RESPClient(port: cluster.port("n1"), timeoutSeconds: 60)
+            try writer.send(raw: RESPClient.encode(["SET", "during", "2"]))
+            try waitUntil(seconds: 10, "the write to reach the log, and its mirror write the store") {
+                UInt64(try cluster.info("n1")["raft_last_index"] ?? "") ?? 0 > lastBefore
+            }
+            #expect(try cluster.terminate("n1", seconds: 60) == 0)
+            #expect(cluster.log("n1").contains("the external store did not answer; stopping without waiting for its calls under way"))
+            try FileManager.default.removeItem(atPath: faults + "/store-delay-ms")
+            try cluster.start("n1")
+            #expect(try RESPClient(port: cluster.port("n1")).call("GET", "before") == .bulk(Array("1".utf8)))
+        }
+    }
+
     /// Sends `SET key value` for every pair, pipelined, and returns the pairs acknowledged with OK.
     static func setAll(_ pairs: [(String, String)], port: Int) throws -> [String: String] {
         let client = try RESPClient(port: port)

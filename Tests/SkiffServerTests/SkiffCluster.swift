@@ -18,6 +18,8 @@ final class SkiffCluster {
     let directory: String
     private(set) var members: [Member]
     let extraArguments: [String]
+    /// Variables every node is started with, beside this process's own.
+    var environment: [String: String] = [:]
 
     init(nodes: Int, extraArguments: [String] = []) throws {
         directory = NSTemporaryDirectory() + "skiff-cluster-\(UUID().uuidString)"
@@ -79,6 +81,7 @@ final class SkiffCluster {
         let process = Process()
         process.executableURL = try executable("skiff")
         process.arguments = arguments(name) + adding
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         if !FileManager.default.fileExists(atPath: logPath(name)) { FileManager.default.createFile(atPath: logPath(name), contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath(name)))
         log.seekToEndOfFile()
@@ -95,12 +98,12 @@ final class SkiffCluster {
         members[position].process = nil
     }
 
-    /// SIGTERM, then waits for the process to exit; returns its exit status.
-    func terminate(_ name: String) throws -> Int32 {
+    /// SIGTERM, then waits up to `seconds` for the process to exit; returns its exit status.
+    func terminate(_ name: String, seconds: Double = 10) throws -> Int32 {
         let position = members.firstIndex { $0.name == name }!
         let process = members[position].process!
         process.terminate()
-        try waitUntil(seconds: 10, "\(name) exits after SIGTERM") { !process.isRunning }
+        try waitUntil(seconds: seconds, "\(name) exits after SIGTERM") { !process.isRunning }
         members[position].process = nil
         return process.terminationStatus
     }
