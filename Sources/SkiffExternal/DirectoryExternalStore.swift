@@ -1,5 +1,6 @@
 import Dispatch
 import SkiffStorage
+import Synchronization
 import SystemPackage
 
 /// An `ExternalStore` in a directory that every node can reach: on one machine, or on a shared filesystem.
@@ -261,11 +262,32 @@ public final class DirectoryExternalStore: ExternalStore {
         return try fileSystem.contentsOfDirectory(directory)
     }
 
+    /// Runs `body` on the store's queue. A cancelled caller stops waiting for it at once (the call fails as
+    /// unavailable): a filesystem call can hang (a hard NFS mount whose server is gone), and a node that is
+    /// told to stop must not wait for it. The abandoned call finishes, or not, on its own.
     private func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws(ExternalLogError) -> T {
-        let result: Result<T, any Error> = await withCheckedContinuation { continuation in
-            queue.async { continuation.resume(returning: Result { try body() }) }
+        let waiter = Mutex<(continuation: CheckedContinuation<Result<T, any Error>, Never>?, cancelled: Bool)>((nil, false))
+        let result: Result<T, any Error> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let cancelled = waiter.withLock { waiter in
+                    if !waiter.cancelled { waiter.continuation = continuation }
+                    return waiter.cancelled
+                }
+                if cancelled { return continuation.resume(returning: .failure(CancellationError())) }
+                queue.async {
+                    let result = Result { try body() }
+                    waiter.withLock { $0.continuation.take() }?.resume(returning: result)
+                }
+            }
+        } onCancel: {
+            waiter.withLock { waiter in
+                waiter.cancelled = true
+                return waiter.continuation.take()
+            }?.resume(returning: .failure(CancellationError()))
         }
-        do { return try result.get() } catch let error as ExternalLogError { throw error } catch {
+        do { return try result.get() } catch let error as ExternalLogError { throw error } catch is CancellationError {
+            throw .unavailable("\(root): the call was abandoned, since the node is stopping")
+        } catch {
             throw .unavailable("\(root): \(error)")
         }
     }

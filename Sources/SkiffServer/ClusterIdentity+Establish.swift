@@ -184,17 +184,20 @@ extension ClusterIdentity {
             throw ConfigurationError("--external-log: \(ExternalLogError.ownedByAnotherCluster(store: store, owner: owner, claimant: claimant)). "
                                      + "(A node that lost its data is rebuilt from its cluster's store with --restore-from-external.)")
         } catch let error as ExternalLogError {
+            try Task.checkCancellation()  // a signal abandoned a call to the store
             throw ConfigurationError("--external-log: \(error)")
         }
         if used?.store != owner.store { try ExternalStoreMarker.remember(owner.store, of: store, in: directory) }
     }
 
     /// The owner `store` records (nil if none), waiting while the store cannot be read (an outage, a share
-    /// not mounted yet, a permission being fixed), with a warning each time. A signal ends the wait.
+    /// not mounted yet, a permission being fixed), with a warning each time. A signal ends the wait, even
+    /// while a read hangs.
     private static func awaitReadable(_ store: any ExternalStore, logger: Logger) async throws -> ExternalStoreOwner? {
         var delay = Duration.milliseconds(200)
         while true {
             do { return try await ExternalStoreOwner.recorded(in: store) } catch .unavailable(let reason) {
+                try Task.checkCancellation()  // a signal abandoned the read: no warning, the node stops
                 logger.warning("waiting for the external store, which cannot be read", metadata: ["store": "\(store)", "reason": "\(reason)"])
             } catch {
                 throw ConfigurationError("--external-log: \(error)")

@@ -113,6 +113,31 @@ extension ExternalLogTests {
         }
     }
 
+    /// A node restarted while its store hangs (the store's owner record is a FIFO, so opening it blocks in
+    /// the kernel, as a read on a hard NFS mount whose server is gone does) stops on SIGTERM all the same,
+    /// and starts once the store answers again.
+    @Test func aNodeWaitingForAHungStoreStopsOnSIGTERM() throws {
+        let external = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: external) }
+        let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--external-log", "dir:\(external)"])
+        try cluster.startAll()
+        try cluster.reportingLogs {
+            #expect(try RESPClient(port: cluster.port("n1")).call("SET", "before", "1") == .simple("OK"))
+            #expect(try cluster.terminate("n1") == 0)
+            let owner = external + "/owner"
+            try FileManager.default.moveItem(atPath: owner, toPath: owner + ".real")
+            #expect(mkfifo(owner, 0o644) == 0)
+            try cluster.start("n1", waitingForClients: false)
+            try waitUntil(seconds: 20, "n1 to hang opening the store's owner record") { cluster.kernelWaits("n1").contains("wait_for_partner") }
+            #expect(try cluster.terminate("n1", seconds: 30) == 1)
+            #expect(cluster.log("n1").contains("stopped by a signal before the node had started"))
+            try FileManager.default.removeItem(atPath: owner)
+            try FileManager.default.moveItem(atPath: owner + ".real", toPath: owner)
+            try cluster.start("n1")
+            #expect(try RESPClient(port: cluster.port("n1")).call("GET", "before") == .bulk(Array("1".utf8)))
+        }
+    }
+
     /// Sends `SET key value` for every pair, pipelined, and returns the pairs acknowledged with OK.
     static func setAll(_ pairs: [(String, String)], port: Int) throws -> [String: String] {
         let client = try RESPClient(port: port)

@@ -108,6 +108,13 @@ final class SkiffCluster {
         return process.terminationStatus
     }
 
+    /// What each thread of `name`'s process waits in, as the kernel names it (`/proc/PID/task/*/wchan`).
+    func kernelWaits(_ name: String) -> [String] {
+        guard let pid = members.first(where: { $0.name == name })?.process?.processIdentifier,
+              let threads = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return [] }
+        return threads.compactMap { try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/wchan", encoding: .utf8) }
+    }
+
     /// SIGSTOP: the process keeps its sockets but does nothing until `resume`.
     func pause(_ name: String) { Glibc.kill(members.first { $0.name == name }!.process!.processIdentifier, SIGSTOP) }
 
