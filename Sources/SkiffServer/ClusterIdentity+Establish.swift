@@ -67,8 +67,9 @@ extension ClusterIdentity {
             if let store = configuration.externalLog {
                 do { try await claim(store, for: identity, in: directory, logger: logger) } catch {
                     // Nobody else knows this identity yet: a refused node leaves none behind. (Saved first, so
-                    // that a crash never leaves a claimed store whose owner no data directory records.)
-                    try? FileManager.default.removeItem(atPath: path(in: directory))
+                    // that a crash never leaves a claimed store whose owner no data directory records.) A
+                    // claim a signal abandoned may still land, as after a crash: the identity stays.
+                    if !(error is CancellationError) { try? FileManager.default.removeItem(atPath: path(in: directory)) }
                     throw error
                 }
             }

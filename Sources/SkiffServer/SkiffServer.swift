@@ -147,7 +147,14 @@ struct NodeService: Service {
     func run() async throws {
         // A signal while the node is still starting (joining can take a while) abandons the start.
         let starting = Task { try await SkiffServer.start(configuration: configuration, logger: logger) }
-        let server = try await withGracefulShutdownHandler { try await starting.value } onGracefulShutdown: { starting.cancel() }
+        let server: SkiffServer
+        do {
+            server = try await withGracefulShutdownHandler { try await starting.value } onGracefulShutdown: { starting.cancel() }
+        } catch where starting.isCancelled && !(error is CancellationError) {
+            // A store call the signal abandoned fails as unavailable: the start ended because of the signal.
+            logger.info("a start stopped by a signal ended with an error", metadata: ["error": "\(error)"])
+            throw CancellationError()
+        }
         let (removed, removal) = AsyncStream<Void>.makeStream()
         try await server.node.loop.submit { server.node.onRemoved = { removal.yield() } }.get()
         await withGracefulShutdownHandler {

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
@@ -73,6 +74,12 @@ static void setup(void) {
             abort();  // a run that believes its disk faults work when they do not proves nothing
         }
     }
+}
+
+// Sleeps `milliseconds`, all of them: a signal that interrupts the sleep does not shorten the fault.
+static void sleep_ms(long milliseconds) {
+    struct timespec left = {milliseconds / 1000, (milliseconds % 1000) * 1000000L};
+    while (nanosleep(&left, &left) != 0 && errno == EINTR) {}
 }
 
 static int fault_on(const char *name) {
@@ -140,7 +147,7 @@ static ssize_t journaled_pwrite(ssize_t (*real)(int, const void *, size_t, off_t
         return -1;
     }
     long delay = fault_number("write-delay-ms");
-    if (delay > 0) usleep((useconds_t)delay * 1000);
+    if (delay > 0) sleep_ms(delay);
     // The bytes this write replaces: up to the old end of the file (beyond it, undoing is truncating).
     size_t existing = offset >= info.st_size ? 0 : (size_t)(info.st_size - offset) < count ? (size_t)(info.st_size - offset) : count;
     unsigned char *old = existing ? malloc(existing) : NULL;
@@ -166,7 +173,7 @@ ssize_t pwrite64(int fd, const void *bytes, size_t count, off_t offset) {
 static int journaled_sync(int (*real)(int), int fd) {
     if (opened_under(fd, store_prefix)) {
         long delay = fault_number("store-delay-ms");
-        if (delay > 0) usleep((useconds_t)delay * 1000);
+        if (delay > 0) sleep_ms(delay);
     }
     struct stat info;
     int is_watched = watched(fd, &info);
@@ -183,7 +190,7 @@ static int journaled_sync(int (*real)(int), int fd) {
     }
     if (is_watched) {
         long delay = fault_number("sync-delay-ms");
-        if (delay > 0) usleep((useconds_t)delay * 1000);
+        if (delay > 0) sleep_ms(delay);
     }
     int result = real(fd);
     if (result == 0 && is_watched) record(2, &info, number, 0, NULL, 0);

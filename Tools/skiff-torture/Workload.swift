@@ -85,7 +85,7 @@ final class Workload: Sendable {
             let roll = random.below(100)
             let action: ClientOperation.Action = roll < 40 ? .read : roll < 75 ? .write(value) : roll < 90 ? .swap(value) : .delete
             if case .read = action {} else { written += 1 }
-            let large = random.below(100) < options.largeWritesPercent
+            let large = options.largeWritesPercent > 0 && action != .read && random.below(100) < options.largeWritesPercent
             let invoked = monotonicNow()
             let reply: RESPClient.Reply?
             do { reply = try client.call(command(for: action, key: key, large: large)) } catch { reply = nil }
