@@ -127,21 +127,21 @@ final class Cluster: @unchecked Sendable {
 
     /// Makes every sync of the external store take `milliseconds` longer, on every node; nil undoes it.
     func slowStore(milliseconds: Int?) throws {
-        for node in names {
-            let path = diskFaultsDirectory(node) + "/store-delay-ms"
-            if let milliseconds { try "\(milliseconds)\n".write(toFile: path, atomically: true, encoding: .utf8) }
-            else { try? FileManager.default.removeItem(atPath: path) }
-        }
+        for node in names { try setDelay("store-delay-ms", to: milliseconds, node: node) }
     }
 
     /// Makes every sync of `node`'s data take `sync` milliseconds longer (after it began) and every write
     /// `write` longer; nil undoes both.
     func slowDisk(_ node: Int, milliseconds: (sync: Int, write: Int)?) throws {
-        for (name, delay) in [("sync-delay-ms", milliseconds?.sync), ("write-delay-ms", milliseconds?.write)] {
-            let path = diskFaultsDirectory(node) + "/" + name
-            if let delay { try "\(delay)\n".write(toFile: path, atomically: true, encoding: .utf8) }
-            else { try? FileManager.default.removeItem(atPath: path) }
-        }
+        try setDelay("sync-delay-ms", to: milliseconds?.sync, node: node)
+        try setDelay("write-delay-ms", to: milliseconds?.write, node: node)
+    }
+
+    /// Sets a delay switch of the power-loss library for `node` to `milliseconds`; nil removes it.
+    private func setDelay(_ name: String, to milliseconds: Int?, node: Int) throws {
+        let path = diskFaultsDirectory(node) + "/" + name
+        if let milliseconds { try "\(milliseconds)\n".write(toFile: path, atomically: true, encoding: .utf8) }
+        else { try? FileManager.default.removeItem(atPath: path) }
     }
 
     /// If `node` has exited by itself (as a disk fault makes it), counts that as expected and says how it ended.

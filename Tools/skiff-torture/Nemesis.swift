@@ -62,7 +62,7 @@ final class Nemesis {
     static let slowDisk = (sync: 20, write: 1)
     static let slowDiskSeconds = 0.5
     /// Nodes whose power was cut while a WAL segment had several unsynced writes.
-    private(set) var cutsAmidSyncs = 0
+    private(set) var nodesCutWithSeveralUnsyncedWrites = 0
     /// Followers that came back from isolation to a leader that had kept leading, and how many of those
     /// returns deposed it (raised the term): with pre-vote, none should.
     private(set) var returns = 0
@@ -233,7 +233,7 @@ final class Nemesis {
                 let cut = try cluster.cutPower(node, loss: loss, random: &random)
                 note("  n\(node): \(cut.writesUndone) writes undone in \(cut.filesTouched) files, \(cut.torn) torn, \(cut.writesKept) kept, "
                      + "at most \(cut.mostUnsyncedInASegment) unsynced in one WAL segment")
-                if cut.mostUnsyncedInASegment > 1 { cutsAmidSyncs += 1 }
+                if cut.mostUnsyncedInASegment > 1 { nodesCutWithSeveralUnsyncedWrites += 1 }
             }
             return { [self] in
                 note("restart \(names(victims))")

@@ -122,7 +122,7 @@ struct SkiffTorture: ParsableCommand {
               + "(\(nemesis.injected.map { "\($0.value) × \($0.key.text)" }.sorted().joined(separator: ", ")); \(nemesis.together) times two at once)"
               + (nemesis.returns > 0 ? "; \(nemesis.returns) followers back from isolation, \(nemesis.disruptiveReturns) of them deposed the leader" : "")
               + "; nodes power-cut with several unsynced writes in one WAL segment (frames written during a sync, or a zero fill): "
-              + "\(nemesis.cutsAmidSyncs); restarts that cut a torn frame off with frames written behind it: \(cluster.recoveriesCuttingFramesAfterATornOne())")
+              + "\(nemesis.nodesCutWithSeveralUnsyncedWrites); restarts that cut a torn frame off with frames written behind it: \(cluster.recoveriesCuttingFramesAfterATornOne())")
         try Artifacts(directory: directory).save(history: history, faults: nemesis.log, report: report, problems: problems)
         guard problems.isEmpty else {
             for problem in problems { say("FAIL: \(problem)") }
