@@ -301,12 +301,14 @@ private final class WaitingHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    /// A request that breaks the protocol: answered with the reason, then the connection closes.
+    /// A request that breaks the protocol: answered with the reason once the commands before it are, then
+    /// the connection closes.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard let protocolError = error as? RESPProtocolError else { return context.close(promise: nil) }
         var buffer = context.channel.allocator.buffer(capacity: 64)
         RESPValue.error("ERR \(protocolError)").write(to: &buffer, protocolVersion: session.protocolVersion)
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+        let after = previous ?? channel.eventLoop.makeSucceededVoidFuture()
+        after.whenComplete { _ in channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) } }
     }
 }

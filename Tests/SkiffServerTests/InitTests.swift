@@ -16,6 +16,13 @@ import Testing
         // Waiting, a node serves nothing but forming a cluster.
         try waitUntil(seconds: 20, "n1 listens") { (try? RESPClient(port: cluster.port("n1")).call("PING")) == .simple("PONG") }
         #expect(try RESPClient(port: cluster.port("n1")).call("SET", "k", "v").text.hasPrefix("UNINITIALISED"))
+        // A malformed request is answered after the commands before it, even one answered by a task (an init).
+        let pipelined = try RESPClient(port: cluster.port("n1"))
+        try pipelined.send(raw: RESPClient.encode(["PING"]) + RESPClient.encode(["SKIFF.INIT", "prod", "n1", "n9"]) + Array("*1\r\n$x\r\n".utf8))
+        #expect(try pipelined.readReply() == .simple("PONG"))
+        #expect(try pipelined.readReply().text.contains("UNKNOWN-VOTERS"))
+        #expect(try pipelined.readReply() == .error("ERR Protocol error: invalid bulk length"))
+        #expect(pipelined.isClosedByServer())
         let unknown = try initialise("n1,n2,n9")
         #expect(unknown.status != 0)
         #expect(unknown.output.contains("UNKNOWN-VOTERS") && unknown.output.contains("n9"), "\(unknown.output)")
