@@ -95,6 +95,8 @@ final class ClientHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let protocolError = error as? RESPProtocolError {
             closeAfter(error: "ERR \(protocolError)")  // after the replies owed to the commands before it, as in Redis
+        } else if case ByteToMessageDecoderError.dataReceivedInErrorState = error {
+            return  // bytes after a malformed request, read and dropped so that the close is clean (FIN, not RST)
         } else {
             context.close(promise: nil)
         }

@@ -291,7 +291,9 @@ private final class WaitingHandler: ChannelInboundHandler, @unchecked Sendable {
         let version = session.protocolVersion
         let thenClose = closing
         let thenEnd = ending
-        let after = previous ?? channel.eventLoop.makeSucceededVoidFuture()
+        // Each reply waits for the one before it, written or not: an earlier write that failed (the client
+        // went away) must not skip a later SKIFF.INIT's `ending`, or the node would wait for it for good.
+        let after = (previous ?? channel.eventLoop.makeSucceededVoidFuture()).recover { _ in }
         previous = after.flatMap { promise.futureResult }.flatMap { reply in
             var buffer = channel.allocator.buffer(capacity: 64)
             reply.write(to: &buffer, protocolVersion: version)
@@ -304,11 +306,14 @@ private final class WaitingHandler: ChannelInboundHandler, @unchecked Sendable {
     /// A request that breaks the protocol: answered with the reason once the commands before it are, then
     /// the connection closes.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // Bytes read after a malformed request: that request is closing the connection already.
+        if case ByteToMessageDecoderError.dataReceivedInErrorState = error { return }
         guard let protocolError = error as? RESPProtocolError else { return context.close(promise: nil) }
         var buffer = context.channel.allocator.buffer(capacity: 64)
         RESPValue.error("ERR \(protocolError)").write(to: &buffer, protocolVersion: session.protocolVersion)
+        let reply = buffer
         let channel = context.channel
         let after = previous ?? channel.eventLoop.makeSucceededVoidFuture()
-        after.whenComplete { _ in channel.writeAndFlush(buffer).whenComplete { _ in channel.close(promise: nil) } }
+        after.whenComplete { _ in channel.writeAndFlush(reply).whenComplete { _ in channel.close(promise: nil) } }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import SkiffClient
 import Testing
 
@@ -115,6 +116,40 @@ import Testing
                 "\(looped.output)")
         #expect(!FileManager.default.fileExists(atPath: cluster.dataDirectory("n1") + "/cluster"))
         #expect(try RESPClient(port: cluster.port("n1")).call("PING") == .simple("PONG"), "n1 still serves")
+    }
+
+    /// A reply that cannot be written (its client went away) does not keep a later SKIFF.INIT on the same
+    /// connection from being seen through: the node forms its cluster and starts.
+    @Test func anInitAfterAReplyThatCouldNotBeWrittenStillStartsTheNode() throws {
+        let cluster = try SkiffCluster(nodes: 1)
+        cluster.awaitingInit = true
+        try cluster.startAll()
+        try waitUntil(seconds: 20, "n1 listens") { (try? RESPClient(port: cluster.port("n1")).call("PING")) == .simple("PONG") }
+        // A node "a0" that accepts connections but never answers: an init it coordinates waits for it.
+        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try #require(withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(silent, $0, length) } } == 0)
+        try #require(listen(silent, 4) == 0)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(silent, $0, &length) } }
+        let silentPort = Int(UInt16(bigEndian: address.sin_port))
+        _ = try RESPClient(port: cluster.port("n1")).call("SKIFF.JOIN", "a0", "7", "127.0.0.1:\(try freePort())", "127.0.0.1:\(silentPort)", "1")
+
+        // The first init is handed on to a0 and waits; the second forms a cluster of n1 alone. The client
+        // leaves before either is answered, so the first reply's write fails.
+        do {
+            let client = try RESPClient(port: cluster.port("n1"))
+            try client.send(raw: RESPClient.encode(["SKIFF.INIT", "prod", "a0", "n1"]) + RESPClient.encode(["SKIFF.INIT", "solo", "n1"]))
+            try waitUntil(seconds: 10, "n1 records the second init") { FileManager.default.fileExists(atPath: cluster.dataDirectory("n1") + "/cluster") }
+        }
+        usleep(300_000)  // the connection is gone on n1's side too
+        close(silent)  // a0's connection is reset: the first init is answered, to nobody
+        try waitUntil(seconds: 20, "n1 starts as the one-node cluster solo") {
+            (try? RESPClient(port: cluster.port("n1")).call("SET", "k", "v")) == .simple("OK")
+        }
+        #expect(cluster.log("n1").contains("initialised the cluster"))
     }
 
     @Test func aWaitingNodeStopsOnSIGTERMWithoutRecordingAnything() throws {

@@ -44,6 +44,29 @@ import SkiffClient
 
     /// Pipelined commands are answered in order, writes and reads mixed, and a malformed request closes only
     /// its own connection, once the commands before it are answered, even when it announces a huge bulk string.
+    /// A malformed request waits for the replies owed before it even when the client sends more bytes in the
+    /// meantime (they are ignored): here a write whose WAL sync the power-loss library holds up for a second.
+    @Test func aMalformedRequestIsAnsweredAfterASlowWriteThoughMoreBytesFollow() throws {
+        let faults = NSTemporaryDirectory() + "skiff-faults-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: faults) }
+        try FileManager.default.createDirectory(atPath: faults, withIntermediateDirectories: true)
+        let shim = try executable("skiff").deletingLastPathComponent().appendingPathComponent("libSkiffPowerLossShim.so").path
+        try #require(FileManager.default.fileExists(atPath: shim), "the power-loss library is built with the package")
+        let cluster = try SkiffCluster(nodes: 1)
+        cluster.environment = ["LD_PRELOAD": shim, "SKIFF_DISK_FAULTS": faults, "SKIFF_SLOW_STORE_PATH": cluster.dataDirectory("n1")]
+        try cluster.startAll()
+        try "1000\n".write(toFile: faults + "/store-delay-ms", atomically: true, encoding: .utf8)  // every sync of its data
+        let client = try RESPClient(port: cluster.port("n1"), timeoutSeconds: 30)
+        try client.send(raw: RESPClient.encode(["SET", "slow", "1"]) + Array("*1\r\n$x\r\n".utf8))
+        usleep(300_000)  // the write waits for its sync; these bytes come in a read of their own
+        try client.send(raw: Array("PING\r\n".utf8))
+        #expect(try client.readReply() == .simple("OK"))
+        #expect(try client.readReply() == .error("ERR Protocol error: invalid bulk length"))
+        #expect(client.isClosedByServer())
+        try FileManager.default.removeItem(atPath: faults + "/store-delay-ms")
+        #expect(try RESPClient(port: cluster.port("n1")).call("GET", "slow") == .bulk(Array("1".utf8)))
+    }
+
     @Test func pipeliningAndProtocolErrors() throws {
         let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--max-bulk-bytes", "1048576"])
         try cluster.startAll()
