@@ -147,6 +147,24 @@ public final class DirectoryExternalStore: ExternalStore {
         }
     }
 
+    /// The files in `tmp/` that no write touched for `seconds`, other than this process's: an upload or a
+    /// record whose writer died before it removed the file. (Prepared files have no name there.)
+    public func removeAbandonedUploads(untouchedFor seconds: Double) async throws(ExternalLogError) -> [String] {
+        try await run { [self] in
+            var removed: [String] = []
+            for name in try present(temporaryDirectory) where !name.hasSuffix(".\(writerTag)") {
+                let path = "\(temporaryDirectory)/\(name)"
+                do {
+                    guard try fileSystem.secondsSinceModified(path) >= seconds else { continue }
+                    try fileSystem.removeFile(path)
+                    removed.append(name)
+                } catch Errno.noSuchFileOrDirectory {}  // its writer finished with it meanwhile
+            }
+            if !removed.isEmpty { try fileSystem.syncDirectory(temporaryDirectory) }
+            return removed
+        }
+    }
+
     public func claimOwner(_ owner: [UInt8]) async throws(ExternalLogError) -> [UInt8] {
         try await run { [self] in
             if fileSystem.isDirectory(root), let recorded = try readOwner() { return recorded }

@@ -39,6 +39,9 @@ public protocol ExternalStore: Sendable, CustomStringConvertible {
     /// Up to `count` bytes of a published snapshot from `offset`; fewer only at its end.
     func readSnapshot(_ snapshot: ExternalSnapshotID, offset: UInt64, count: Int) async throws(ExternalLogError) -> [UInt8]
     func removeSnapshot(_ snapshot: ExternalSnapshotID) async throws(ExternalLogError)
+    /// Removes what writers left half done, untouched for at least `seconds` (an upload whose writer
+    /// crashed: nothing else would ever remove it), except this process's own. Returns what it removed.
+    func removeAbandonedUploads(untouchedFor seconds: Double) async throws(ExternalLogError) -> [String]
 
     /// Records `owner` (an `ExternalStoreOwner`) if the store records none yet, and returns the owner it
     /// records: `owner` itself unless another writer's came first. Atomic and durable as `createSlot` is,

@@ -43,6 +43,8 @@ struct ExternalMirror {
     /// An upload or a trim is under way; the next one is considered no earlier than `housekeepingAt`.
     var housekeeping = false
     var housekeepingAt = NIODeadline.uptimeNanoseconds(0)
+    /// When housekeeping next looks for uploads that crashed writers left in the store (at once at first).
+    var tidyAt = NIODeadline.uptimeNanoseconds(0)
 
     /// Payload bytes in one batch, at most (one entry always goes), and batches in flight at once.
     static let batchBytesMax = 4 << 20
@@ -50,6 +52,11 @@ struct ExternalMirror {
     static let retryDelay = TimeAmount.milliseconds(100)
     static let housekeepingRetryDelay = TimeAmount.seconds(1)
     static let housekeepingCheckInterval = TimeAmount.milliseconds(100)
+    static let tidyInterval = TimeAmount.minutes(10)
+    /// A file in the store's `tmp/` untouched this long is taken as abandoned: an upload writes its chunks
+    /// one after another, so a live one is touched every few milliseconds. One that was only paused this
+    /// long fails to publish and is uploaded again.
+    static let abandonedUploadSeconds = 900.0
     /// Checkpoint candidates kept, at most: the oldest go first (trimming then waits for a newer one).
     static let checkpointCandidatesMax = 1024
 

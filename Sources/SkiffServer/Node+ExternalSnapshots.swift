@@ -6,7 +6,8 @@ import SkiffRaft
 extension Node {
     /// While this node leads and is attached: puts its newest snapshot in the external store, and trims the
     /// external log behind the newest snapshot there, never past an entry that is uncommitted or that some
-    /// voter lacks. One round at a time; a failed round is retried a second later.
+    /// voter lacks; every `tidyInterval`, removes the uploads that crashed writers left behind. One round at a
+    /// time; a failed round is retried a second later.
     func maintainExternalStore() {
         let now = NIODeadline.now()
         guard let mirror = external, core.isLeader, mirror.attachedTerm == core.term, !mirror.housekeeping, !stopped,
@@ -19,14 +20,17 @@ extension Node {
         let reachable = max(localIndex, mirror.storedSnapshot?.index ?? 0)
         let candidate = mirror.checkpointCandidates.last { $0.base <= bound && $0.base.rawValue <= reachable }
         let trim = candidate.map { $0.base > mirror.trimmedThrough } ?? false
-        guard upload || trim else { return }
+        let tidy = now >= mirror.tidyAt
+        guard upload || trim || tidy else { return }
+        if tidy { external!.tidyAt = now + ExternalMirror.tidyInterval }
 
         let checkpoint = trim ? candidate.map { ExternalCheckpoint(slot: $0.slot, floor: Term(core.term), lastWriterTerm: Term(core.term),
                                                                     baseIndex: $0.base, baseTerm: $0.baseTerm) } : nil
         let (store, log, storage) = (mirror.store, mirror.log, storage)
         external!.housekeeping = true
         Task {
-            let result = await outcome { () async throws(ExternalLogError) -> (stored: ExternalSnapshotID?, trimmed: LogIndex?) in
+            let result = await outcome { () async throws(ExternalLogError) -> HousekeepingRound in
+                let abandoned = tidy ? try await store.removeAbandonedUploads(untouchedFor: ExternalMirror.abandonedUploadSeconds) : []
                 var stored = try await store.snapshots().first
                 // Listed here, off the event loop; a snapshot file pruned meanwhile fails the round, which is retried.
                 if upload, let local = (try? storage.snapshots.list())?.first, local.index.rawValue > stored?.index ?? 0 {
@@ -34,18 +38,26 @@ extension Node {
                     try await ExternalSnapshotTransfer.upload(file: local.path, as: id, to: store)
                     stored = id
                 }
-                guard let checkpoint, checkpoint.baseIndex.rawValue <= stored?.index ?? 0 else { return (stored, nil) }
+                guard let checkpoint, checkpoint.baseIndex.rawValue <= stored?.index ?? 0 else { return (stored, nil, abandoned) }
                 try await log.trim(to: checkpoint)
-                return (stored, checkpoint.baseIndex)
+                return (stored, checkpoint.baseIndex, abandoned)
             }
             loop.execute { [self] in housekept(result) }
         }
     }
 
-    private func housekept(_ result: Result<(stored: ExternalSnapshotID?, trimmed: LogIndex?), ExternalLogError>) {
+    /// What a round of housekeeping found and did: the newest snapshot in the store, how far it trimmed the
+    /// external log (nil: not at all), and the abandoned uploads it removed.
+    private typealias HousekeepingRound = (stored: ExternalSnapshotID?, trimmed: LogIndex?, abandoned: [String])
+
+    private func housekept(_ result: Result<HousekeepingRound, ExternalLogError>) {
         external!.housekeeping = false
         switch result {
         case .success(let outcome):
+            if !outcome.abandoned.isEmpty {
+                logger.notice("removed what crashed writers had left half written in the external store",
+                              metadata: ["files": "\(outcome.abandoned.sorted().joined(separator: ", "))"])
+            }
             if outcome.stored != external!.storedSnapshot, let stored = outcome.stored {
                 logger.info("the external store holds a snapshot", metadata: ["index": "\(stored.index)", "term": "\(stored.term)"])
             }

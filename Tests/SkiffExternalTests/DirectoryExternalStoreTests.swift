@@ -17,6 +17,30 @@ final class StoreDirectory: Sendable {
 
 /// The directory backend and the fencing built on it, with several writers at once.
 @Suite struct DirectoryExternalStoreTests {
+    /// What a crashed writer left in `tmp/` goes once untouched long enough; a file written lately, and this
+    /// process's own upload however old, stay.
+    @Test func abandonedUploadsAreRemovedOnceUntouchedForLong() async throws {
+        let directory = StoreDirectory()
+        let store = try directory.store()
+        let snapshot = ExternalSnapshotID(index: 7, term: 2)
+        try await store.writeSnapshotChunk(snapshot, offset: 0, bytes: [1, 2, 3])  // this process's upload
+        let tmp = directory.path + "/tmp"
+        for name in ["00000000000000000005-00000000000000000001.snap.dead", "00000000000000000009.1234.dead", "recent.snap.beef"] {
+            #expect(FileManager.default.createFile(atPath: "\(tmp)/\(name)", contents: Data([9])))
+        }
+        let hourAgo = Date(timeIntervalSinceNow: -3600)
+        for name in try FileManager.default.contentsOfDirectory(atPath: tmp) where !name.hasPrefix("recent") {
+            try FileManager.default.setAttributes([.modificationDate: hourAgo], ofItemAtPath: "\(tmp)/\(name)")
+        }
+        let removed = try await store.removeAbandonedUploads(untouchedFor: 900)
+        #expect(removed.sorted() == ["00000000000000000005-00000000000000000001.snap.dead", "00000000000000000009.1234.dead"])
+        let left = try FileManager.default.contentsOfDirectory(atPath: tmp).sorted()
+        #expect(left.count == 2 && left.contains("recent.snap.beef") && left.contains { $0.hasPrefix(snapshot.fileName + ".") }, "\(left)")
+        try await store.publishSnapshot(snapshot)  // the old-looking upload of this process was left alone
+        #expect(try await store.snapshots() == [snapshot])
+        #expect(try await store.removeAbandonedUploads(untouchedFor: 900).isEmpty)
+    }
+
     @Test func aSlotIsWrittenOnceAndOfManyWritersExactlyOneWins() async throws {
         let directory = StoreDirectory()
         let stores = try (0..<8).map { _ in try directory.store() }

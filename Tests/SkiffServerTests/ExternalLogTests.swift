@@ -83,6 +83,27 @@ extension ExternalLogTests {
 }
 
 extension ExternalLogTests {
+    /// An upload that a crashed leader left half written in the store's `tmp/` is removed by the next
+    /// leader's housekeeping once nothing has touched it for a quarter of an hour; a recent one stays.
+    @Test func theLeaderRemovesUploadsThatCrashedWritersLeftInTheStore() throws {
+        let external = NSTemporaryDirectory() + "skiff-external-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: external) }
+        try FileManager.default.createDirectory(atPath: external + "/tmp", withIntermediateDirectories: true)
+        let stale = external + "/tmp/00000000000000000040-00000000000000000003.snap.0123abcd"
+        let recent = external + "/tmp/00000000000000000090-00000000000000000004.snap.4567cdef"
+        #expect(FileManager.default.createFile(atPath: stale, contents: Data(repeating: 7, count: 4096)))
+        #expect(FileManager.default.createFile(atPath: recent, contents: Data(repeating: 7, count: 4096)))
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: stale)
+        let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--external-log", "dir:\(external)"])
+        try cluster.startAll()
+        try cluster.reportingLogs {
+            #expect(try RESPClient(port: cluster.port("n1")).call("SET", "k", "v") == .simple("OK"))
+            try waitUntil(seconds: 20, "the stale upload is removed") { !FileManager.default.fileExists(atPath: stale) }
+            #expect(FileManager.default.fileExists(atPath: recent))
+            #expect(cluster.log("n1").contains("removed what crashed writers had left half written in the external store"))
+        }
+    }
+
     /// A store that stops answering (each sync of its files made to hang by the power-loss library, as an
     /// NFS hard mount whose server is gone) does not keep a node from stopping: SIGTERM ends it, with a
     /// warning, though a mirror write is under way, and it starts again with what it had acknowledged.
