@@ -147,21 +147,37 @@ public final class DirectoryExternalStore: ExternalStore {
         }
     }
 
-    /// The files in `tmp/` that no write touched for `seconds`, other than this process's: an upload or a
-    /// record whose writer died before it removed the file. (Prepared files have no name there.)
-    public func removeAbandonedUploads(untouchedFor seconds: Double) async throws(ExternalLogError) -> [String] {
+    /// Removes the files in `tmp/` that no write touched for `seconds`, other than this instance's own
+    /// (named with its tag): an upload or a record whose writer died before it removed the file. (Prepared
+    /// files have no name there.) Ages are measured against a probe file's modification time, so that both
+    /// come from the clock that stamps the store's files: an NFS client's own clock may be minutes off.
+    public func removeAbandonedUploads(untouchedFor seconds: Double) async throws(ExternalLogError) -> AbandonedUploads {
         try await run { [self] in
-            var removed: [String] = []
+            let probe = "\(temporaryDirectory)/clock.\(UInt64.random(in: 0...UInt64.max)).\(writerTag)"
+            let file = try fileSystem.createFile(probe)
+            defer { try? fileSystem.removeFile(probe) }
+            do {
+                defer { try? file.close() }
+                try file.write([0], at: 0)
+            }
+            let now = try fileSystem.modificationTime(probe)
+            var report = AbandonedUploads()
             for name in try present(temporaryDirectory) where !name.hasSuffix(".\(writerTag)") {
                 let path = "\(temporaryDirectory)/\(name)"
                 do {
-                    guard try fileSystem.secondsSinceModified(path) >= seconds else { continue }
+                    guard try now - fileSystem.modificationTime(path) >= seconds else { continue }
                     try fileSystem.removeFile(path)
-                    removed.append(name)
-                } catch Errno.noSuchFileOrDirectory {}  // its writer finished with it meanwhile
+                    report.removed.append(name)
+                } catch Errno.noSuchFileOrDirectory {
+                    // Its writer finished with it meanwhile.
+                } catch {
+                    report.failures.append("\(name): \(error)")
+                }
             }
-            if !removed.isEmpty { try fileSystem.syncDirectory(temporaryDirectory) }
-            return removed
+            if !report.removed.isEmpty {
+                do { try fileSystem.syncDirectory(temporaryDirectory) } catch { report.failures.append("syncing \(temporaryDirectory): \(error)") }
+            }
+            return report
         }
     }
 

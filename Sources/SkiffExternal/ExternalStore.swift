@@ -39,9 +39,10 @@ public protocol ExternalStore: Sendable, CustomStringConvertible {
     /// Up to `count` bytes of a published snapshot from `offset`; fewer only at its end.
     func readSnapshot(_ snapshot: ExternalSnapshotID, offset: UInt64, count: Int) async throws(ExternalLogError) -> [UInt8]
     func removeSnapshot(_ snapshot: ExternalSnapshotID) async throws(ExternalLogError)
-    /// Removes what writers left half done, untouched for at least `seconds` (an upload whose writer
-    /// crashed: nothing else would ever remove it), except this process's own. Returns what it removed.
-    func removeAbandonedUploads(untouchedFor seconds: Double) async throws(ExternalLogError) -> [String]
+    /// Removes what writers left half done, untouched for at least `seconds` by the store's own clock (an
+    /// upload whose writer crashed: nothing else would ever remove it), except what this store instance
+    /// itself is writing. Throws only if it cannot look at all.
+    func removeAbandonedUploads(untouchedFor seconds: Double) async throws(ExternalLogError) -> AbandonedUploads
 
     /// Records `owner` (an `ExternalStoreOwner`) if the store records none yet, and returns the owner it
     /// records: `owner` itself unless another writer's came first. Atomic and durable as `createSlot` is,
@@ -49,6 +50,14 @@ public protocol ExternalStore: Sendable, CustomStringConvertible {
     func claimOwner(_ owner: [UInt8]) async throws(ExternalLogError) -> [UInt8]
     /// The owner recorded, or nil if none is yet.
     func recordedOwner() async throws(ExternalLogError) -> [UInt8]?
+}
+
+/// What `ExternalStore.removeAbandonedUploads(untouchedFor:)` did: the names it removed, and each it could
+/// not remove with the reason.
+public struct AbandonedUploads: Sendable, Equatable {
+    public var removed: [String] = []
+    public var failures: [String] = []
+    public init() {}
 }
 
 /// A snapshot in the external store: the state machine through `index`, whose entry has `term`. Its bytes

@@ -39,6 +39,8 @@ final class ClientHandler: ChannelInboundHandler {
     /// A watcher this many events or bytes behind is cut off, so that it costs bounded memory.
     static let watchLagMax = 10_000
     static let watchLagBytesMax = 64 << 20
+    /// How long past the request timeout a connection closing after an error may take to send what it owes.
+    static let closeGrace = TimeAmount.seconds(5)
 
     enum Kind { case read, write, other }
     /// Commands waiting for the ones in flight, in order.
@@ -182,6 +184,10 @@ final class ClientHandler: ChannelInboundHandler {
         pending.append((.error(error), session.protocolVersion))
         closeAfterFlush = true
         scheduleFlush()
+        // What is owed ends within the request timeout; a client that does not read its replies (while it
+        // may go on sending, read and dropped) must not keep the connection beyond that.
+        let channel = context?.channel
+        context?.eventLoop.scheduleTask(in: timeAmount(node.configuration.requestTimeout) + Self.closeGrace) { channel?.close(promise: nil) }
     }
 
     private func scheduleFlush() {

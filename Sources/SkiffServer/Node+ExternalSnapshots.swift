@@ -29,8 +29,11 @@ extension Node {
         let (store, log, storage) = (mirror.store, mirror.log, storage)
         external!.housekeeping = true
         Task {
-            let result = await outcome { () async throws(ExternalLogError) -> HousekeepingRound in
-                let abandoned = tidy ? try await store.removeAbandonedUploads(untouchedFor: ExternalMirror.abandonedUploadSeconds) : []
+            // A step of its own: what it cannot remove must not hold up the snapshot or the trim.
+            let tidied = tidy ? await outcome { () async throws(ExternalLogError) in
+                try await store.removeAbandonedUploads(untouchedFor: ExternalMirror.abandonedUploadSeconds)
+            } : nil
+            let result = await outcome { () async throws(ExternalLogError) -> (stored: ExternalSnapshotID?, trimmed: LogIndex?) in
                 var stored = try await store.snapshots().first
                 // Listed here, off the event loop; a snapshot file pruned meanwhile fails the round, which is retried.
                 if upload, let local = (try? storage.snapshots.list())?.first, local.index.rawValue > stored?.index ?? 0 {
@@ -38,26 +41,37 @@ extension Node {
                     try await ExternalSnapshotTransfer.upload(file: local.path, as: id, to: store)
                     stored = id
                 }
-                guard let checkpoint, checkpoint.baseIndex.rawValue <= stored?.index ?? 0 else { return (stored, nil, abandoned) }
+                guard let checkpoint, checkpoint.baseIndex.rawValue <= stored?.index ?? 0 else { return (stored, nil) }
                 try await log.trim(to: checkpoint)
-                return (stored, checkpoint.baseIndex, abandoned)
+                return (stored, checkpoint.baseIndex)
             }
-            loop.execute { [self] in housekept(result) }
+            loop.execute { [self] in
+                if let tidied { reportTidying(tidied) }
+                housekept(result)
+            }
         }
     }
 
-    /// What a round of housekeeping found and did: the newest snapshot in the store, how far it trimmed the
-    /// external log (nil: not at all), and the abandoned uploads it removed.
-    private typealias HousekeepingRound = (stored: ExternalSnapshotID?, trimmed: LogIndex?, abandoned: [String])
+    private func reportTidying(_ result: Result<AbandonedUploads, ExternalLogError>) {
+        switch result {
+        case .success(let report):
+            if !report.removed.isEmpty {
+                logger.notice("removed what crashed writers had left half written in the external store",
+                              metadata: ["files": "\(report.removed.sorted().joined(separator: ", "))"])
+            }
+            if !report.failures.isEmpty {
+                logger.warning("could not remove what crashed writers left in the external store",
+                               metadata: ["failures": "\(report.failures.joined(separator: "; "))"])
+            }
+        case .failure(let error):
+            logger.warning("could not look for what crashed writers left in the external store", metadata: ["error": "\(error)"])
+        }
+    }
 
-    private func housekept(_ result: Result<HousekeepingRound, ExternalLogError>) {
+    private func housekept(_ result: Result<(stored: ExternalSnapshotID?, trimmed: LogIndex?), ExternalLogError>) {
         external!.housekeeping = false
         switch result {
         case .success(let outcome):
-            if !outcome.abandoned.isEmpty {
-                logger.notice("removed what crashed writers had left half written in the external store",
-                              metadata: ["files": "\(outcome.abandoned.sorted().joined(separator: ", "))"])
-            }
             if outcome.stored != external!.storedSnapshot, let stored = outcome.stored {
                 logger.info("the external store holds a snapshot", metadata: ["index": "\(stored.index)", "term": "\(stored.term)"])
             }

@@ -27,16 +27,17 @@ public protocol FileSystem: Sendable {
     func createUnnamedFile(in directory: String) throws -> any StorageFile
     /// Gives a file from `createUnnamedFile(in:)` the name `path`, failing with `.fileExists` if it is taken.
     func name(_ file: any StorageFile, as path: String) throws
-    /// Seconds since the file at `path` was last written (its modification time, by the wall clock).
-    func secondsSinceModified(_ path: String) throws -> Double
+    /// When the file at `path` was last written, in seconds since the epoch, by the clock of whatever keeps
+    /// the file (an NFS server's, for a file on NFS).
+    func modificationTime(_ path: String) throws -> Double
 }
 
 extension FileSystem {
     /// Unnamed files are an optimisation: a file system without them says so, and callers make named ones.
     public func createUnnamedFile(in directory: String) throws -> any StorageFile { throw Errno.notSupported }
     public func name(_ file: any StorageFile, as path: String) throws { throw Errno.notSupported }
-    /// Only for tidying up; a file system that cannot tell says so, and nothing is tidied.
-    public func secondsSinceModified(_ path: String) throws -> Double { throw Errno.notSupported }
+    /// Only for tidying up: a file system that cannot tell says so, and the tidying fails.
+    public func modificationTime(_ path: String) throws -> Double { throw Errno.notSupported }
 }
 
 /// An open file. Offsets are absolute; there is no implicit position.

@@ -79,12 +79,10 @@ public struct PosixFileSystem: FileSystem {
         return stat(path, &info) == 0
     }
 
-    public func secondsSinceModified(_ path: String) throws -> Double {
+    public func modificationTime(_ path: String) throws -> Double {
         var info = stat()
         guard stat(path, &info) == 0 else { throw Errno(rawValue: errno) }
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Double(now.tv_sec - info.st_mtim.tv_sec) + Double(now.tv_nsec - info.st_mtim.tv_nsec) / 1e9
+        return Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
     }
 
     public func syncDirectory(_ path: String) throws {

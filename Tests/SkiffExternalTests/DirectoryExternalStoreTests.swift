@@ -18,7 +18,7 @@ final class StoreDirectory: Sendable {
 /// The directory backend and the fencing built on it, with several writers at once.
 @Suite struct DirectoryExternalStoreTests {
     /// What a crashed writer left in `tmp/` goes once untouched long enough; a file written lately, and this
-    /// process's own upload however old, stay.
+    /// store's own upload however old, stay, and the probe that reads the store's clock leaves nothing.
     @Test func abandonedUploadsAreRemovedOnceUntouchedForLong() async throws {
         let directory = StoreDirectory()
         let store = try directory.store()
@@ -32,13 +32,14 @@ final class StoreDirectory: Sendable {
         for name in try FileManager.default.contentsOfDirectory(atPath: tmp) where !name.hasPrefix("recent") {
             try FileManager.default.setAttributes([.modificationDate: hourAgo], ofItemAtPath: "\(tmp)/\(name)")
         }
-        let removed = try await store.removeAbandonedUploads(untouchedFor: 900)
-        #expect(removed.sorted() == ["00000000000000000005-00000000000000000001.snap.dead", "00000000000000000009.1234.dead"])
+        let report = try await store.removeAbandonedUploads(untouchedFor: 900)
+        #expect(report.failures.isEmpty)
+        #expect(report.removed.sorted() == ["00000000000000000005-00000000000000000001.snap.dead", "00000000000000000009.1234.dead"])
         let left = try FileManager.default.contentsOfDirectory(atPath: tmp).sorted()
         #expect(left.count == 2 && left.contains("recent.snap.beef") && left.contains { $0.hasPrefix(snapshot.fileName + ".") }, "\(left)")
         try await store.publishSnapshot(snapshot)  // the old-looking upload of this process was left alone
         #expect(try await store.snapshots() == [snapshot])
-        #expect(try await store.removeAbandonedUploads(untouchedFor: 900).isEmpty)
+        #expect(try await store.removeAbandonedUploads(untouchedFor: 900) == AbandonedUploads())
     }
 
     @Test func aSlotIsWrittenOnceAndOfManyWritersExactlyOneWins() async throws {

@@ -98,9 +98,11 @@ extension ExternalLogTests {
         try cluster.startAll()
         try cluster.reportingLogs {
             #expect(try RESPClient(port: cluster.port("n1")).call("SET", "k", "v") == .simple("OK"))
-            try waitUntil(seconds: 20, "the stale upload is removed") { !FileManager.default.fileExists(atPath: stale) }
+            try waitUntil(seconds: 20, "the leader reports that it removed the stale upload") {
+                cluster.log("n1").contains("removed what crashed writers had left half written in the external store")
+            }
+            #expect(!FileManager.default.fileExists(atPath: stale))
             #expect(FileManager.default.fileExists(atPath: recent))
-            #expect(cluster.log("n1").contains("removed what crashed writers had left half written in the external store"))
         }
     }
 

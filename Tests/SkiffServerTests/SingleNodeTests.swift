@@ -42,8 +42,6 @@ import SkiffClient
         #expect(try cli("DBSIZE") == "0")
     }
 
-    /// Pipelined commands are answered in order, writes and reads mixed, and a malformed request closes only
-    /// its own connection, once the commands before it are answered, even when it announces a huge bulk string.
     /// A malformed request waits for the replies owed before it even when the client sends more bytes in the
     /// meantime (they are ignored): here a write whose WAL sync the power-loss library holds up for a second.
     @Test func aMalformedRequestIsAnsweredAfterASlowWriteThoughMoreBytesFollow() throws {
@@ -67,6 +65,24 @@ import SkiffClient
         #expect(try RESPClient(port: cluster.port("n1")).call("GET", "slow") == .bulk(Array("1".utf8)))
     }
 
+    /// A connection closing after a malformed request closes within the request timeout and a grace of 5 s
+    /// even when its client never reads the replies owed before it (here 32 MiB of GET replies).
+    @Test func aConnectionClosingAfterAnErrorClosesThoughItsClientNeverReads() throws {
+        let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--request-timeout", "1000"])
+        try cluster.startAll()
+        let big = String(repeating: "v", count: 4 << 20)
+        #expect(try RESPClient(port: cluster.port("n1")).call("SET", "big", big) == .simple("OK"))
+        let client = try RESPClient(port: cluster.port("n1"), timeoutSeconds: 10)
+        try client.send(raw: (0..<8).flatMap { _ in RESPClient.encode(["GET", "big"]) } + Array("*1\r\n$x\r\n".utf8))
+        sleep(8)  // not reading: the server cannot write what it owes
+        var replies = 0
+        while case .bulk? = try? client.readReply() { replies += 1 }
+        #expect(replies < 8, "the server waited for a client that does not read")
+        #expect(try RESPClient(port: cluster.port("n1")).call("GET", "missing") == .bulk(nil))
+    }
+
+    /// Pipelined commands are answered in order, writes and reads mixed, and a malformed request closes only
+    /// its own connection, once the commands before it are answered, even when it announces a huge bulk string.
     @Test func pipeliningAndProtocolErrors() throws {
         let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--max-bulk-bytes", "1048576"])
         try cluster.startAll()
