@@ -127,6 +127,8 @@ import Testing
         try waitUntil(seconds: 20, "n1 listens") { (try? RESPClient(port: cluster.port("n1")).call("PING")) == .simple("PONG") }
         // A node "a0" that accepts connections but never answers: an init it coordinates waits for it.
         let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var silentOpen = true
+        defer { if silentOpen { close(silent) } }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -146,6 +148,7 @@ import Testing
         }
         usleep(300_000)  // the connection is gone on n1's side too
         close(silent)  // a0's connection is reset: the first init is answered, to nobody
+        silentOpen = false
         try waitUntil(seconds: 20, "n1 starts as the one-node cluster solo") {
             (try? RESPClient(port: cluster.port("n1")).call("SET", "k", "v")) == .simple("OK")
         }
