@@ -29,6 +29,8 @@ public final class DirectoryExternalStore: ExternalStore {
     private let queue = DispatchQueue(label: "skiff.external-store", attributes: .concurrent)
     private let writerTag = String(UInt64.random(in: 0...UInt64.max), radix: 16)
     private let prepared: PreparedSlotFiles
+    /// Read when a claim would make a new store, to refuse one under a mount point that is not mounted.
+    private let mountTable: @Sendable () -> MountTable
 
     public var description: String { "dir:\(root)" }
     var logDirectory: String { root + "/log" }
@@ -39,10 +41,12 @@ public final class DirectoryExternalStore: ExternalStore {
 
     /// Opens the store at `root`. Nothing is created here: the first claim of the store (`claimOwner`)
     /// makes its directories, so that a store that went missing (a share not mounted, a path mistyped) is
-    /// reported as unavailable, never silently made anew.
-    public init(root: String, fileSystem: any FileSystem = PosixFileSystem()) {
+    /// reported as unavailable, never silently made anew. Nor does a claim make a store under a mount point
+    /// that `mountTable` (this machine's, by default) lists as configured but not mounted.
+    public init(root: String, fileSystem: any FileSystem = PosixFileSystem(), mountTable: @escaping @Sendable () -> MountTable = { MountTable.system() }) {
         self.root = root
         self.fileSystem = fileSystem
+        self.mountTable = mountTable
         prepared = PreparedSlotFiles(directory: root + "/tmp", fileSystem: fileSystem, queue: queue)
     }
 
@@ -184,6 +188,10 @@ public final class DirectoryExternalStore: ExternalStore {
     public func claimOwner(_ owner: [UInt8]) async throws(ExternalLogError) -> [UInt8] {
         try await run { [self] in
             if fileSystem.isDirectory(root), let recorded = try readOwner() { return recorded }
+            if let mountPoint = mountTable().unmountedMountPoint(containing: root) {
+                throw ExternalLogError.unavailable("\(root) is under \(mountPoint), which /etc/fstab mounts but which is not mounted now: "
+                                                   + "mount it first (a store made on the empty mount point would be a second store of this cluster)")
+            }
             try createLayout()
             if try createFile(ownerPath, holding: owner, at: 0, in: root) { return owner }
             guard let recorded = try readOwner() else { throw ExternalLogError.unavailable("\(ownerPath) appeared, then vanished, while this node claimed the store") }
