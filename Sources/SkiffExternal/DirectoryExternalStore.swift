@@ -188,8 +188,8 @@ public final class DirectoryExternalStore: ExternalStore {
     public func claimOwner(_ owner: [UInt8]) async throws(ExternalLogError) -> [UInt8] {
         try await run { [self] in
             if fileSystem.isDirectory(root), let recorded = try readOwner() { return recorded }
-            if let mountPoint = mountTable().unmountedMountPoint(containing: root) {
-                throw ExternalLogError.unavailable("\(root) is under \(mountPoint), which /etc/fstab mounts but which is not mounted now: "
+            if let mountPoint = mountTable().unmountedMountPoint(containing: MountTable.resolved(root)) {
+                throw ExternalLogError.unavailable("\(root) is under \(mountPoint), a share that /etc/fstab mounts but that is not mounted now: "
                                                    + "mount it first (a store made on the empty mount point would be a second store of this cluster)")
             }
             try createLayout()
