@@ -157,6 +157,8 @@ public final class DirectoryExternalStore: ExternalStore {
     /// come from the clock that stamps the store's files: an NFS client's own clock may be minutes off.
     public func removeAbandonedUploads(untouchedFor seconds: Double) async throws(ExternalLogError) -> AbandonedUploads {
         try await run { [self] in
+            let others = try present(temporaryDirectory).filter { !$0.hasSuffix(".\(writerTag)") }
+            guard !others.isEmpty else { return AbandonedUploads() }  // the usual case: no probe to write
             let probe = "\(temporaryDirectory)/clock.\(UInt64.random(in: 0...UInt64.max)).\(writerTag)"
             let file = try fileSystem.createFile(probe)
             defer { try? fileSystem.removeFile(probe) }
@@ -166,7 +168,7 @@ public final class DirectoryExternalStore: ExternalStore {
             }
             let now = try fileSystem.modificationTime(probe)
             var report = AbandonedUploads()
-            for name in try present(temporaryDirectory) where !name.hasSuffix(".\(writerTag)") {
+            for name in others {
                 let path = "\(temporaryDirectory)/\(name)"
                 do {
                     guard try now - fileSystem.modificationTime(path) >= seconds else { continue }
