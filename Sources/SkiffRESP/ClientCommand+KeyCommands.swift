@@ -10,7 +10,7 @@ extension ClientCommand {
         case "mget":
             try arguments.requireCount(2...)
             return .mget(arguments.words(from: 1))
-        case "exists":
+        case "exists", "touch":  // TOUCH only counts the keys that exist: no key has an access time here
             try arguments.requireCount(2...)
             return .exists(arguments.words(from: 1))
         case "strlen":
@@ -34,9 +34,30 @@ extension ClientCommand {
         case "type":
             try arguments.requireCount(2)
             return .type(arguments[1])
+        case "ttl", "pttl", "expiretime", "pexpiretime":
+            try arguments.requireCount(2)
+            return .timeToLive(arguments[1])
+        case "persist":
+            try arguments.requireCount(2)
+            return .persist(arguments[1])
+        case "getex":
+            try arguments.requireCount(2...)
+            return try getWithExpiry(arguments)
         default:
             return nil
         }
+    }
+
+    /// `GETEX key [EX | PX | EXAT | PXAT time | PERSIST]`: a GET, since no key has a timeout to remove;
+    /// setting one is refused.
+    private static func getWithExpiry(_ arguments: CommandArguments) throws(RESPCommandError) -> ReadCommand {
+        guard arguments.count > 2 else { return .get(arguments[1]) }
+        let option = arguments.word(at: 2)
+        if option == "persist", arguments.count == 3 { return .get(arguments[1]) }
+        if ["ex", "px", "exat", "pxat"].contains(option), arguments.count == 4 {
+            throw RESPCommandError("ERR expiry options (EX, PX, EXAT, PXAT) are not supported by Skiff")
+        }
+        throw .syntax
     }
 
     /// Writes, each a `KVCommand` for the log; nil for any other name.
@@ -93,7 +114,7 @@ extension ClientCommand {
                 throw .syntax
             }
             return plainWrite(.removeAll)
-        case "expire", "pexpire", "expireat", "pexpireat", "ttl", "pttl", "persist", "setex", "psetex", "getex":
+        case "expire", "pexpire", "expireat", "pexpireat", "setex", "psetex":
             throw RESPCommandError("ERR key expiry is not supported by Skiff")
         default:
             return nil

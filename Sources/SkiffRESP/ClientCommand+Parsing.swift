@@ -61,6 +61,9 @@ extension ClientCommand {
             guard subcommand.name == "config|get" else { throw .unknownSubcommand(arguments) }
             try subcommand.requireCount(3...)
             return .configGet(patterns: arguments.words(from: 2))
+        case "time":
+            try arguments.requireCount(1)
+            return .time
         case "skiff.status":
             try arguments.requireCount(1)
             return .skiffStatus

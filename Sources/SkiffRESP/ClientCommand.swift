@@ -5,7 +5,8 @@ import SkiffKV
 /// Redis's words.
 ///
 /// Leaves out key expiry, types other than strings and databases other than 0: commands that need them
-/// are refused when parsed, so they never reach the log.
+/// are refused when parsed, so they never reach the log. The commands that only ask about expiry (TTL,
+/// PERSIST, GETEX without a time) answer as Redis would for keys that never expire.
 public enum ClientCommand: Hashable, Sendable {
     /// PING, with the message to send back instead of PONG.
     case ping(message: [UInt8]?)
@@ -27,6 +28,8 @@ public enum ClientCommand: Hashable, Sendable {
     case configGet(patterns: [[UInt8]])
     /// READONLY and READWRITE, which cluster-aware clients send to replicas.
     case readOnly, readWrite
+    /// TIME: this node's clock, as seconds and microseconds since the Unix epoch.
+    case time
     /// SKIFF.STATUS (this node's Raft state) and SKIFF.MEMBERS (the cluster's members).
     case skiffStatus, skiffMembers
     /// A change of who is in the cluster, run by the leader (a follower hands it over).
@@ -120,6 +123,11 @@ public enum ReadCommand: Hashable, Sendable {
     case randomKey
     case dbSize
     case type([UInt8])
+    /// TTL, PTTL, EXPIRETIME and PEXPIRETIME: no key has a timeout here, so -1 for a key that exists and -2
+    /// for one that does not.
+    case timeToLive([UInt8])
+    /// PERSIST: there is never a timeout to remove, so always 0.
+    case persist([UInt8])
 }
 
 /// How a write's `KVReply` becomes the RESP reply of the command the client sent.

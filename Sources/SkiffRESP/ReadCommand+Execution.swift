@@ -26,6 +26,10 @@ extension ReadCommand {
             return .integer(Int64(store.count))
         case .type(let key):
             return .simple(store.contains(key) ? "string" : "none")
+        case .timeToLive(let key):
+            return .integer(store.contains(key) ? -1 : -2)
+        case .persist:
+            return .integer(0)
         }
     }
 
@@ -33,7 +37,7 @@ extension ReadCommand {
     /// space rather than at named keys. MGET and EXISTS list a key as often as the client named it.
     public var touchedKeys: [[UInt8]] {
         switch self {
-        case .get(let key), .strlen(let key), .getRange(let key, _, _), .type(let key): [key]
+        case .get(let key), .strlen(let key), .getRange(let key, _, _), .type(let key), .timeToLive(let key), .persist(let key): [key]
         case .mget(let keys), .exists(let keys): keys
         case .keys, .scan, .randomKey, .dbSize: []
         }

@@ -1,3 +1,4 @@
+import Glibc
 import SkiffKV
 import SkiffRESP
 
@@ -63,6 +64,10 @@ struct ClientSession {
         case .info(let sections): return .verbatim(InfoReport.text(node.status, sections: sections, configuration: node.configuration))
         case .configGet(let patterns): return InfoReport.config(patterns, configuration: node.configuration)
         case .command(let query): return InfoReport.commands(query)
+        case .time:
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            return .array([.bulk(String(now.tv_sec)), .bulk(String(now.tv_nsec / 1000))])
         case .skiffStatus: return InfoReport.statusReply(node.status)
         case .skiffMembers: return InfoReport.membersReply(node.status)
         case .read, .write, .membership, .watch, .quit: preconditionFailure("\(command) is executed by the connection handler")

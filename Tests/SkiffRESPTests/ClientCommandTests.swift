@@ -57,6 +57,14 @@ import Testing
         (["RANDOMKEY"], .read(.randomKey)),
         (["DBSIZE"], .read(.dbSize)),
         (["TYPE", "k"], .read(.type(b("k")))),
+        (["TTL", "k"], .read(.timeToLive(b("k")))),
+        (["pttl", "k"], .read(.timeToLive(b("k")))),
+        (["EXPIRETIME", "k"], .read(.timeToLive(b("k")))),
+        (["PEXPIRETIME", "k"], .read(.timeToLive(b("k")))),
+        (["PERSIST", "k"], .read(.persist(b("k")))),
+        (["TOUCH", "a", "a", "b"], .read(.exists([b("a"), b("a"), b("b")]))),
+        (["GETEX", "k"], .read(.get(b("k")))),
+        (["getex", "k", "Persist"], .read(.get(b("k")))),
     ]
 
     static let writes: [([String], ClientCommand)] = [
@@ -96,6 +104,7 @@ import Testing
         (["COMMAND", "DOCS", "get"], .command(.docs)),
         (["command", "info", "GET", "set"], .command(.info(["get", "set"]))),
         (["CONFIG", "GET", "maxmemory", "save"], .configGet(patterns: [b("maxmemory"), b("save")])),
+        (["TIME"], .time),
         (["SKIFF.STATUS"], .skiffStatus),
         (["skiff.members"], .skiffMembers),
     ]
@@ -173,12 +182,19 @@ import Testing
         (["PEXPIRE", "k", "10"], expiry),
         (["EXPIREAT", "k", "10"], expiry),
         (["PEXPIREAT", "k", "10"], expiry),
-        (["TTL", "k"], expiry),
-        (["PTTL", "k"], expiry),
-        (["PERSIST", "k"], expiry),
         (["SETEX", "k", "10", "v"], expiry),
         (["PSETEX", "k", "10", "v"], expiry),
-        (["GETEX", "k"], expiry),
+        (["GETEX", "k", "EX", "10"], "ERR expiry options (EX, PX, EXAT, PXAT) are not supported by Skiff"),
+        (["getex", "k", "pxat", "1700000000000"], "ERR expiry options (EX, PX, EXAT, PXAT) are not supported by Skiff"),
+        (["GETEX", "k", "EX"], "ERR syntax error"),
+        (["GETEX", "k", "PERSIST", "x"], "ERR syntax error"),
+        (["GETEX", "k", "KEEPTTL"], "ERR syntax error"),
+        (["GETEX"], "ERR wrong number of arguments for 'getex' command"),
+        (["TTL"], "ERR wrong number of arguments for 'ttl' command"),
+        (["PTTL", "a", "b"], "ERR wrong number of arguments for 'pttl' command"),
+        (["PERSIST"], "ERR wrong number of arguments for 'persist' command"),
+        (["TOUCH"], "ERR wrong number of arguments for 'touch' command"),
+        (["TIME", "x"], "ERR wrong number of arguments for 'time' command"),
         (["CLIENT"], "ERR wrong number of arguments for 'client' command"),
         (["CLIENT", "KILL", "x"], "ERR unknown subcommand 'KILL'. Try CLIENT HELP."),
         (["client", "kill"], "ERR unknown subcommand 'kill'. Try CLIENT HELP."),
@@ -239,6 +255,10 @@ import Testing
         #expect(ReadCommand.strlen(Self.b("z")).execute(on: store) == .integer(0))
         #expect(ReadCommand.type(Self.b("a")).execute(on: store) == .simple("string"))
         #expect(ReadCommand.type(Self.b("z")).execute(on: store) == .simple("none"))
+        #expect(ReadCommand.timeToLive(Self.b("a")).execute(on: store) == .integer(-1))
+        #expect(ReadCommand.timeToLive(Self.b("z")).execute(on: store) == .integer(-2))
+        #expect(ReadCommand.persist(Self.b("a")).execute(on: store) == .integer(0))
+        #expect(ReadCommand.persist(Self.b("z")).execute(on: store) == .integer(0))
         #expect(ReadCommand.dbSize.execute(on: store) == .integer(2))
         #expect(ReadCommand.dbSize.execute(on: KVStore()) == .integer(0))
     }
@@ -293,6 +313,8 @@ import Testing
         #expect(ReadCommand.getRange(Self.b("a"), start: 0, end: 1).touchedKeys == [Self.b("a")])
         #expect(ReadCommand.exists([Self.b("a"), Self.b("a")]).touchedKeys == [Self.b("a"), Self.b("a")])
         #expect(ReadCommand.mget([Self.b("a"), Self.b("b")]).touchedKeys == [Self.b("a"), Self.b("b")])
+        #expect(ReadCommand.timeToLive(Self.b("a")).touchedKeys == [Self.b("a")])
+        #expect(ReadCommand.persist(Self.b("a")).touchedKeys == [Self.b("a")])
         #expect(ReadCommand.scan(cursor: 0, pattern: nil, count: 10).touchedKeys.isEmpty)
         #expect(ReadCommand.keys(pattern: Self.b("*")).touchedKeys.isEmpty)
         #expect(ReadCommand.dbSize.touchedKeys.isEmpty)

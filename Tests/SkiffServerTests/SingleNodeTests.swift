@@ -35,6 +35,15 @@ import SkiffClient
         #expect(try cli("KEYS", "g*") == "greeting")
         #expect(try cli("TYPE", "greeting") == "string")
         #expect(try cli("SET", "k", "v", "EX", "10").hasPrefix("ERR expiry options"))
+        #expect(try cli("EXPIRE", "greeting", "10").hasPrefix("ERR key expiry is not supported"))
+        #expect(try cli("TTL", "greeting") == "-1")  // keys never expire, and tools ask
+        #expect(try cli("PTTL", "missing") == "-2")
+        #expect(try cli("PERSIST", "greeting") == "0")
+        #expect(try cli("TOUCH", "greeting", "missing", "counter") == "2")
+        #expect(try cli("GETEX", "greeting", "PERSIST") == "bye")
+        #expect(try cli("GETEX", "greeting", "EX", "10").hasPrefix("ERR expiry options"))
+        let time = try cli("TIME").split(separator: "\n").compactMap { Int($0) }
+        #expect(time.count == 2 && abs(time[0] - Int(Date().timeIntervalSince1970)) < 60 && (0..<1_000_000).contains(time[1]), "TIME: \(time)")
         #expect(try cli("GET").hasPrefix("ERR wrong number of arguments for 'get' command"))
         #expect(try cli("NOSUCH", "x").hasPrefix("ERR unknown command 'NOSUCH'"))
         #expect(try cli("INFO", "replication").contains("raft_role:leader"))
