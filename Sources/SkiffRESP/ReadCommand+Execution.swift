@@ -33,16 +33,6 @@ extension ReadCommand {
         }
     }
 
-    /// The keys this read touches: empty for KEYS, SCAN, RANDOMKEY and DBSIZE, which look at the whole key
-    /// space rather than at named keys. MGET and EXISTS list a key as often as the client named it.
-    public var touchedKeys: [[UInt8]] {
-        switch self {
-        case .get(let key), .strlen(let key), .getRange(let key, _, _), .type(let key), .timeToLive(let key), .persist(let key): [key]
-        case .mget(let keys), .exists(let keys): keys
-        case .keys, .scan, .randomKey, .dbSize: []
-        }
-    }
-
     private static func bulkOrNull(_ value: [UInt8]?) -> RESPValue { value.map { RESPValue.bulk($0) } ?? .null }
 
     /// GETRANGE's bytes: `start` and `end` are inclusive, negative ones count back from the end; both are

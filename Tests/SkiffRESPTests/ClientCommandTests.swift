@@ -307,16 +307,4 @@ import Testing
         #expect(seen.count == 3)
         #expect(Set(seen) == Set(["k1", "k2", "k3"].map(Self.b)))
     }
-
-    @Test func touchedKeysAreTheNamedOnes() {
-        #expect(ReadCommand.get(Self.b("a")).touchedKeys == [Self.b("a")])
-        #expect(ReadCommand.getRange(Self.b("a"), start: 0, end: 1).touchedKeys == [Self.b("a")])
-        #expect(ReadCommand.exists([Self.b("a"), Self.b("a")]).touchedKeys == [Self.b("a"), Self.b("a")])
-        #expect(ReadCommand.mget([Self.b("a"), Self.b("b")]).touchedKeys == [Self.b("a"), Self.b("b")])
-        #expect(ReadCommand.timeToLive(Self.b("a")).touchedKeys == [Self.b("a")])
-        #expect(ReadCommand.persist(Self.b("a")).touchedKeys == [Self.b("a")])
-        #expect(ReadCommand.scan(cursor: 0, pattern: nil, count: 10).touchedKeys.isEmpty)
-        #expect(ReadCommand.keys(pattern: Self.b("*")).touchedKeys.isEmpty)
-        #expect(ReadCommand.dbSize.touchedKeys.isEmpty)
-    }
 }
