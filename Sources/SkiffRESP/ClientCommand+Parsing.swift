@@ -164,9 +164,65 @@ extension ClientCommand {
         case "client|info":
             try arguments.requireCount(2)
             return .info
+        case "client|list":
+            return try .list(ids: clientListFilter(arguments))
+        case "client|kill":
+            try arguments.requireCount(3...)
+            return try .kill(clientKillFilter(arguments))
         default:
             throw .unknownSubcommand(arguments)
         }
+    }
+
+    /// `CLIENT LIST [TYPE normal | master | replica | pubsub] [ID id [id ...]]`: the ids to list, nil for all.
+    private static func clientListFilter(_ arguments: CommandArguments) throws(RESPCommandError) -> Set<Int64>? {
+        guard arguments.count > 2 else { return nil }
+        switch arguments.word(at: 2) {
+        case "type" where arguments.count == 4:
+            switch arguments.word(at: 3) {
+            case "normal": return nil
+            case "master", "replica", "slave", "pubsub": return []
+            default: throw RESPCommandError("ERR Unknown client type '\(arguments.text(at: 3))'")
+            }
+        case "id" where arguments.count > 3:
+            var ids: Set<Int64> = []
+            for position in 3..<arguments.count {
+                guard let id = CommandArguments.parseInteger(arguments[position]), id > 0 else { throw RESPCommandError("ERR Invalid client ID") }
+                ids.insert(id)
+            }
+            return ids
+        default:
+            throw .syntax
+        }
+    }
+
+    /// `CLIENT KILL addr:port`, or `CLIENT KILL [ID id] [ADDR addr:port] [LADDR addr:port] [SKIPME yes|no]`.
+    private static func clientKillFilter(_ arguments: CommandArguments) throws(RESPCommandError) -> ClientKillFilter {
+        if arguments.count == 3 { return ClientKillFilter(address: arguments.text(at: 2), skipMe: false, oldForm: true) }
+        guard arguments.count % 2 == 0 else { throw .syntax }
+        var filter = ClientKillFilter()
+        for position in stride(from: 2, to: arguments.count, by: 2) {
+            switch arguments.word(at: position) {
+            case "id":
+                guard let id = CommandArguments.parseInteger(arguments[position + 1]), id > 0 else {
+                    throw RESPCommandError("ERR client-id should be greater than 0")
+                }
+                filter.id = id
+            case "addr": filter.address = arguments.text(at: position + 1)
+            case "laddr": filter.localAddress = arguments.text(at: position + 1)
+            case "skipme":
+                switch arguments.word(at: position + 1) {
+                case "yes": filter.skipMe = true
+                case "no": filter.skipMe = false
+                default: throw .syntax
+                }
+            case "type", "user", "maxage":
+                throw RESPCommandError("ERR CLIENT KILL \(arguments.word(at: position).uppercased()) is not supported by Skiff; use ID, ADDR or LADDR")
+            default:
+                throw .syntax
+            }
+        }
+        return filter
     }
 
     /// `COMMAND`, `COMMAND COUNT`, `COMMAND DOCS [name ...]`, `COMMAND INFO [name ...]`.

@@ -16,13 +16,19 @@ final class ClientHandler: ChannelInboundHandler {
 
     let node: Node
     let connectionID: Int64
+    let connections: ConnectionRegistry
     var session: ClientSession
+    /// For CLIENT LIST: when the connection opened, when it last sent something, and the first two words
+    /// of its last command as sent.
+    let openedAt = NIODeadline.now()
+    var lastCommandAt = NIODeadline.now()
+    var lastCommand: (name: [UInt8], subcommand: [UInt8]?)?
     /// Replies not yet written, each with the protocol version in force when it was made; `nil` until the
     /// command finishes. `written` counts those already sent.
     private var pending: [(value: RESPValue, protocolVersion: Int)?] = []
     private var pendingStart = 0
     private var written = 0
-    private var context: ChannelHandlerContext?
+    private(set) var context: ChannelHandlerContext?
     /// The buffer of the last write, written into again once the kernel took that one (the usual case), so
     /// that replies cost no allocation. A buffer grown past `replyBufferKeptMax` for a large reply is dropped.
     private var replyBuffer: ByteBuffer?
@@ -49,9 +55,10 @@ final class ClientHandler: ChannelInboundHandler {
     private var inFlight = 0
     private var inFlightKind = Kind.other
 
-    init(node: Node, connectionID: Int64, password: String?) {
+    init(node: Node, connectionID: Int64, password: String?, connections: ConnectionRegistry) {
         self.node = node
         self.connectionID = connectionID
+        self.connections = connections
         session = ClientSession(password: password)
     }
 
@@ -67,7 +74,10 @@ final class ClientHandler: ChannelInboundHandler {
         guard !closeAfterFlush else { return }
         let slot = written + (pending.count - pendingStart)
         pending.append(nil)
-        switch ClientCommand.parse(unwrapInboundIn(data)) {
+        let words = unwrapInboundIn(data)
+        connections.countCommand()
+        lastCommand = (words[0], words.count > 1 ? words[1] : nil)
+        switch ClientCommand.parse(words) {
         case .failure(let error): reply(error.reply, slot: slot)
         case .success(let command):
             held.append((command, slot))
@@ -76,6 +86,7 @@ final class ClientHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        lastCommandAt = .now()  // once per read, not per command: CLIENT LIST's idle time is in whole seconds
         writeReady()
         if outstanding < node.configuration.limits.pipelineDepthMax { context.read() } else { readPaused = true }
     }
@@ -179,6 +190,9 @@ final class ClientHandler: ChannelInboundHandler {
         closeAfter(error: (reason ?? behind) + "; resume with FROM \(current.next)")
     }
 
+    /// Ends the connection once the replies owed so far are written, as QUIT does.
+    func closeAfterReply() { closeAfterFlush = true }
+
     /// Ends the connection: `error` is its last reply, written after every reply owed before it, then it closes.
     private func closeAfter(error: String) {
         pending.append((.error(error), session.protocolVersion))
@@ -276,8 +290,16 @@ final class ClientHandler: ChannelInboundHandler {
         case .quit:
             closeAfterFlush = true
             reply(.ok, slot: slot)
+        case .client(.list(let ids)):
+            let now = NIODeadline.now()
+            let listed = connections.handlers().filter { ids?.contains($0.connectionID) ?? true }
+            reply(.verbatim(listed.map { $0.clientLine(now: now) + "\n" }.joined()), slot: slot)
+        case .client(.info):
+            reply(.verbatim(clientLine(now: .now()) + "\n"), slot: slot)
+        case .client(.kill(let filter)):
+            reply(kill(filter), slot: slot)
         default:
-            reply(session.answer(command, node: node, connectionID: connectionID), slot: slot)
+            reply(session.answer(command, node: node, connectionID: connectionID, clients: connections.counts), slot: slot)
         }
     }
 }

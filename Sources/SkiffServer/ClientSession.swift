@@ -27,7 +27,7 @@ struct ClientSession {
         }
     }
 
-    mutating func answer(_ command: ClientCommand, node: Node, connectionID: Int64) -> RESPValue {
+    mutating func answer(_ command: ClientCommand, node: Node, connectionID: Int64, clients: @autoclosure () -> ClientCounts) -> RESPValue {
         switch command {
         case .ping(let message): return message.map(RESPValue.bulk) ?? .simple("PONG")
         case .echo(let message): return .bulk(message)
@@ -52,7 +52,7 @@ struct ClientSession {
             case .getName: return name.map(RESPValue.bulk) ?? .null
             case .id: return .integer(connectionID)
             case .setInfo: break
-            case .info: return .bulk("id=\(connectionID) name=\(name.map { String(decoding: $0, as: UTF8.self) } ?? "") resp=\(protocolVersion) readonly=\(readOnly ? 1 : 0)\n")
+            case .info, .list, .kill: preconditionFailure("\(request) is executed by the connection handler, which knows the connections")
             }
             return .ok
         case .readOnly:
@@ -61,7 +61,8 @@ struct ClientSession {
         case .readWrite:
             readOnly = false
             return .ok
-        case .info(let sections): return .verbatim(InfoReport.text(node.status, sections: sections, configuration: node.configuration))
+        case .info(let sections):
+            return .verbatim(InfoReport.text(node.status, sections: sections, configuration: node.configuration, clients: clients()))
         case .configGet(let patterns): return InfoReport.config(patterns, configuration: node.configuration)
         case .command(let query): return InfoReport.commands(query)
         case .time:

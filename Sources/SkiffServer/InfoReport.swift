@@ -7,8 +7,8 @@ enum InfoReport {
     static let redisVersion = "7.2.0"
     static let skiffVersion = "0.1.0"
 
-    static func text(_ status: NodeStatus, sections requested: [String], configuration: NodeConfiguration) -> String {
-        let all = ["server", "clients", "replication", "persistence", "keyspace"]
+    static func text(_ status: NodeStatus, sections requested: [String], configuration: NodeConfiguration, clients: ClientCounts) -> String {
+        let all = ["server", "clients", "memory", "persistence", "stats", "replication", "keyspace"]
         let sections = requested.isEmpty || requested.contains("all") || requested.contains("everything") || requested.contains("default")
             ? all : all.filter(requested.contains)
         var lines: [String] = []
@@ -21,7 +21,18 @@ enum InfoReport {
                           "skiff_cluster:\(status.clusterName)", "skiff_cluster_uuid:\(status.clusterUUID)"]
                 if let external = status.external { lines.append("skiff_external_store:\(external.storeID ?? "")") }
             case "clients":
-                lines += ["pending_writes:\(status.pendingWrites)", "pending_reads:\(status.pendingReads)"]
+                lines += ["connected_clients:\(clients.connected)", "blocked_clients:0",
+                          "pending_writes:\(status.pendingWrites)", "pending_reads:\(status.pendingReads)"]
+            case "memory":
+                // The process's resident memory: Skiff does not count its allocations as Redis does.
+                let memory = ProcessMemory.current()
+                lines += ["used_memory:\(memory.resident)", "used_memory_human:\(humanBytes(memory.resident))",
+                          "used_memory_rss:\(memory.resident)", "used_memory_rss_human:\(humanBytes(memory.resident))",
+                          "used_memory_peak:\(memory.peak)", "used_memory_peak_human:\(humanBytes(memory.peak))",
+                          "maxmemory:0", "maxmemory_policy:noeviction"]
+            case "stats":
+                lines += ["total_connections_received:\(clients.received)", "total_commands_processed:\(clients.commands)",
+                          "expired_keys:0", "evicted_keys:0"]
             case "replication":
                 lines += ["role:\(status.role == "leader" ? "master" : "slave")", "raft_role:\(status.role)", "raft_term:\(status.term)",
                           "raft_leader:\(status.leader ?? "")", "raft_commit_index:\(status.commitIndex)",
@@ -35,7 +46,8 @@ enum InfoReport {
             case "persistence":
                 let metrics = status.metrics
                 let average = metrics.persists == 0 ? 0 : metrics.persistNanoseconds / metrics.persists / 1000
-                lines += ["wal_fsync:\(configuration.fsync.rawValue)", "wal_writes:\(metrics.persists)",
+                lines += ["loading:0", "rdb_bgsave_in_progress:\(status.snapshotInProgress ? 1 : 0)", "aof_rewrite_in_progress:0",
+                          "wal_fsync:\(configuration.fsync.rawValue)", "wal_writes:\(metrics.persists)",
                           "wal_entries_written:\(metrics.persistedEntries)", "wal_write_avg_us:\(average)",
                           "wal_write_max_us:\(metrics.persistNanosecondsMax / 1000)", "snapshot_index:\(status.snapshotIndex)",
                           "snapshots_taken:\(metrics.snapshotsTaken)", "snapshots_sent:\(metrics.snapshotsSent)",
@@ -55,6 +67,14 @@ enum InfoReport {
             lines.append("")
         }
         return lines.joined(separator: "\r\n")
+    }
+
+    /// Bytes as Redis's `*_human` fields write them: `512B`, `1.50K`, `2.25M`, `1.00G`.
+    static func humanBytes(_ bytes: Int) -> String {
+        let units: [(String, Double)] = [("G", 1_073_741_824), ("M", 1_048_576), ("K", 1024)]
+        guard let (unit, size) = units.first(where: { Double(bytes) >= $0.1 }) else { return "\(bytes)B" }
+        let hundredths = Int((Double(bytes) / size * 100).rounded())
+        return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)\(unit)"
     }
 
     static func config(_ patterns: [[UInt8]], configuration: NodeConfiguration) -> RESPValue {

@@ -61,12 +61,12 @@ public final class SkiffServer: Sendable {
                 .childChannelOption(.autoRead, value: false)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let connectionID = connections.add(channel)
-                        try channel.pipeline.syncOperations.addHandlers([
-                            ByteToMessageHandler(RESPRequestDecoder(limits: requestLimits)),
-                            ClientHandler(node: node, connectionID: connectionID, password: configuration.password),
-                        ])
-                        channel.closeFuture.whenComplete { _ in connections.remove(connectionID) }
+                        let handler = connections.add(channel) { id in
+                            ClientHandler(node: node, connectionID: id, password: configuration.password, connections: connections)
+                        }
+                        try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(RESPRequestDecoder(limits: requestLimits)), handler])
+                        let id = handler.connectionID
+                        channel.closeFuture.whenComplete { _ in connections.remove(id) }
                     }
                 }
                 .bind(host: configuration.clientAddress.host, port: configuration.clientAddress.port).get()
@@ -165,27 +165,6 @@ struct NodeService: Service {
         server.node.logger.info("shutting down")
         await server.stop()
         server.node.logger.info("stopped")
-    }
-}
-
-/// The open client connections, so that shutdown can close them.
-final class ConnectionRegistry: Sendable {
-    private let state = Mutex((next: Int64(1), channels: [Int64: Channel]()))
-
-    func add(_ channel: Channel) -> Int64 {
-        state.withLock { state in
-            let id = state.next
-            state.next += 1
-            state.channels[id] = channel
-            return id
-        }
-    }
-
-    func remove(_ id: Int64) { state.withLock { _ = $0.channels.removeValue(forKey: id) } }
-
-    func closeAll() async {
-        let channels = state.withLock { Array($0.channels.values) }
-        for channel in channels { try? await channel.close() }
     }
 }
 

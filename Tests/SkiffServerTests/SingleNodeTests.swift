@@ -92,6 +92,50 @@ import SkiffClient
 
     /// Pipelined commands are answered in order, writes and reads mixed, and a malformed request closes only
     /// its own connection, once the commands before it are answered, even when it announces a huge bulk string.
+    /// What operators look at: CLIENT LIST, CLIENT KILL, and INFO's client, memory and stats fields, as
+    /// `redis-cli --stat` shows them (it printed -9223372036854775808 for each field INFO lacked).
+    @Test func clientListKillAndWhatRedisCLIStatShows() throws {
+        let cluster = try SkiffCluster(nodes: 1)
+        try cluster.startAll()
+        let port = cluster.port("n1")
+        let victim = try RESPClient(port: port)
+        #expect(try victim.call("CLIENT", "SETNAME", "victim") == .simple("OK"))
+        let victimID = try victim.call("CLIENT", "ID").text
+        let admin = try RESPClient(port: port)
+        #expect(try admin.call("SET", "k", "v") == .simple("OK"))
+
+        let list = try admin.call("CLIENT", "LIST").text.split(separator: "\n")
+        #expect(list.count == 2, "\(list)")
+        let line = try #require(list.first { $0.contains(" name=victim ") })
+        #expect(line.hasPrefix("id=\(victimID) addr=127.0.0.1:") && line.contains(" laddr=127.0.0.1:\(port) "), "\(line)")
+        #expect(line.contains(" cmd=client|id ") && line.contains(" flags=N ") && line.hasSuffix(" resp=2"), "\(line)")
+        #expect(try admin.call("CLIENT", "LIST", "ID", victimID).text.split(separator: "\n").count == 1)
+
+        let info = Dictionary(try admin.call("INFO").text.split(separator: "\r\n").compactMap { line -> (String, String)? in
+            let parts = line.split(separator: ":", maxSplits: 1)
+            return parts.count == 2 ? (String(parts[0]), String(parts[1])) : nil
+        }, uniquingKeysWith: { first, _ in first })
+        #expect(info["connected_clients"] == "2")
+        #expect(Int(info["total_connections_received"] ?? "") ?? 0 >= 2)
+        #expect(Int(info["total_commands_processed"] ?? "") ?? 0 >= 6)
+        #expect(Int(info["used_memory"] ?? "") ?? 0 > 1 << 20)
+        #expect(info["loading"] == "0")
+
+        // Its third line is the first sample: keys, memory, clients, blocked, requests, connections.
+        let stat = try run("timeout", ["-s", "KILL", "1.5", "stdbuf", "-oL", "redis-cli", "-p", String(port), "--stat", "-i", "0.2"], seconds: 20)
+        let sample = stat.output.split(separator: "\n").dropFirst(2).first?.split(separator: " ") ?? []
+        #expect(sample.count >= 6 && sample[0] == "1" && sample[1].hasSuffix("M") && sample[2] == "3" && sample[3] == "0",
+                "redis-cli --stat: \(stat.output)")
+        #expect(!stat.output.contains("-9223372036854775808"), "\(stat.output)")
+
+        #expect(try admin.call("CLIENT", "KILL", "ID", victimID) == .integer(1))
+        #expect(victim.isClosedByServer())
+        #expect(try admin.call("CLIENT", "KILL", "ID", victimID) == .integer(0))
+        #expect(try admin.call("CLIENT", "KILL", "1.2.3.4:5") == .error("ERR No such client"))
+        #expect(try admin.call("CLIENT", "KILL", "LADDR", "127.0.0.1:\(port)") == .integer(0))  // SKIPME yes: not itself
+        #expect(try admin.call("PING") == .simple("PONG"))
+    }
+
     @Test func pipeliningAndProtocolErrors() throws {
         let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--max-bulk-bytes", "1048576"])
         try cluster.startAll()
