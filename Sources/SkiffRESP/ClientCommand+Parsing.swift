@@ -174,21 +174,18 @@ extension ClientCommand {
         }
     }
 
-    /// `CLIENT LIST [TYPE normal | master | replica | pubsub] [ID id [id ...]]`: the ids to list, nil for all.
-    private static func clientListFilter(_ arguments: CommandArguments) throws(RESPCommandError) -> Set<Int64>? {
+    /// `CLIENT LIST [TYPE normal | master | replica | pubsub] [ID id [id ...]]`: the ids to list, in the
+    /// order given, nil for all.
+    private static func clientListFilter(_ arguments: CommandArguments) throws(RESPCommandError) -> [Int64]? {
         guard arguments.count > 2 else { return nil }
         switch arguments.word(at: 2) {
         case "type" where arguments.count == 4:
-            switch arguments.word(at: 3) {
-            case "normal": return nil
-            case "master", "replica", "slave", "pubsub": return []
-            default: throw RESPCommandError("ERR Unknown client type '\(arguments.text(at: 3))'")
-            }
+            return try isNormalClientType(arguments, at: 3) ? nil : []
         case "id" where arguments.count > 3:
-            var ids: Set<Int64> = []
+            var ids: [Int64] = []
             for position in 3..<arguments.count {
-                guard let id = CommandArguments.parseInteger(arguments[position]), id > 0 else { throw RESPCommandError("ERR Invalid client ID") }
-                ids.insert(id)
+                guard let id = CommandArguments.parseInteger(arguments[position]) else { throw RESPCommandError("ERR Invalid client ID") }
+                ids.append(id)
             }
             return ids
         default:
@@ -196,7 +193,18 @@ extension ClientCommand {
         }
     }
 
-    /// `CLIENT KILL addr:port`, or `CLIENT KILL [ID id] [ADDR addr:port] [LADDR addr:port] [SKIPME yes|no]`.
+    /// Whether the client type named at `position` is `normal`, the type of every connection here; false for
+    /// the other types Redis knows.
+    private static func isNormalClientType(_ arguments: CommandArguments, at position: Int) throws(RESPCommandError) -> Bool {
+        switch arguments.word(at: position) {
+        case "normal": return true
+        case "master", "replica", "slave", "pubsub": return false
+        default: throw RESPCommandError("ERR Unknown client type '\(arguments.text(at: position))'")
+        }
+    }
+
+    /// `CLIENT KILL addr:port`, or `CLIENT KILL [ID id] [ADDR addr:port] [LADDR addr:port] [TYPE type] [USER name]
+    /// [SKIPME yes|no]`.
     private static func clientKillFilter(_ arguments: CommandArguments) throws(RESPCommandError) -> ClientKillFilter {
         if arguments.count == 3 { return ClientKillFilter(address: arguments.text(at: 2), skipMe: false, oldForm: true) }
         guard arguments.count % 2 == 0 else { throw .syntax }
@@ -216,8 +224,10 @@ extension ClientCommand {
                 case "no": filter.skipMe = false
                 default: throw .syntax
                 }
-            case "type", "user", "maxage":
-                throw RESPCommandError("ERR CLIENT KILL \(arguments.word(at: position).uppercased()) is not supported by Skiff; use ID, ADDR or LADDR")
+            case "type":
+                if try !isNormalClientType(arguments, at: position + 1) { filter.matchesNone = true }
+            case "user":
+                guard arguments[position + 1] == Array("default".utf8) else { throw RESPCommandError("ERR No such user '\(arguments.text(at: position + 1))'") }
             default:
                 throw .syntax
             }

@@ -107,26 +107,30 @@ public enum CommandQuery: Hashable, Sendable {
 public enum ClientRequest: Hashable, Sendable {
     case setName([UInt8])
     case getName, id, setInfo, info
-    /// CLIENT LIST: every connection, or those with the ids given (none for TYPE master, replica or pubsub:
-    /// every connection here is a normal one).
-    case list(ids: Set<Int64>?)
+    /// CLIENT LIST: every connection, or those with the ids given, in that order (none for TYPE master,
+    /// replica or pubsub: every connection here is a normal one).
+    case list(ids: [Int64]?)
     case kill(ClientKillFilter)
 }
 
 /// Which connections CLIENT KILL ends: those that match every filter given. The old form (`CLIENT KILL
-/// addr:port`) names one address and may end the caller itself; the new form (`CLIENT KILL ID id ADDR
-/// addr:port LADDR addr:port SKIPME yes|no`) skips the caller unless told `SKIPME no`.
+/// addr:port`) names one address and may end the caller itself; the new form (`CLIENT KILL [ID id] [ADDR
+/// addr:port] [LADDR addr:port] [TYPE type] [USER name] [SKIPME yes|no]`) skips the caller unless told
+/// `SKIPME no`. A TYPE other than normal, or a USER other than default, matches no connection here.
 public struct ClientKillFilter: Hashable, Sendable {
     public var id: Int64?
     public var address: String?
     public var localAddress: String?
+    public var matchesNone = false
     public var skipMe = true
     public var oldForm = false
 
-    public init(id: Int64? = nil, address: String? = nil, localAddress: String? = nil, skipMe: Bool = true, oldForm: Bool = false) {
+    public init(id: Int64? = nil, address: String? = nil, localAddress: String? = nil, matchesNone: Bool = false,
+                skipMe: Bool = true, oldForm: Bool = false) {
         self.id = id
         self.address = address
         self.localAddress = localAddress
+        self.matchesNone = matchesNone
         self.skipMe = skipMe
         self.oldForm = oldForm
     }

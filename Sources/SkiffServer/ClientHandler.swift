@@ -18,11 +18,12 @@ final class ClientHandler: ChannelInboundHandler {
     let connectionID: Int64
     let connections: ConnectionRegistry
     var session: ClientSession
-    /// For CLIENT LIST: when the connection opened, when it last sent something, and the first two words
-    /// of its last command as sent.
+    /// For CLIENT LIST: when the connection opened, when its last read began, and the name of its last
+    /// command, with the subcommand of a container command (nil after a command that could not be parsed).
     let openedAt = NIODeadline.now()
-    var lastCommandAt = NIODeadline.now()
+    var lastReadAt = NIODeadline.now()
     var lastCommand: (name: [UInt8], subcommand: [UInt8]?)?
+    private var reading = false
     /// Replies not yet written, each with the protocol version in force when it was made; `nil` until the
     /// command finishes. `written` counts those already sent.
     private var pending: [(value: RESPValue, protocolVersion: Int)?] = []
@@ -35,7 +36,7 @@ final class ClientHandler: ChannelInboundHandler {
     static let replyBufferKeptMax = 64 << 10
     private var flushScheduled = false
     private var readPaused = false
-    private var closeAfterFlush = false
+    private(set) var closeAfterFlush = false
     /// Set once SKIFF.WATCH started: the connection then streams events and takes only PING and QUIT.
     private var watch: (id: Int64, next: UInt64)?
     /// Events (and their bytes) handed to a connection that could not take more (not writable), since it
@@ -74,19 +75,24 @@ final class ClientHandler: ChannelInboundHandler {
         guard !closeAfterFlush else { return }
         let slot = written + (pending.count - pendingStart)
         pending.append(nil)
+        if !reading {
+            reading = true
+            lastReadAt = .now()  // once per read, not per command
+        }
         let words = unwrapInboundIn(data)
-        connections.countCommand()
-        lastCommand = (words[0], words.count > 1 ? words[1] : nil)
         switch ClientCommand.parse(words) {
-        case .failure(let error): reply(error.reply, slot: slot)
+        case .failure(let error):
+            lastCommand = nil
+            reply(error.reply, slot: slot)
         case .success(let command):
+            lastCommand = Self.recordedName(words, of: command)
             held.append((command, slot))
             startHeld()
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        lastCommandAt = .now()  // once per read, not per command: CLIENT LIST's idle time is in whole seconds
+        reading = false
         writeReady()
         if outstanding < node.configuration.limits.pipelineDepthMax { context.read() } else { readPaused = true }
     }
@@ -190,8 +196,15 @@ final class ClientHandler: ChannelInboundHandler {
         closeAfter(error: (reason ?? behind) + "; resume with FROM \(current.next)")
     }
 
-    /// Ends the connection once the replies owed so far are written, as QUIT does.
-    func closeAfterReply() { closeAfterFlush = true }
+    /// Ends the connection once the reply in `slot` is written (QUIT, or CLIENT KILL of this connection):
+    /// what was pipelined after it is dropped, never run or answered, as in Redis. Such a command runs
+    /// alone (kind `.other`), so every later slot belongs to a held command or to a queued protocol error.
+    func closeAfterReply(slot: Int) {
+        closeAfterFlush = true
+        pending.removeSubrange((pendingStart + slot - written + 1)...)
+        held.removeAll()
+        heldStart = 0
+    }
 
     /// Ends the connection: `error` is its last reply, written after every reply owed before it, then it closes.
     private func closeAfter(error: String) {
@@ -241,6 +254,7 @@ final class ClientHandler: ChannelInboundHandler {
 
     private func execute(_ command: ClientCommand, kind: Kind, slot: Int) {
         if let refusal = session.refusal(for: command) { return reply(refusal, slot: slot) }
+        connections.countCommand()
         if watch != nil {
             switch command {
             case .ping, .quit: break
@@ -288,16 +302,14 @@ final class ClientHandler: ChannelInboundHandler {
                 reply(.array([.bulk("watch"), .bulk(prefix), .integer(Int64(start))]), slot: slot)
             }
         case .quit:
-            closeAfterFlush = true
+            closeAfterReply(slot: slot)
             reply(.ok, slot: slot)
         case .client(.list(let ids)):
-            let now = NIODeadline.now()
-            let listed = connections.handlers().filter { ids?.contains($0.connectionID) ?? true }
-            reply(.verbatim(listed.map { $0.clientLine(now: now) + "\n" }.joined()), slot: slot)
+            reply(.verbatim(clientList(ids: ids)), slot: slot)
         case .client(.info):
             reply(.verbatim(clientLine(now: .now()) + "\n"), slot: slot)
         case .client(.kill(let filter)):
-            reply(kill(filter), slot: slot)
+            reply(kill(filter, slot: slot), slot: slot)
         default:
             reply(session.answer(command, node: node, connectionID: connectionID, clients: connections.counts), slot: slot)
         }

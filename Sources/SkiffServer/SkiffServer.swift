@@ -64,9 +64,9 @@ public final class SkiffServer: Sendable {
                         let handler = connections.add(channel) { id in
                             ClientHandler(node: node, connectionID: id, password: configuration.password, connections: connections)
                         }
-                        try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(RESPRequestDecoder(limits: requestLimits)), handler])
                         let id = handler.connectionID
-                        channel.closeFuture.whenComplete { _ in connections.remove(id) }
+                        channel.closeFuture.whenComplete { _ in connections.remove(id) }  // first: a failure below closes the channel
+                        try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(RESPRequestDecoder(limits: requestLimits)), handler])
                     }
                 }
                 .bind(host: configuration.clientAddress.host, port: configuration.clientAddress.port).get()

@@ -90,8 +90,6 @@ import SkiffClient
         #expect(try RESPClient(port: cluster.port("n1")).call("GET", "missing") == .bulk(nil))
     }
 
-    /// Pipelined commands are answered in order, writes and reads mixed, and a malformed request closes only
-    /// its own connection, once the commands before it are answered, even when it announces a huge bulk string.
     /// What operators look at: CLIENT LIST, CLIENT KILL, and INFO's client, memory and stats fields, as
     /// `redis-cli --stat` shows them (it printed -9223372036854775808 for each field INFO lacked).
     @Test func clientListKillAndWhatRedisCLIStatShows() throws {
@@ -128,14 +126,53 @@ import SkiffClient
                 "redis-cli --stat: \(stat.output)")
         #expect(!stat.output.contains("-9223372036854775808"), "\(stat.output)")
 
-        #expect(try admin.call("CLIENT", "KILL", "ID", victimID) == .integer(1))
+        let adminLine = try admin.call("CLIENT", "INFO").text
+        #expect(adminLine.hasPrefix("id=") && adminLine.contains(" idle=0 ") && adminLine.hasSuffix(" cmd=client|info user=default resp=2\n"),
+                "\(adminLine)")
+        let resp3 = try run("redis-cli", ["-3", "-p", String(port), "CLIENT", "LIST"]).output
+        #expect(resp3.split(separator: "\n").filter { $0.hasPrefix("id=") }.count == 3, "\(resp3)")  // and redis-cli's own
+        #expect(try admin.call("CLIENT", "LIST", "ID", victimID, "999", victimID).text.split(separator: "\n").count == 2)
+
+        // Pipelined twice, the kill counts the victim once: the second finds it closing.
+        let kills = try admin.pipeline([["CLIENT", "KILL", "ID", victimID], ["CLIENT", "KILL", "ID", victimID]])
+        #expect(kills == [.integer(1), .integer(0)])
         #expect(victim.isClosedByServer())
-        #expect(try admin.call("CLIENT", "KILL", "ID", victimID) == .integer(0))
         #expect(try admin.call("CLIENT", "KILL", "1.2.3.4:5") == .error("ERR No such client"))
-        #expect(try admin.call("CLIENT", "KILL", "LADDR", "127.0.0.1:\(port)") == .integer(0))  // SKIPME yes: not itself
-        #expect(try admin.call("PING") == .simple("PONG"))
+        #expect(try admin.call("CLIENT", "KILL", "LADDR", "127.0.0.1:\(port)", "TYPE", "pubsub") == .integer(0))
+
+        // By address, new form and old; and by LADDR, which here matches every other connection.
+        let byAddress = try RESPClient(port: port), oldForm = try RESPClient(port: port), byLocal = try RESPClient(port: port)
+        func address(of client: RESPClient) throws -> String {
+            let line = try client.call("CLIENT", "INFO").text
+            return String(try #require(line.split(separator: " ").first { $0.hasPrefix("addr=") }).dropFirst(5))
+        }
+        #expect(try admin.call("CLIENT", "KILL", "ADDR", address(of: byAddress), "SKIPME", "yes") == .integer(1))
+        #expect(byAddress.isClosedByServer())
+        #expect(try admin.call("CLIENT", "KILL", address(of: oldForm)) == .simple("OK"))
+        #expect(oldForm.isClosedByServer())
+        #expect(try admin.call("CLIENT", "KILL", "LADDR", "127.0.0.1:\(port)") == .integer(1))  // SKIPME yes: not itself
+        #expect(byLocal.isClosedByServer())
+
+        // A connection that ends itself, or quits, runs nothing pipelined after it, though the command waits
+        // for a write in flight before it (and the commands after it are held meanwhile).
+        let myID = try admin.call("CLIENT", "ID").text
+        try admin.send(raw: RESPClient.encode(["SET", "before-kill", "1"]) + RESPClient.encode(["CLIENT", "KILL", "ID", myID, "SKIPME", "no"])
+                       + RESPClient.encode(["SET", "after-kill", "1"]))
+        #expect(try admin.readReply() == .simple("OK"))
+        #expect(try admin.readReply() == .integer(1))
+        #expect(admin.isClosedByServer())
+        let quitter = try RESPClient(port: port)
+        try quitter.send(raw: RESPClient.encode(["SET", "before-quit", "1"]) + RESPClient.encode(["QUIT"]) + RESPClient.encode(["SET", "after-quit", "1"]))
+        #expect(try quitter.readReply() == .simple("OK"))
+        #expect(try quitter.readReply() == .simple("OK"))
+        #expect(quitter.isClosedByServer())
+        let checker = try RESPClient(port: port)
+        #expect(try checker.call("EXISTS", "before-kill", "before-quit") == .integer(2))
+        #expect(try checker.call("EXISTS", "after-kill", "after-quit") == .integer(0))
     }
 
+    /// Pipelined commands are answered in order, writes and reads mixed, and a malformed request closes only
+    /// its own connection, once the commands before it are answered, even when it announces a huge bulk string.
     @Test func pipeliningAndProtocolErrors() throws {
         let cluster = try SkiffCluster(nodes: 1, extraArguments: ["--max-bulk-bytes", "1048576"])
         try cluster.startAll()
