@@ -2,7 +2,7 @@ import NIOCore
 import Synchronization
 
 /// The open client connections of a node: shutdown closes them, `CLIENT LIST` and `CLIENT KILL` look them
-/// up, and INFO counts them and the commands they sent.
+/// up, and INFO counts them and the commands they ran.
 ///
 /// Ids are given in order from 1 and never reused while the process runs, as Redis's client ids are. A
 /// connection's handler is reached only on its event loop (`NIOLoopBound`), which is the node's.
@@ -28,7 +28,7 @@ final class ConnectionRegistry: Sendable {
         state.withLock { $0.open.sorted { $0.key < $1.key }.map { $0.value.handler } }.map { $0.value }
     }
 
-    /// Counts one command received, for INFO's `total_commands_processed`.
+    /// Counts one command run (parsed and allowed), for INFO's `total_commands_processed`.
     func countCommand() { commands.add(1, ordering: .relaxed) }
 
     /// What INFO reports of the connections.
@@ -43,7 +43,7 @@ final class ConnectionRegistry: Sendable {
     }
 }
 
-/// Connections open now, connections accepted since the node started, and commands received on them.
+/// Connections open now, connections accepted since the node started, and commands they ran.
 struct ClientCounts {
     var connected: Int
     var received: Int
