@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import SkiffKV
 import SkiffRESP
 
@@ -17,7 +22,9 @@ enum InfoReport {
             switch section {
             case "server":
                 lines += ["redis_version:\(redisVersion)", "skiff_version:\(skiffVersion)", "redis_mode:standalone",
-                          "tcp_port:\(configuration.clientAddress.port)", "skiff_node:\(configuration.name)",
+                          "process_id:\(getpid())", "tcp_port:\(configuration.clientAddress.port)",
+                          "uptime_in_seconds:\(status.uptimeSeconds)", "uptime_in_days:\(status.uptimeSeconds / 86400)",
+                          "skiff_node:\(configuration.name)",
                           "skiff_cluster:\(status.clusterName)", "skiff_cluster_uuid:\(status.clusterUUID)"]
                 if let external = status.external { lines.append("skiff_external_store:\(external.storeID ?? "")") }
             case "clients":

@@ -50,6 +50,8 @@ public final class Node: @unchecked Sendable {
     var witness: WitnessPeer?
     public internal(set) var metrics = NodeMetrics()
     let serverMetrics = ServerMetrics()
+    /// When this node was opened, for INFO's uptime.
+    let openedAt = NIODeadline.now()
 
     /// The cluster this node belongs to, and the configurations it started from.
     public let identity: ClusterIdentity

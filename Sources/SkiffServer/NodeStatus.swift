@@ -36,6 +36,8 @@ public struct NodeStatus: Sendable {
     public var firstIndex: UInt64
     public var lastIndex: UInt64
     public var snapshotIndex: UInt64
+    /// Seconds since the node was opened.
+    public var uptimeSeconds: Int64
     /// A snapshot is being written in the background.
     public var snapshotInProgress: Bool
     public var keys: Int
@@ -87,7 +89,7 @@ extension Node {
                           role: role, term: core.term,
                           leader: core.leader == .none ? nil : name(core.leader), commitIndex: core.commitIndex.rawValue,
                           appliedIndex: storeIndex, firstIndex: core.firstIndex.rawValue, lastIndex: core.lastIndex.rawValue,
-                          snapshotIndex: snapshots.lastIndex, snapshotInProgress: snapshots.saving, keys: store.count, pendingWrites: writes.count, pendingReads: reads.count,
+                          snapshotIndex: snapshots.lastIndex, uptimeSeconds: (NIODeadline.now() - openedAt).nanoseconds / 1_000_000_000, snapshotInProgress: snapshots.saving, keys: store.count, pendingWrites: writes.count, pendingReads: reads.count,
                           members: members, metrics: metrics, external: externalStatus)
     }
 }

@@ -118,6 +118,8 @@ import SkiffClient
         #expect(Int(info["total_commands_processed"] ?? "") ?? 0 >= 6)
         #expect(Int(info["used_memory"] ?? "") ?? 0 > 1 << 20)
         #expect(info["loading"] == "0")
+        #expect(info["process_id"] == String(try #require(cluster.processID("n1"))))
+        #expect((0..<600).contains(Int(info["uptime_in_seconds"] ?? "") ?? -1) && info["uptime_in_days"] == "0")
 
         // Its third line is the first sample: keys, memory, clients, blocked, requests, connections.
         let stat = try run("timeout", ["-s", "KILL", "1.5", "stdbuf", "-oL", "redis-cli", "-p", String(port), "--stat", "-i", "0.2"], seconds: 20)

@@ -108,9 +108,12 @@ final class SkiffCluster {
         return process.terminationStatus
     }
 
+    /// The process id of `name`'s server, while it runs.
+    func processID(_ name: String) -> Int32? { members.first { $0.name == name }?.process?.processIdentifier }
+
     /// What each thread of `name`'s process waits in, as the kernel names it (`/proc/PID/task/*/wchan`).
     func kernelWaits(_ name: String) -> [String] {
-        guard let pid = members.first(where: { $0.name == name })?.process?.processIdentifier,
+        guard let pid = processID(name),
               let threads = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return [] }
         return threads.compactMap { try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/wchan", encoding: .utf8) }
     }
