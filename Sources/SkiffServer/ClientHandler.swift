@@ -197,22 +197,30 @@ final class ClientHandler: ChannelInboundHandler {
     }
 
     /// Ends the connection once the reply in `slot` is written (QUIT, or CLIENT KILL of this connection):
-    /// what was pipelined after it is dropped, never run or answered, as in Redis. Such a command runs
-    /// alone (kind `.other`), so every later slot belongs to a held command or to a queued protocol error.
+    /// whatever came after it is dropped, never run or answered, as in Redis. Such a command runs alone
+    /// (kind `.other`) once everything before it is answered, so every later slot belongs to a held command,
+    /// an answered parse error, a queued protocol error or watch events.
     func closeAfterReply(slot: Int) {
         closeAfterFlush = true
         pending.removeSubrange((pendingStart + slot - written + 1)...)
         held.removeAll()
         heldStart = 0
+        closeBeforeLong()
     }
 
-    /// Ends the connection: `error` is its last reply, written after every reply owed before it, then it closes.
+    /// Ends the connection: `error` is its last reply, written after every reply owed before it, then it
+    /// closes. Nothing is added to a connection already ending.
     private func closeAfter(error: String) {
+        guard !closeAfterFlush else { return }
         pending.append((.error(error), session.protocolVersion))
         closeAfterFlush = true
         scheduleFlush()
-        // What is owed ends within the request timeout; a client that does not read its replies (while it
-        // may go on sending, read and dropped) must not keep the connection beyond that.
+        closeBeforeLong()
+    }
+
+    /// What is owed ends within the request timeout; a client that does not read its replies (while it may
+    /// go on sending, read and dropped) must not keep an ending connection beyond that.
+    private func closeBeforeLong() {
         let channel = context?.channel
         context?.eventLoop.scheduleTask(in: timeAmount(node.configuration.requestTimeout) + Self.closeGrace) { channel?.close(promise: nil) }
     }
