@@ -36,6 +36,15 @@ check("scan_iter", len(set(client.scan_iter(match=prefix + "p*", count=7))), 100
 check("delete", client.delete(prefix + "x", prefix + "y"), 2)
 check("exists", client.exists(prefix + "x"), 0)
 check("info", client.info("replication")["raft_role"] in ("leader", "follower"), True)
+check("ttl", (client.ttl(prefix + "a"), client.pttl(prefix + "missing")), (-1, -2))
+check("persist", client.persist(prefix + "a"), False)
+check("touch", client.touch(prefix + "a", prefix + "missing"), 1)
+check("time", len(client.time()), 2)
+client.client_setname(prefix + "app")
+mine = [c for c in client.client_list() if c["name"] == prefix + "app"]
+check("client_list", (len(mine), mine[0]["cmd"] if mine else None), (1, "client|list"))
+stats = client.info("stats")
+check("info stats", stats["total_commands_processed"] > 0 and client.info("clients")["connected_clients"] >= 1, True)
 try:
     client.expire(prefix + "a", 10)
     check("expire refused", "accepted", "an error")
