@@ -180,38 +180,55 @@ final class SkiffCluster {
 /// A port that was free a moment ago, for a server a test starts. It lies below the kernel's ephemeral range
 /// (`/proc/sys/net/ipv4/ip_local_port_range`), where client sockets get their local ports, so that no
 /// connection made by a test running beside this one can take it before the server binds it; and no port is
-/// given twice in one run, so a node that is killed and started again finds its ports still its own.
+/// given twice in one run, so a node that is killed and started again finds its ports still its own. On a
+/// machine whose ephemeral range leaves no room below it, any free port the kernel picks.
 func freePort() throws -> Int {
+    guard let range = testPortRange else { return try kernelPickedPort() }
     for _ in 0..<1000 {
         let candidate = nextTestPort.withLock { next -> Int in
-            let range = testPortRange
             let port = next ?? range.lowerBound + Int.random(in: 0..<range.count)  // apart from another run's
             next = port + 1 < range.upperBound ? port + 1 : range.lowerBound
             return port
         }
-        if canBind(candidate) { return candidate }
+        if bindable(candidate) { return candidate }
     }
     throw POSIXError(.EADDRINUSE)
 }
 
-/// From 10000 up to where the ephemeral range starts (32768 on Linux by default).
-private let testPortRange: Range<Int> = {
+/// From 10000 up to where the ephemeral range starts (32768 on Linux by default), if that leaves room.
+private let testPortRange: Range<Int>? = {
     let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
     let ephemeralStart = text.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32768
-    precondition(ephemeralStart > 11000, "the ephemeral port range starts at \(ephemeralStart): no room below it for test servers")
-    return 10000..<ephemeralStart
+    return ephemeralStart > 11000 ? 10000..<ephemeralStart : nil
 }()
 
 private let nextTestPort = Mutex<Int?>(nil)
 
-/// Whether a socket can bind 127.0.0.1:`port` now.
-private func canBind(_ port: Int) -> Bool {
+/// A port the kernel reports free (bound to port 0, then let go).
+private func kernelPickedPort() throws -> Int {
     let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(socket) }
+    var address = loopback(port: 0)
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
+    guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+private func loopback(port: Int) -> sockaddr_in {
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = UInt16(port).bigEndian
+    return address
+}
+
+/// Whether a socket can bind 127.0.0.1:`port` now.
+private func bindable(_ port: Int) -> Bool {
+    let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(socket) }
+    var address = loopback(port: port)
     let length = socklen_t(MemoryLayout<sockaddr_in>.size)
     return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } } == 0
 }
