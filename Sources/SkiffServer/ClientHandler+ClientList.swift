@@ -62,7 +62,7 @@ extension ClientHandler {
     private var lastCommandName: String {
         guard let (name, subcommand) = lastCommand else { return "NULL" }
         let lowercased = String(decoding: name, as: UTF8.self).lowercased()
-        guard let subcommand, ["client", "config", "command"].contains(lowercased) else { return lowercased }
+        guard let subcommand else { return lowercased }  // `recordedName` keeps one only for container commands
         return lowercased + "|" + String(decoding: subcommand, as: UTF8.self).lowercased()
     }
 }

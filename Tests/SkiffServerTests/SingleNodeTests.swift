@@ -127,6 +127,8 @@ import SkiffClient
         #expect(sample.count >= 6 && sample[0] == "1" && sample[1].hasSuffix("M") && sample[2] == "3" && sample[3] == "0",
                 "redis-cli --stat: \(stat.output)")
         #expect(!stat.output.contains("-9223372036854775808"), "\(stat.output)")
+        let uptime = try admin.call("INFO", "server").text.split(separator: "\r\n").first { $0.hasPrefix("uptime_in_seconds:") }
+        #expect((1..<600).contains(Int(uptime?.dropFirst(18) ?? "") ?? -1), "after redis-cli --stat ran 1.5 s: \(String(describing: uptime))")
 
         let adminLine = try admin.call("CLIENT", "INFO").text
         #expect(adminLine.hasPrefix("id=") && adminLine.contains(" idle=0 ") && adminLine.hasSuffix(" cmd=client|info user=default resp=2\n"),

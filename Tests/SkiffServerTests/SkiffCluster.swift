@@ -183,14 +183,17 @@ final class SkiffCluster {
 /// given twice in one run, so a node that is killed and started again finds its ports still its own. On a
 /// machine whose ephemeral range leaves no room below it, any free port the kernel picks.
 func freePort() throws -> Int {
-    guard let range = testPortRange else { return try kernelPickedPort() }
+    guard let range = testPortRange else {
+        guard let port = bindLoopback(0) else { throw POSIXError(.EADDRINUSE) }
+        return port
+    }
     for _ in 0..<1000 {
         let candidate = nextTestPort.withLock { next -> Int in
             let port = next ?? range.lowerBound + Int.random(in: 0..<range.count)  // apart from another run's
             next = port + 1 < range.upperBound ? port + 1 : range.lowerBound
             return port
         }
-        if bindable(candidate) { return candidate }
+        if bindLoopback(candidate) != nil { return candidate }
     }
     throw POSIXError(.EADDRINUSE)
 }
@@ -204,33 +207,20 @@ private let testPortRange: Range<Int>? = {
 
 private let nextTestPort = Mutex<Int?>(nil)
 
-/// A port the kernel reports free (bound to port 0, then let go).
-private func kernelPickedPort() throws -> Int {
+/// Binds a socket to 127.0.0.1:`port` (0: any free one) and returns the port it got, or nil if it could
+/// not bind; the socket is closed again at once.
+private func bindLoopback(_ port: Int) -> Int? {
     let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(socket) }
-    var address = loopback(port: 0)
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
-    guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
-private func loopback(port: Int) -> sockaddr_in {
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = UInt16(port).bigEndian
-    return address
-}
-
-/// Whether a socket can bind 127.0.0.1:`port` now.
-private func bindable(_ port: Int) -> Bool {
-    let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(socket) }
-    var address = loopback(port: port)
-    let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } } == 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
+    guard bound == 0 else { return nil }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// A test's error, with the end of each node's log after it.
