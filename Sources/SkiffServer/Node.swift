@@ -41,8 +41,8 @@ public final class Node: @unchecked Sendable {
     private var lastTickAt = NIODeadline.now()
     var stopped = false
 
-    var writes = WriteTracker()
-    var reads: ReadWaiters
+    let writes = WriteTracker()
+    let reads: ReadWaiters
     var snapshots: SnapshotState
     /// The external log, if the node was given one.
     var external: ExternalMirror?

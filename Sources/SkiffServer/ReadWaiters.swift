@@ -5,7 +5,9 @@ import SkiffRaft
 /// under way waits for the next one, which starts when that round ends (or has taken longer than
 /// `overlapAfter`), so a busy node runs one round at a time rather than one per event-loop turn. A batch is
 /// served once the leader confirmed its index and this node applied it.
-struct ReadWaiters {
+///
+/// A class, not a struct, for the reason `WriteTracker` gives: a read served may submit the next read at once.
+final class ReadWaiters {
     struct Waiter {
         var run: () -> Void
         var fail: () -> Void
@@ -29,11 +31,11 @@ struct ReadWaiters {
 
     var hasWaiting: Bool { !waiting.isEmpty }
 
-    mutating func add(_ waiter: Waiter) { waiting.append(waiter) }
+    func add(_ waiter: Waiter) { waiting.append(waiter) }
 
     /// Asks the core for one ReadIndex round covering every read waiting now, unless a recent round is
     /// still under way.
-    mutating func submit(to core: inout RaftCore, now: NIODeadline = .now()) {
+    func submit(to core: inout RaftCore, now: NIODeadline = .now()) {
         guard !waiting.isEmpty, submitted.values.allSatisfy({ $0.since + overlapAfter <= now }) else { return }
         let requestID = nextRequestID
         if core.requestRead(id: requestID) == nil {
@@ -43,7 +45,7 @@ struct ReadWaiters {
         }
     }
 
-    mutating func confirmed(_ state: ReadState, appliedIndex: UInt64) {
+    func confirmed(_ state: ReadState, appliedIndex: UInt64) {
         guard let batch = submitted.removeValue(forKey: state.requestID) else { return }
         guard let index = state.index?.rawValue else {
             waiting += batch.waiters  // leadership not confirmed: ask again
@@ -58,7 +60,7 @@ struct ReadWaiters {
 
     /// Serves every confirmed batch whose index is applied. Confirmations can arrive out of index order (a
     /// new leader's may be lower than an old one's), so every batch is looked at.
-    mutating func release(appliedThrough applied: UInt64) {
+    func release(appliedThrough applied: UInt64) {
         guard confirmed.contains(where: { $0.index <= applied }) else { return }
         let ready = confirmed.filter { $0.index <= applied }
         confirmed.removeAll { $0.index <= applied }
@@ -67,7 +69,7 @@ struct ReadWaiters {
 
     /// Batches whose ReadIndex request got no answer for `after` (the leader died, the message was lost) are
     /// asked again; reads past their deadline while still waiting for a leader fail.
-    mutating func retryStale(now: NIODeadline, after: Duration) {
+    func retryStale(now: NIODeadline, after: Duration) {
         let limit = TimeAmount.nanoseconds(Int64(after.components.seconds) * 1_000_000_000 + after.components.attoseconds / 1_000_000_000)
         for (id, batch) in submitted where batch.since + limit <= now {
             submitted[id] = nil
@@ -78,7 +80,7 @@ struct ReadWaiters {
         for waiter in expired { waiter.fail() }
     }
 
-    mutating func failAll() {
+    func failAll() {
         let all = waiting + submitted.values.flatMap(\.waiters) + confirmed.flatMap(\.waiters)
         waiting.removeAll()
         submitted.removeAll()

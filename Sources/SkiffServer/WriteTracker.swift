@@ -20,7 +20,11 @@ public enum WriteFailure: Error, Sendable {
 /// `forwarded` until the leader says at which index it appended it; then `proposed` at that index. If a
 /// different entry is applied at that index, the write was lost with a leader change and is queued again:
 /// retrying is safe then, since that index can never hold it any more.
-struct WriteTracker {
+///
+/// A class, not a struct: a completion may submit the next write at once (a client's pipelined commands), so
+/// each method finishes changing the tracker before it runs any completion, and none runs inside an access
+/// to the tracker.
+final class WriteTracker {
     enum State { case queued, forwarded(batch: UInt64), proposed(index: UInt64) }
     struct Pending {
         var payload: [UInt8]
@@ -43,7 +47,7 @@ struct WriteTracker {
     /// (expired, or applied through an earlier proposal); they do not count.
     var hasQueued: Bool { queue.contains { pending[$0] != nil } }
 
-    mutating func add(payload: (UInt64) -> [UInt8], deadline: NIODeadline, completion: @escaping (Result<KVReply, WriteFailure>) -> Void) {
+    func add(payload: (UInt64) -> [UInt8], deadline: NIODeadline, completion: @escaping (Result<KVReply, WriteFailure>) -> Void) {
         let requestID = nextRequestID
         nextRequestID += 1
         pending[requestID] = Pending(payload: payload(requestID), completion: completion, deadline: deadline, state: .queued)
@@ -51,20 +55,20 @@ struct WriteTracker {
     }
 
     /// Takes every queued write, in arrival order, for proposing or forwarding.
-    mutating func takeQueued() -> (ids: [UInt64], payloads: [[UInt8]]) {
+    func takeQueued() -> (ids: [UInt64], payloads: [[UInt8]]) {
         let ids = queue.filter { pending[$0] != nil }
         queue.removeAll()
         return (ids, ids.map { pending[$0]!.payload })
     }
 
-    mutating func requeue(_ ids: [UInt64]) {
+    func requeue(_ ids: [UInt64]) {
         for id in ids where pending[id] != nil {
             pending[id]!.state = .queued
             queue.append(id)
         }
     }
 
-    mutating func proposed(_ ids: [UInt64], firstIndex: UInt64) {
+    func proposed(_ ids: [UInt64], firstIndex: UInt64) {
         for (offset, id) in ids.enumerated() where pending[id] != nil {
             let index = firstIndex + UInt64(offset)
             pending[id]!.state = .proposed(index: index)
@@ -73,7 +77,7 @@ struct WriteTracker {
         }
     }
 
-    mutating func forwarded(_ ids: [UInt64], to leader: NodeID) -> UInt64 {
+    func forwarded(_ ids: [UInt64], to leader: NodeID) -> UInt64 {
         let batch = nextBatch
         nextBatch += 1
         batches[batch] = (leader, ids)
@@ -82,14 +86,14 @@ struct WriteTracker {
     }
 
     /// The leader's answer to a forwarded batch: appended from `firstIndex` on, or refused (0).
-    mutating func forwardAnswered(batch: UInt64, firstIndex: UInt64, term: UInt64) {
+    func forwardAnswered(batch: UInt64, firstIndex: UInt64, term: UInt64) {
         guard let ids = batches.removeValue(forKey: batch)?.ids else { return }
         if firstIndex == 0 { requeue(ids) } else { proposed(ids, firstIndex: firstIndex) }
     }
 
     /// The connection to `leader` dropped: batches it never answered may or may not have been appended, and
     /// their clients are told so now rather than at their deadline.
-    mutating func connectionLost(to leader: NodeID) {
+    func connectionLost(to leader: NodeID) {
         for (batch, sent) in batches where sent.leader == leader {
             batches[batch] = nil
             for id in sent.ids { pending.removeValue(forKey: id)?.completion(.failure(.outcomeUnknown)) }
@@ -97,27 +101,27 @@ struct WriteTracker {
     }
 
     /// This node's request `requestID` was applied at `index` with `reply`.
-    mutating func applied(requestID: UInt64, at index: UInt64, reply: KVReply) {
+    func applied(requestID: UInt64, at index: UInt64, reply: KVReply) {
         if let waiting = byIndex.removeValue(forKey: index), waiting != requestID { requeue([waiting]) }
         pending.removeValue(forKey: requestID)?.completion(.success(reply))
     }
 
     /// Some other entry was applied at `index`: a write waiting there was lost, and goes back to the queue.
-    mutating func appliedOther(at index: UInt64) {
+    func appliedOther(at index: UInt64) {
         guard let id = byIndex.removeValue(forKey: index) else { return }
         requeue([id])
     }
 
     /// Writes proposed at or below `index` whose entries were covered by an installed snapshot: their fate
     /// cannot be read from the log any more.
-    mutating func coveredBySnapshot(through index: UInt64) {
+    func coveredBySnapshot(through index: UInt64) {
         for (position, id) in byIndex where position <= index {
             byIndex[position] = nil
             pending.removeValue(forKey: id)?.completion(.failure(.outcomeUnknown))
         }
     }
 
-    mutating func expire(now: NIODeadline) {
+    func expire(now: NIODeadline) {
         var expiredWhileQueued = false
         for (id, write) in pending where write.deadline <= now {
             pending[id] = nil
@@ -132,7 +136,7 @@ struct WriteTracker {
         if expiredWhileQueued { queue.removeAll { pending[$0] == nil } }
     }
 
-    mutating func failAll(_ failure: WriteFailure) {
+    func failAll(_ failure: WriteFailure) {
         let all = pending
         pending.removeAll()
         queue.removeAll()

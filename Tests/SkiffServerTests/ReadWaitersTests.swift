@@ -21,7 +21,7 @@ import Testing
     /// is answered or has run longer than `overlapAfter`; every read is served once its round is confirmed.
     @Test func aRoundUnderWayHoldsBackTheNextUntilItEndsOrIsOld() {
         var core = Self.leader()
-        var reads = ReadWaiters(overlapAfter: .milliseconds(100))
+        let reads = ReadWaiters(overlapAfter: .milliseconds(100))
         let served = Served()
         let start = NIODeadline.now()
         func read(_ number: Int) -> ReadWaiters.Waiter {
@@ -43,5 +43,23 @@ import Testing
         reads.submit(to: &core, now: start + .milliseconds(101))
         #expect(!reads.hasWaiting, "no round is under way: the next starts at once")
         #expect(reads.count == 1)
+    }
+
+    /// A read served may add the next read at once (a client's pipelined commands): this trapped as a
+    /// conflicting access when the waiters were a struct.
+    @Test func aReadServedMayAddTheNextRead() {
+        var core = Self.leader()
+        let reads = ReadWaiters(overlapAfter: .milliseconds(100))
+        let served = Served()
+        reads.add(ReadWaiters.Waiter(run: {
+            served.reads.append(1)
+            reads.add(ReadWaiters.Waiter(run: { served.reads.append(2) }, fail: {}, deadline: .now() + .seconds(10)))
+        }, fail: {}, deadline: .now() + .seconds(10)))
+        reads.submit(to: &core)
+        for state in core.ready()?.readStates ?? [] { reads.confirmed(state, appliedIndex: core.hardState.commit.rawValue) }
+        #expect(served.reads == [1] && reads.hasWaiting)
+        reads.submit(to: &core)
+        for state in core.ready()?.readStates ?? [] { reads.confirmed(state, appliedIndex: core.hardState.commit.rawValue) }
+        #expect(served.reads == [1, 2])
     }
 }

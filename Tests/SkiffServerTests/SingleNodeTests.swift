@@ -206,6 +206,10 @@ import SkiffClient
         #expect(try late.readReply() == .bulk(Array("9".utf8)))
         #expect(try late.readReply() == .error("ERR Protocol error: invalid bulk length"))
         #expect(late.isClosedByServer())
+        // A command that runs alone between two reads or two writes starts the second as the first ends; it
+        // once stopped the node (a conflicting access to its waiting writes or reads).
+        #expect(try client.pipeline([["GET", "p1"], ["PING"], ["GET", "p2"], ["SET", "q", "1"], ["ECHO", "e"], ["INCR", "q"], ["SELECT", "0"], ["GET", "q"]])
+                == [.bulk(Array("1".utf8)), .simple("PONG"), .bulk(Array("2".utf8)), .simple("OK"), .bulk(Array("e".utf8)), .integer(2), .simple("OK"), .bulk(Array("2".utf8))])
         #expect(try client.call("GET", "p7") == .bulk(Array("7".utf8)))
         #expect(try client.call("GET") == .error("ERR wrong number of arguments for 'get' command"))
         #expect(try client.call("GET", "p8") == .bulk(Array("8".utf8)))

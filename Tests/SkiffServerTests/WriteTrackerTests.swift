@@ -9,7 +9,7 @@ import Testing
         var results: [UInt64: Result<KVReply, WriteFailure>] = [:]
     }
 
-    static func add(_ tracker: inout WriteTracker, _ outcomes: Outcomes, tag: UInt64, deadline: NIODeadline = .distantFuture) -> UInt64 {
+    static func add(_ tracker: WriteTracker, _ outcomes: Outcomes, tag: UInt64, deadline: NIODeadline = .distantFuture) -> UInt64 {
         let id = tracker.nextRequestID
         tracker.add(payload: { _ in [UInt8(tag)] }, deadline: deadline) { outcomes.results[tag] = $0 }
         return id
@@ -18,11 +18,11 @@ import Testing
     /// A write whose log position is taken by another entry goes back to the queue (retrying is safe: that
     /// position can never hold it); a write answered at its position completes.
     @Test func lostPositionsAreRetriedAndAppliedWritesAnswered() {
-        var tracker = WriteTracker()
+        let tracker = WriteTracker()
         let outcomes = Outcomes()
-        let a = Self.add(&tracker, outcomes, tag: 1)
-        let b = Self.add(&tracker, outcomes, tag: 2)
-        let c = Self.add(&tracker, outcomes, tag: 3)
+        let a = Self.add(tracker, outcomes, tag: 1)
+        let b = Self.add(tracker, outcomes, tag: 2)
+        let c = Self.add(tracker, outcomes, tag: 3)
         #expect(tracker.takeQueued().ids == [a, b, c])
         tracker.proposed([a], firstIndex: 5)
         tracker.proposed([b], firstIndex: 5)  // a new leadership of this node reused index 5: a lost its place
@@ -38,13 +38,31 @@ import Testing
         #expect(tracker.count == 1)
     }
 
+    /// A completion may add the next write at once, as a client's pipelined commands do: the tracker is
+    /// not in the middle of a change when it runs (this trapped as a conflicting access when it was a struct).
+    @Test func aCompletionMayAddTheNextWrite() {
+        let tracker = WriteTracker()
+        let outcomes = Outcomes()
+        var next: UInt64?
+        let first = tracker.nextRequestID
+        tracker.add(payload: { _ in [1] }, deadline: .distantFuture) { _ in next = Self.add(tracker, outcomes, tag: 2) }
+        #expect(tracker.takeQueued().ids == [first])
+        tracker.proposed([first], firstIndex: 1)
+        tracker.applied(requestID: first, at: 1, reply: .ok)
+        #expect(next != nil && tracker.takeQueued().ids == [next!])
+        let third = Self.add(tracker, outcomes, tag: 3)
+        tracker.add(payload: { _ in [4] }, deadline: .now() - .seconds(1)) { _ in _ = Self.add(tracker, outcomes, tag: 5) }
+        tracker.expire(now: .now())
+        #expect(tracker.takeQueued().ids == [third, third + 2], "the write added on expiry is queued")
+    }
+
     /// Past its deadline, a write never proposed may be retried (no leader); one forwarded or proposed may
     /// still be applied (outcome unknown). A dropped connection settles forwarded writes at once.
     @Test func deadlinesAndDroppedConnections() {
-        var tracker = WriteTracker()
+        let tracker = WriteTracker()
         let outcomes = Outcomes()
-        _ = Self.add(&tracker, outcomes, tag: 1, deadline: .now() - .seconds(1))
-        let forwarded = Self.add(&tracker, outcomes, tag: 2)
+        _ = Self.add(tracker, outcomes, tag: 1, deadline: .now() - .seconds(1))
+        let forwarded = Self.add(tracker, outcomes, tag: 2)
         _ = tracker.takeQueued()
         let batch = tracker.forwarded([forwarded], to: .init(7))
         #expect(batch > 0)
@@ -59,15 +77,15 @@ import Testing
     /// A write that expires while queued leaves the queue: a flush then finds nothing to propose (proposing an
     /// empty batch stopped a node in a torture run).
     @Test func writesThatExpireWhileQueuedAreNotProposed() {
-        var tracker = WriteTracker()
+        let tracker = WriteTracker()
         let outcomes = Outcomes()
-        _ = Self.add(&tracker, outcomes, tag: 1, deadline: .now() - .seconds(1))
-        let live = Self.add(&tracker, outcomes, tag: 2)
+        _ = Self.add(tracker, outcomes, tag: 1, deadline: .now() - .seconds(1))
+        let live = Self.add(tracker, outcomes, tag: 2)
         #expect(tracker.hasQueued)
         tracker.expire(now: .now())
         #expect(tracker.takeQueued().ids == [live])
         tracker.requeue([live])
-        _ = Self.add(&tracker, outcomes, tag: 3, deadline: .now() - .seconds(1))
+        _ = Self.add(tracker, outcomes, tag: 3, deadline: .now() - .seconds(1))
         tracker.applied(requestID: live, at: 9, reply: .ok)  // applied through an earlier proposal while queued again
         tracker.expire(now: .now())
         #expect(!tracker.hasQueued)
