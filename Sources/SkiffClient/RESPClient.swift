@@ -8,6 +8,8 @@ import Glibc
 public final class RESPClient {
     public enum Reply: Equatable, Sendable {
         case simple(String), error(String), integer(Int64), bulk([UInt8]?), array([Reply])
+        /// `*-1`: EXEC's reply when a watched key changed.
+        case nullArray
 
         /// Strings and integers as text; nil bulk as "".
         public var text: String {
@@ -16,6 +18,7 @@ public final class RESPClient {
             case .integer(let value): String(value)
             case .bulk(let bytes): bytes.map { String(decoding: $0, as: UTF8.self) } ?? ""
             case .array(let items): items.map(\.text).joined(separator: " ")
+            case .nullArray: ""
             }
         }
     }
@@ -125,7 +128,7 @@ public final class RESPClient {
             return .bulk(bytes)
         case UInt8(ascii: "*"):
             guard let count = Int(rest) else { throw Failure(description: "bad array length \(rest)") }
-            if count < 0 { return .array([]) }
+            if count < 0 { return .nullArray }
             return .array(try (0..<count).map { _ in try readReply() })
         default:
             throw Failure(description: "unexpected reply line \(String(decoding: line, as: UTF8.self))")

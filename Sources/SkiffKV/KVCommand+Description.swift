@@ -28,6 +28,9 @@ extension KVCommand: CustomStringConvertible {
         case .getDelete(let key): return "GETDEL \(show(key))"
         case .rename(let from, let to, let onlyIfTargetAbsent): return "\(onlyIfTargetAbsent ? "RENAMENX" : "RENAME") \(show(from)) \(show(to))"
         case .removeAll: return "FLUSHALL"
+        case .transaction(let watched, let writes):
+            let watches = watched.isEmpty ? "" : "WATCH " + watched.map { "\(show($0.key))@\($0.revision)" }.joined(separator: " ") + "; "
+            return watches + (["MULTI"] + writes.map(\.description) + ["EXEC"]).joined(separator: "; ")
         }
     }
 }

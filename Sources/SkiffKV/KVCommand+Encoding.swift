@@ -6,7 +6,7 @@ extension KVProposal {
 
     enum Operation: UInt8 {
         case set = 1, delete, setMany, setManyIfNoneExist, incrementBy, incrementByFloat, append, setRange, getDelete,
-             rename, removeAll
+             rename, removeAll, transaction
     }
 
     public func encoded() -> [UInt8] {
@@ -15,6 +15,11 @@ extension KVProposal {
         writer.append(Self.version)
         writer.append(origin)
         writer.append(requestID)
+        Self.append(command, to: &writer)
+        return writer.bytes
+    }
+
+    private static func append(_ command: KVCommand, to writer: inout KVWriter) {
         switch command {
         case .set(let key, let value, let condition, let returnOld):
             writer.append(Operation.set.rawValue)
@@ -60,8 +65,19 @@ extension KVProposal {
             writer.append(UInt8(onlyIfTargetAbsent ? 1 : 0))
         case .removeAll:
             writer.append(Operation.removeAll.rawValue)
+        case .transaction(let watched, let writes):
+            writer.append(Operation.transaction.rawValue)
+            writer.append(UInt32(watched.count))
+            for watch in watched {
+                writer.append(bytes: watch.key)
+                writer.append(watch.revision)
+            }
+            writer.append(UInt32(writes.count))
+            for write in writes {
+                precondition(!write.isTransaction, "a transaction never holds another")
+                append(write, to: &writer)
+            }
         }
-        return writer.bytes
     }
 
     /// Decodes `encoded()`; nil for bytes that are not a valid proposal (including trailing bytes).
@@ -70,7 +86,7 @@ extension KVProposal {
             var reader = KVReader(buffer)
             guard reader.read(UInt8.self) == Self.version, let origin = reader.read(UInt64.self),
                   let requestID = reader.read(UInt64.self), let raw = reader.read(UInt8.self),
-                  let operation = Operation(rawValue: raw), let command = Self.decodeCommand(operation, &reader),
+                  let operation = Operation(rawValue: raw), let command = Self.decodeCommand(operation, &reader, nested: false),
                   reader.remaining == 0
             else { return nil }
             return KVProposal(origin: origin, requestID: requestID, command: command)
@@ -79,7 +95,8 @@ extension KVProposal {
         self = decoded
     }
 
-    private static func decodeCommand(_ operation: Operation, _ reader: inout KVReader) -> KVCommand? {
+    /// The command after its operation code; a transaction only at the top (`nested` false).
+    private static func decodeCommand(_ operation: Operation, _ reader: inout KVReader, nested: Bool) -> KVCommand? {
         switch operation {
         case .set:
             guard let key = reader.readBytes(), let value = reader.readBytes(),
@@ -116,6 +133,15 @@ extension KVProposal {
             return .rename(from: from, to: to, onlyIfTargetAbsent: flag)
         case .removeAll:
             return .removeAll
+        case .transaction:
+            guard !nested, let watched = reader.readList({ reader -> KVCommand.WatchedKey? in
+                guard let key = reader.readBytes(), let revision = reader.read(UInt64.self) else { return nil }
+                return KVCommand.WatchedKey(key: key, revision: revision)
+            }), let writes = reader.readList(itemBytesMin: 1, { reader -> KVCommand? in
+                guard let operation = reader.read(UInt8.self).flatMap(Operation.init(rawValue:)) else { return nil }
+                return decodeCommand(operation, &reader, nested: true)
+            }) else { return nil }
+            return .transaction(watched: watched, writes: writes)
         }
     }
 }
@@ -164,9 +190,10 @@ struct KVReader {
         return Array(buffer[offset..<offset + length])
     }
 
-    /// A count, then that many items; the count is bounded by the bytes left (each item takes at least 4).
-    mutating func readList<T>(_ item: (inout KVReader) -> T?) -> [T]? {
-        guard let count = read(UInt32.self).map(Int.init), count <= remaining / 4 else { return nil }
+    /// A count, then that many items; the count is bounded by the bytes left (each item takes at least
+    /// `itemBytesMin`), so an impossible count reserves no memory.
+    mutating func readList<T>(itemBytesMin: Int = 4, _ item: (inout KVReader) -> T?) -> [T]? {
+        guard let count = read(UInt32.self).map(Int.init), count <= remaining / itemBytesMin else { return nil }
         var items: [T] = []
         items.reserveCapacity(count)
         for _ in 0..<count {

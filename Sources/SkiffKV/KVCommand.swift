@@ -25,6 +25,9 @@ public enum KVCommand: Hashable, Sendable {
     case rename(from: [UInt8], to: [UInt8], onlyIfTargetAbsent: Bool)
     /// FLUSHDB and FLUSHALL: remove every key.
     case removeAll
+    /// MULTI ... EXEC: `writes` applied in order as one entry, with nothing between them, but only if every
+    /// watched key still has the revision WATCH saw; otherwise none of them. Never holds a transaction.
+    case transaction(watched: [WatchedKey], writes: [KVCommand])
 
     public enum SetCondition: UInt8, Hashable, Sendable {
         case always = 0
@@ -32,6 +35,17 @@ public enum KVCommand: Hashable, Sendable {
         case ifAbsent = 1
         /// XX: only if the key exists.
         case ifPresent = 2
+    }
+
+    /// A key named by WATCH and its revision when WATCH read it: the log index of its last change, or 0 if
+    /// it did not exist then.
+    public struct WatchedKey: Hashable, Sendable {
+        public var key: [UInt8]
+        public var revision: UInt64
+        public init(key: [UInt8], revision: UInt64) {
+            self.key = key
+            self.revision = revision
+        }
     }
 
     public struct KeyValue: Hashable, Sendable {
@@ -67,9 +81,16 @@ public enum KVReply: Hashable, Sendable {
     case bulk([UInt8])
     /// A refusal in Redis's wording, without the leading "-" (`ERR no such key`).
     case error(String)
+    /// A transaction that ran: each write's reply, in order. One that did not run (a watched key changed)
+    /// replies `null`.
+    case many([KVReply])
 }
 
 extension KVCommand {
+    public var isTransaction: Bool {
+        if case .transaction = self { true } else { false }
+    }
+
     /// The bytes of keys and values the command carries: what bounds the size of its log entry.
     public var payloadBytes: Int {
         switch self {
@@ -79,6 +100,8 @@ extension KVCommand {
         case .incrementBy(let key, _), .incrementByFloat(let key, _), .getDelete(let key): key.count
         case .rename(let from, let to, _): from.count + to.count
         case .removeAll: 0
+        case .transaction(let watched, let writes):
+            watched.reduce(0) { $0 + $1.key.count } + writes.reduce(0) { $0 + $1.payloadBytes }
         }
     }
 }

@@ -118,7 +118,27 @@ public final class KVStore {
             records.removeAll()
             order = nil
             return .ok
+        case .transaction(let watched, let writes):
+            return applyTransaction(watched: watched, writes: writes, at: index)
         }
+    }
+
+    /// Applies a transaction's writes in order, all at `index`, if every watched key still has the revision
+    /// it had; otherwise changes nothing and replies `null`. `between(n)` runs before write n and once after
+    /// the last (n == writes.count), so that the node holding the transaction can answer the reads queued
+    /// among its writes from the key space as each write leaves it.
+    public func applyTransaction(watched: [KVCommand.WatchedKey], writes: [KVCommand], at index: UInt64,
+                                 between: (_ writesApplied: Int) -> Void = { _ in }) -> KVReply {
+        for watch in watched where (records[Key(watch.key)]?.revision ?? 0) != watch.revision { return .null }
+        var replies: [KVReply] = []
+        replies.reserveCapacity(writes.count)
+        for (position, write) in writes.enumerated() {
+            assert(!write.isTransaction, "a transaction never holds another")
+            between(position)
+            replies.append(apply(write, at: index))
+        }
+        between(writes.count)
+        return .many(replies)
     }
 
     private static let tooLarge = KVReply.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")

@@ -34,6 +34,13 @@ extension ClientCommand {
             return .select(0)
         case "quit":
             return .quit
+        case "multi", "exec", "discard", "unwatch":
+            try arguments.requireCount(1)
+            let commands: [String: ClientCommand] = ["multi": .multi, "exec": .exec, "discard": .discard, "unwatch": .unwatch]
+            return commands[arguments.name]!
+        case "watch":
+            try arguments.requireCount(2...)
+            return .watchKeys(arguments.words(from: 1))
         case "client":
             try arguments.requireCount(2...)
             return try .client(clientRequest(arguments.subcommand))

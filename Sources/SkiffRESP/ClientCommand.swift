@@ -36,6 +36,11 @@ public enum ClientCommand: Hashable, Sendable {
     case membership(MembershipCommand)
     /// SKIFF.WATCH prefix [FROM revision]: stream every change under `prefix`, from `from` (or from now).
     case watch(prefix: [UInt8], from: UInt64?)
+    /// MULTI, EXEC and DISCARD: a transaction, queued on the connection and run by EXEC as one log entry.
+    case multi, exec, discard
+    /// WATCH: the next EXEC on this connection runs its transaction only if none of these keys changed since.
+    case watchKeys([[UInt8]])
+    case unwatch
 }
 
 /// The SKIFF.* commands that change the cluster's membership or leader. Names are node names (`--id`);
@@ -173,6 +178,7 @@ public enum WriteReplyStyle: Hashable, Sendable {
         case (_, .integer(let value)): .integer(value)
         case (_, .bulk(let bytes)): .bulk(bytes)
         case (_, .error(let message)): .error(message)
+        case (_, .many(let replies)): .array(replies.map { WriteReplyStyle.plain.reply(for: $0) })
         }
     }
 }

@@ -10,6 +10,8 @@ public enum RESPValue: Hashable, Sendable {
     case integer(Int64)
     case bulk([UInt8])
     case null
+    /// The null array: EXEC's reply when WATCH stopped its transaction (`*-1` in RESP2).
+    case nullArray
     case array([RESPValue])
     case map([RESPValue: RESPValue])
     case orderedMap([(RESPValue, RESPValue)])
@@ -28,7 +30,7 @@ public enum RESPValue: Hashable, Sendable {
         case (.simple(let a), .simple(let b)), (.error(let a), .error(let b)), (.verbatim(let a), .verbatim(let b)): a == b
         case (.integer(let a), .integer(let b)): a == b
         case (.bulk(let a), .bulk(let b)): a == b
-        case (.null, .null): true
+        case (.null, .null), (.nullArray, .nullArray): true
         case (.array(let a), .array(let b)), (.set(let a), .set(let b)): a == b
         case (.map(let a), .map(let b)): a == b
         case (.orderedMap(let a), .orderedMap(let b)): a.map(\.0) == b.map(\.0) && a.map(\.1) == b.map(\.1)
@@ -46,7 +48,7 @@ public enum RESPValue: Hashable, Sendable {
         case .array(let values), .set(let values): hasher.combine(values)
         case .double(let value): hasher.combine(value)
         case .boolean(let value): hasher.combine(value)
-        case .null, .map, .orderedMap: hasher.combine(0)
+        case .null, .nullArray, .map, .orderedMap: hasher.combine(0)
         }
     }
 
@@ -73,6 +75,8 @@ public enum RESPValue: Hashable, Sendable {
             buffer.writeStaticString("\r\n")
         case .null:
             if resp3 { buffer.writeStaticString("_\r\n") } else { buffer.writeStaticString("$-1\r\n") }
+        case .nullArray:
+            if resp3 { buffer.writeStaticString("_\r\n") } else { buffer.writeStaticString("*-1\r\n") }
         case .array(let values):
             Self.writeHeader("*", values.count, &buffer)
             for value in values { value.write(to: &buffer, protocolVersion: protocolVersion) }

@@ -50,11 +50,16 @@ final class ClientHandler: ChannelInboundHandler {
     static let closeGrace = TimeAmount.seconds(5)
 
     enum Kind { case read, write, other }
-    /// Commands waiting for the ones in flight, in order.
-    private var held: [(command: ClientCommand, slot: Int)] = []
+    /// Commands waiting for the ones in flight, in order, and those refused when parsed: their errors wait
+    /// their turn too, since one inside a transaction must mark it.
+    private var held: [(command: Result<ClientCommand, RESPCommandError>, slot: Int)] = []
     private var heldStart = 0
     private var inFlight = 0
     private var inFlightKind = Kind.other
+    /// The transaction MULTI opened, until EXEC or DISCARD; the keys WATCH named since the last EXEC,
+    /// DISCARD or UNWATCH, with their revisions.
+    var transaction: ClientTransaction?
+    var watchedKeys: [KVCommand.WatchedKey] = []
 
     init(node: Node, connectionID: Int64, password: String?, connections: ConnectionRegistry) {
         self.node = node
@@ -80,15 +85,10 @@ final class ClientHandler: ChannelInboundHandler {
             lastReadAt = .now()  // once per read, not per command
         }
         let words = unwrapInboundIn(data)
-        switch ClientCommand.parse(words) {
-        case .failure(let error):
-            lastCommand = nil
-            reply(error.reply, slot: slot)
-        case .success(let command):
-            lastCommand = Self.recordedName(words, of: command)
-            held.append((command, slot))
-            startHeld()
-        }
+        let parsed = ClientCommand.parse(words)
+        lastCommand = try? Self.recordedName(words, of: parsed.get())
+        held.append((parsed, slot))
+        startHeld()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -225,6 +225,17 @@ final class ClientHandler: ChannelInboundHandler {
         context?.eventLoop.scheduleTask(in: timeAmount(node.configuration.requestTimeout) + Self.closeGrace) { channel?.close(promise: nil) }
     }
 
+    static let readFailure = RESPValue.error("TRYAGAIN no leader confirmed this read in time; retry")
+
+    static func reply(for failure: WriteFailure) -> RESPValue {
+        switch failure {
+        case .noLeader: .error("TRYAGAIN no leader is available; the write was not applied, retry")
+        case .outcomeUnknown: .error("ERR the write was not confirmed in time; it may or may not have been applied")
+        case .shuttingDown: .error("ERR the server is shutting down; the write may or may not have been applied")
+        case .tooLarge(let limit): .error("ERR the command is larger than the \(limit) bytes one write may be")
+        }
+    }
+
     private func scheduleFlush() {
         guard !flushScheduled else { return }
         flushScheduled = true
@@ -232,7 +243,8 @@ final class ClientHandler: ChannelInboundHandler {
     }
 
     private func kind(of command: ClientCommand) -> Kind {
-        switch command {
+        if transaction != nil { return .other }  // queued, answered at once
+        return switch command {
         case .read: session.readOnly ? .other : .read
         case .write, .membership: .write
         default: .other
@@ -242,7 +254,12 @@ final class ClientHandler: ChannelInboundHandler {
     /// Starts held commands in order, as far as the rule in the type's comment allows.
     private func startHeld() {
         while heldStart < held.count {
-            let (command, slot) = held[heldStart]
+            let (parsed, slot) = held[heldStart]
+            guard case .success(let command) = parsed else {
+                heldStart += 1
+                if case .failure(let error) = parsed { refuseInTransaction(error.reply, slot: slot) }
+                continue
+            }
             let kind = kind(of: command)
             if inFlight > 0 && (kind == .other || kind != inFlightKind) { break }
             heldStart += 1
@@ -254,14 +271,20 @@ final class ClientHandler: ChannelInboundHandler {
         }
     }
 
-    private func finished(_ value: RESPValue, slot: Int) {
+    /// Marks an asynchronous command that must finish before any later one starts.
+    func startAlone() {
+        inFlight += 1
+        inFlightKind = .other
+    }
+
+    func finished(_ value: RESPValue, slot: Int) {
         inFlight -= 1
         reply(value, slot: slot)
         if inFlight == 0 { startHeld() }
     }
 
     private func execute(_ command: ClientCommand, kind: Kind, slot: Int) {
-        if let refusal = session.refusal(for: command) { return reply(refusal, slot: slot) }
+        if let refusal = session.refusal(for: command) { return refuseInTransaction(refusal, slot: slot) }
         connections.countCommand()
         if watch != nil {
             switch command {
@@ -269,6 +292,7 @@ final class ClientHandler: ChannelInboundHandler {
             default: return reply(.error("ERR this connection is watching; it takes only PING and QUIT"), slot: slot)
             }
         }
+        if queueInTransaction(command, slot: slot) { return }
         if kind != .other {
             inFlight += 1
             inFlightKind = kind
@@ -277,18 +301,16 @@ final class ClientHandler: ChannelInboundHandler {
         case .read(let read):
             if session.readOnly { return reply(read.execute(on: node.store), slot: slot) }
             node.submitRead({ [self] in finished(read.execute(on: node.store), slot: slot) },
-                            fail: { [self] in finished(.error("TRYAGAIN no leader confirmed this read in time; retry"), slot: slot) })
+                            fail: { [self] in finished(Self.readFailure, slot: slot) })
         case .write(let write, let style):
             node.submitWrite(write) { [self] result in
                 switch result {
                 case .success(let applied): finished(style.reply(for: applied), slot: slot)
-                case .failure(.noLeader): finished(.error("TRYAGAIN no leader is available; the write was not applied, retry"), slot: slot)
-                case .failure(.outcomeUnknown):
-                    finished(.error("ERR the write was not confirmed in time; it may or may not have been applied"), slot: slot)
-                case .failure(.shuttingDown): finished(.error("ERR the server is shutting down; the write may or may not have been applied"), slot: slot)
-                case .failure(.tooLarge(let limit)): finished(.error("ERR the command is larger than the \(limit) bytes one write may be"), slot: slot)
+                case .failure(let failure): finished(Self.reply(for: failure), slot: slot)
                 }
             }
+        case .multi, .exec, .discard, .watchKeys, .unwatch:
+            runTransactionCommand(command, slot: slot)
         case .membership(let change):
             node.runMembership(change) { [self] result in
                 switch result {

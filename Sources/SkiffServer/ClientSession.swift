@@ -75,7 +75,7 @@ struct ClientSession {
             return .array([.bulk(String(now.tv_sec)), .bulk(String(now.tv_nsec / 1000))])
         case .skiffStatus: return InfoReport.statusReply(node.status)
         case .skiffMembers: return InfoReport.membersReply(node.status)
-        case .read, .write, .membership, .watch, .quit: preconditionFailure("\(command) is executed by the connection handler")
+        case .read, .write, .membership, .watch, .quit, .multi, .exec, .discard, .watchKeys, .unwatch: preconditionFailure("\(command) is executed by the connection handler")
         }
     }
 

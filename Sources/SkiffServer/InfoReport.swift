@@ -107,6 +107,7 @@ enum InfoReport {
         ("pexpiretime", 2, 1, 1, 1), ("persist", 2, 1, 1, 1), ("getex", -2, 1, 1, 1), ("touch", -2, 1, -1, 1), ("keys", 2, 0, 0, 0), ("scan", -2, 0, 0, 0), ("randomkey", 1, 0, 0, 0), ("dbsize", 1, 0, 0, 0),
         ("flushdb", -1, 0, 0, 0), ("flushall", -1, 0, 0, 0), ("info", -1, 0, 0, 0), ("command", -1, 0, 0, 0), ("time", 1, 0, 0, 0),
         ("client", -2, 0, 0, 0), ("config", -2, 0, 0, 0), ("readonly", 1, 0, 0, 0), ("readwrite", 1, 0, 0, 0),
+        ("multi", 1, 0, 0, 0), ("exec", 1, 0, 0, 0), ("discard", 1, 0, 0, 0), ("watch", -2, 1, -1, 1), ("unwatch", 1, 0, 0, 0),
         ("skiff.status", 1, 0, 0, 0), ("skiff.members", 1, 0, 0, 0),
         ("skiff.join", -6, 0, 0, 0), ("skiff.addlearner", -3, 0, 0, 0), ("skiff.promote", 2, 0, 0, 0), ("skiff.remove", 2, 0, 0, 0),
         ("skiff.transfer", 2, 0, 0, 0), ("skiff.watch", -2, 0, 0, 0), ("skiff.standby", 5, 0, 0, 0), ("skiff.init", -3, 0, 0, 0), ("skiff.adopt", -3, 0, 0, 0),

@@ -5,14 +5,16 @@ import SkiffTransport
 
 extension Node {
     /// Replicates `command`; `completion` runs on the loop once it is applied here, or with why it was not.
-    public func submitWrite(_ command: KVCommand, completion: @escaping (Result<KVReply, WriteFailure>) -> Void) {
+    /// `between` is for a transaction: it runs between its writes when this node applies it.
+    public func submitWrite(_ command: KVCommand, between: ((Int) -> Void)? = nil,
+                            completion: @escaping (Result<KVReply, WriteFailure>) -> Void) {
         guard !stopped else { return completion(.failure(.shuttingDown)) }
         let origin = id.rawValue
         serverMetrics.writes.increment()
         let bytesMax = configuration.limits.bulkBytesMax * 2
         if command.payloadBytes > bytesMax { return completion(.failure(.tooLarge(limit: bytesMax))) }
         writes.add(payload: { KVProposal(origin: origin, requestID: $0, command: command).encoded() },
-                   deadline: .now() + timeAmount(configuration.requestTimeout), completion: completion)
+                   deadline: .now() + timeAmount(configuration.requestTimeout), between: between, completion: completion)
         scheduleReady()
     }
 

@@ -394,7 +394,12 @@ public final class Node: @unchecked Sendable {
         }
         let keys = WatchHub.keys(of: proposal.command, in: store)
         let existed = WatchHub.mayRemoveKeys(proposal.command) ? keys.map(store.contains) : nil
-        let reply = store.apply(proposal.command, at: entry.index.rawValue)
+        let reply = if case .transaction(let watched, let commands) = proposal.command, proposal.origin == id.rawValue,
+                       let between = writes.between(for: proposal.requestID) {
+            store.applyTransaction(watched: watched, writes: commands, at: entry.index.rawValue, between: between)
+        } else {
+            store.apply(proposal.command, at: entry.index.rawValue)
+        }
         watches.record(revision: entry.index.rawValue, keys: keys, existedBefore: existed, store: store)
         if proposal.origin == id.rawValue {
             writes.applied(requestID: proposal.requestID, at: entry.index.rawValue, reply: reply)

@@ -233,6 +233,7 @@ extension RESPValue {
         case .integer(let value): self = .integer(value)
         case .bulk(let bytes): self = bytes.map(RESPValue.bulk) ?? .null
         case .array(let items): self = .array(items.map(RESPValue.init))
+        case .nullArray: self = .nullArray
         }
     }
 }

@@ -55,6 +55,7 @@ struct WatchHub {
         case .setMany(let pairs), .setManyIfNoneExist(let pairs): pairs.map(\.key)
         case .rename(let from, let to, _): [from, to]
         case .removeAll: store.scan(cursor: 0, count: Int.max, pattern: nil).keys
+        case .transaction(_, let writes): writes.flatMap { named(by: $0, in: store) }
         }
     }
 
@@ -63,6 +64,7 @@ struct WatchHub {
         switch command {
         case .delete, .getDelete, .rename, .removeAll: true
         case .set, .setMany, .setManyIfNoneExist, .incrementBy, .incrementByFloat, .append, .setRange: false
+        case .transaction(_, let writes): writes.contains(where: mayRemoveKeys)
         }
     }
 

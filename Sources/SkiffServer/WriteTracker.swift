@@ -29,6 +29,8 @@ final class WriteTracker {
     struct Pending {
         var payload: [UInt8]
         var completion: (Result<KVReply, WriteFailure>) -> Void
+        /// For a transaction: run between its writes as this node applies it (`KVStore.applyTransaction`).
+        var between: ((Int) -> Void)?
         var deadline: NIODeadline
         var state: State
     }
@@ -47,10 +49,11 @@ final class WriteTracker {
     /// (expired, or applied through an earlier proposal); they do not count.
     var hasQueued: Bool { queue.contains { pending[$0] != nil } }
 
-    func add(payload: (UInt64) -> [UInt8], deadline: NIODeadline, completion: @escaping (Result<KVReply, WriteFailure>) -> Void) {
+    func add(payload: (UInt64) -> [UInt8], deadline: NIODeadline, between: ((Int) -> Void)? = nil,
+                      completion: @escaping (Result<KVReply, WriteFailure>) -> Void) {
         let requestID = nextRequestID
         nextRequestID += 1
-        pending[requestID] = Pending(payload: payload(requestID), completion: completion, deadline: deadline, state: .queued)
+        pending[requestID] = Pending(payload: payload(requestID), completion: completion, between: between, deadline: deadline, state: .queued)
         queue.append(requestID)
     }
 
@@ -99,6 +102,9 @@ final class WriteTracker {
             for id in sent.ids { pending.removeValue(forKey: id)?.completion(.failure(.outcomeUnknown)) }
         }
     }
+
+    /// What runs between the writes of transaction `requestID`, if it is still waiting here.
+    func between(for requestID: UInt64) -> ((Int) -> Void)? { pending[requestID]?.between }
 
     /// This node's request `requestID` was applied at `index` with `reply`.
     func applied(requestID: UInt64, at index: UInt64, reply: KVReply) {

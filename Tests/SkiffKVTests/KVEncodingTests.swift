@@ -16,6 +16,9 @@ import Testing
         .getDelete(key: [5]),
         .rename(from: [1], to: [2], onlyIfTargetAbsent: true),
         .removeAll,
+        .transaction(watched: [.init(key: [1], revision: 7), .init(key: [], revision: 0)],
+                     writes: [.removeAll, .set(key: [1], value: [2], condition: .always, returnOld: false), .removeAll]),
+        .transaction(watched: [], writes: []),
     ]
 
     @Test func everyCommandRoundTrips() {
@@ -38,6 +41,21 @@ import Testing
         var huge = KVProposal(origin: 1, requestID: 2, command: .delete(keys: [])).encoded()
         huge.replaceSubrange(18..<22, with: [0xFF, 0xFF, 0xFF, 0x7F])
         #expect(KVProposal(decoding: huge) == nil)
+    }
+
+    @Test func aTransactionInsideATransactionIsRefused() {
+        // Hand-built, since encoding one traps: version, origin, request id, transaction (12), no watched keys,
+        // one write: a transaction with nothing in it.
+        let header: [UInt8] = [1] + Array(repeating: 0, count: 16) + [12, 0, 0, 0, 0, 1, 0, 0, 0]
+        #expect(KVProposal(decoding: header + [12, 0, 0, 0, 0, 0, 0, 0, 0]) == nil)
+        #expect(KVProposal(decoding: header + [11]) == .init(origin: 0, requestID: 0, command: .transaction(watched: [], writes: [.removeAll])))
+    }
+
+    @Test func logsShowATransactionAsItsCommands() {
+        let transaction = KVCommand.transaction(watched: [.init(key: Array("a".utf8), revision: 5), .init(key: Array("b c".utf8), revision: 0)],
+                                                writes: [.incrementBy(key: Array("a".utf8), delta: 1), .delete(keys: [Array("b c".utf8)])])
+        #expect(transaction.description == #"WATCH a@5 "b\x20c"@0; MULTI; INCRBY a 1; DEL "b\x20c"; EXEC"#)
+        #expect(KVCommand.transaction(watched: [], writes: []).description == "MULTI; EXEC")
     }
 
     @Test func snapshotsRestoreTheSameKeySpaceFromAnyPieces() throws {

@@ -32,6 +32,33 @@ import Testing
         #expect(store.count == 0)
     }
 
+    @Test func aTransactionAppliesItsWritesInOrderAtOneRevisionUnlessAWatchedKeyChanged() {
+        let store = KVStore()
+        _ = store.apply(.set(key: Self.b("a"), value: Self.b("1"), condition: .always, returnOld: false), at: 1)
+        let writes: [KVCommand] = [.incrementBy(key: Self.b("a"), delta: 1), .append(key: Self.b("a"), value: Self.b("x")),
+                                   .incrementBy(key: Self.b("a"), delta: 1), .set(key: Self.b("b"), value: Self.b("2"), condition: .always, returnOld: false)]
+        var seen: [(Int, [UInt8]?)] = []
+        let reply = store.applyTransaction(watched: [.init(key: Self.b("a"), revision: 1), .init(key: Self.b("b"), revision: 0)], writes: writes, at: 2) {
+            seen.append(($0, store.value(for: Self.b("a"))))
+        }
+        // A write's error (INCRBY on "2x") does not stop the others, as in Redis.
+        #expect(reply == .many([.integer(2), .integer(2), .error("ERR value is not an integer or out of range"), .ok]))
+        #expect(seen.map(\.0) == [0, 1, 2, 3, 4])
+        #expect(seen.map(\.1) == [Self.b("1"), Self.b("2"), Self.b("2x"), Self.b("2x"), Self.b("2x")])
+        #expect(store.entry(for: Self.b("a"))?.revision == 2 && store.entry(for: Self.b("b"))?.revision == 2)
+        // Both watched keys have changed since: nothing applies, and nothing runs between writes.
+        var calls = 0
+        #expect(store.applyTransaction(watched: [.init(key: Self.b("b"), revision: 0)], writes: [.removeAll], at: 3) { _ in calls += 1 } == .null)
+        #expect(store.apply(.transaction(watched: [.init(key: Self.b("a"), revision: 1)], writes: [.removeAll]), at: 3) == .null)
+        #expect(calls == 0 && store.count == 2)
+        // A watched key that was removed has changed too; one watched as absent and still absent has not.
+        _ = store.apply(.delete(keys: [Self.b("b")]), at: 4)
+        #expect(store.apply(.transaction(watched: [.init(key: Self.b("b"), revision: 2)], writes: [.removeAll]), at: 5) == .null)
+        #expect(store.apply(.transaction(watched: [.init(key: Self.b("b"), revision: 0), .init(key: Self.b("a"), revision: 2)],
+                                         writes: [.removeAll]), at: 6) == .many([.ok]))
+        #expect(store.count == 0)
+    }
+
     @Test func countersFollowRedisRules() {
         let store = KVStore()
         #expect(store.apply(.incrementBy(key: Self.b("n"), delta: 5), at: 1) == .integer(5))

@@ -32,6 +32,11 @@ import Testing
         (["AUTH", "u", "secret"], .auth(user: b("u"), password: b("secret"))),
         (["SELECT", "0"], .select(0)),
         (["QUIT"], .quit),
+        (["MULTI"], .multi),
+        (["exec"], .exec),
+        (["Discard"], .discard),
+        (["WATCH", "a", "b c"], .watchKeys([b("a"), b("b c")])),
+        (["UNWATCH"], .unwatch),
         (["READONLY"], .readOnly),
         (["readwrite"], .readWrite),
         (["CLIENT", "SETNAME", "app-1"], .client(.setName(b("app-1")))),
@@ -138,6 +143,9 @@ import Testing
          "ERR unknown command 'FOO', with args beginning with: '\(String(repeating: "x", count: 128))' "),
         (["BAD\r\nCMD", "a\nb"], "ERR unknown command 'BAD  CMD', with args beginning with: 'a b' "),
         (["GET"], "ERR wrong number of arguments for 'get' command"),
+        (["MULTI", "x"], "ERR wrong number of arguments for 'multi' command"),
+        (["EXEC", "x"], "ERR wrong number of arguments for 'exec' command"),
+        (["WATCH"], "ERR wrong number of arguments for 'watch' command"),
         (["Get", "a", "b"], "ERR wrong number of arguments for 'get' command"),
         (["PING", "a", "b"], "ERR wrong number of arguments for 'ping' command"),
         (["ECHO"], "ERR wrong number of arguments for 'echo' command"),
@@ -248,6 +256,7 @@ import Testing
         #expect(WriteReplyStyle.plain.reply(for: .error("ERR no such key")) == .error("ERR no such key"))
         #expect(WriteReplyStyle.setIfAbsentAsInteger.reply(for: .ok) == .integer(1))
         #expect(WriteReplyStyle.setIfAbsentAsInteger.reply(for: .null) == .integer(0))
+        #expect(WriteReplyStyle.plain.reply(for: .many([.ok, .null, .integer(1)])) == .array([.ok, .null, .integer(1)]))
     }
 
     // MARK: Reads

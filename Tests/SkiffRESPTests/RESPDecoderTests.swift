@@ -67,6 +67,8 @@ import Testing
         }
         #expect(written(.null, 2) == "$-1\r\n")
         #expect(written(.null, 3) == "_\r\n")
+        #expect(written(.nullArray, 2) == "*-1\r\n")
+        #expect(written(.nullArray, 3) == "_\r\n")
         let map = RESPValue.orderedMap([(.bulk("proto"), .integer(3)), (.bulk("mode"), .bulk("cluster"))])
         #expect(written(map, 2) == "*4\r\n$5\r\nproto\r\n:3\r\n$4\r\nmode\r\n$7\r\ncluster\r\n")
         #expect(written(map, 3) == "%2\r\n$5\r\nproto\r\n:3\r\n$4\r\nmode\r\n$7\r\ncluster\r\n")

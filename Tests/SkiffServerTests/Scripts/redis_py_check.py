@@ -45,6 +45,29 @@ mine = [c for c in client.client_list() if c["name"] == prefix + "app"]
 check("client_list", (len(mine), mine[0]["cmd"] if mine else None), (1, "client|list"))
 stats = client.info("stats")
 check("info stats", stats["total_commands_processed"] > 0 and client.info("clients")["connected_clients"] >= 1, True)
+pipe = client.pipeline()  # transaction=True, its default: MULTI ... EXEC
+pipe.set(prefix + "t", "1").incr(prefix + "t").get(prefix + "t").append(prefix + "t", "x")
+check("transaction pipeline", pipe.execute(), [True, 2, b"2", 2])
+
+
+def double(pipe):
+    value = int(pipe.get(prefix + "n2") or 1)
+    pipe.multi()
+    pipe.set(prefix + "n2", value * 2)
+
+
+client.transaction(double, prefix + "n2")
+check("transaction with watch", (client.transaction(double, prefix + "n2"), client.get(prefix + "n2")), ([True], b"4"))
+pipe = client.pipeline()
+pipe.watch(prefix + "n2")
+client.set(prefix + "n2", "changed")
+pipe.multi()
+pipe.incr(prefix + "n2")
+try:
+    pipe.execute()
+    check("watch conflict", "ran", "WatchError")
+except redis.WatchError:
+    check("watch conflict", client.get(prefix + "n2"), b"changed")
 try:
     client.expire(prefix + "a", 10)
     check("expire refused", "accepted", "an error")

@@ -1,0 +1,178 @@
+import SkiffKV
+import SkiffRESP
+
+/// A connection's transaction between MULTI and EXEC: the commands queued, in order, and whether one was
+/// refused while queueing (EXEC then runs none of them, as in Redis).
+struct ClientTransaction {
+    var commands: [ClientCommand] = []
+    var refused = false
+    /// The bytes of keys and values its writes carry, bounded like one write's.
+    var payloadBytes = 0
+
+    /// A transaction holds at most this many commands, so that a client cannot grow one without bound.
+    static let commandsMax = 100_000
+
+    /// Whether `command` may wait in a transaction: reads, writes, and what answers without changing the
+    /// connection or the cluster. The others are refused there, as Redis refuses SUBSCRIBE or WATCH.
+    static func mayQueue(_ command: ClientCommand) -> Bool {
+        switch command {
+        case .read, .write, .ping, .echo, .time, .select, .info, .command, .configGet, .skiffStatus, .skiffMembers: true
+        default: false
+        }
+    }
+
+    var writes: [KVCommand] {
+        commands.compactMap { if case .write(let write, _) = $0 { write } else { nil } }
+    }
+
+    /// For each number of writes applied (0 through all of them), the positions of the reads that come
+    /// after exactly that many writes: what `KVStore.applyTransaction` lets them see.
+    var readsByWritesBefore: [[Int]] {
+        var groups: [[Int]] = [[]]
+        for (position, command) in commands.enumerated() {
+            switch command {
+            case .write: groups.append([])
+            case .read: groups[groups.count - 1].append(position)
+            default: break
+            }
+        }
+        return groups
+    }
+}
+
+/// MULTI, EXEC, DISCARD, WATCH and UNWATCH. A transaction with writes becomes one log entry (a
+/// `KVCommand.transaction`), so its writes apply together on every node, with nothing between them; its
+/// reads are answered on this node as that entry is applied, from the key space as the writes before them
+/// left it. A transaction of reads only is answered in one step after a ReadIndex round. WATCH remembers
+/// each key's revision, read as a linearizable read; the transaction runs only if every watched key still has
+/// it when it applies. A key absent at WATCH that was created and removed again by EXEC counts as unchanged.
+extension ClientHandler {
+    /// Handles `command` if a transaction is open and it belongs in it (queued: +QUEUED) or is refused there;
+    /// returns false for what runs as usual (EXEC, DISCARD, QUIT, or no transaction open).
+    func queueInTransaction(_ command: ClientCommand, slot: Int) -> Bool {
+        guard transaction != nil else { return false }
+        switch command {
+        case .exec, .discard, .quit:
+            return false
+        case .multi:
+            reply(.error("ERR MULTI calls can not be nested"), slot: slot)
+        case .watchKeys:
+            reply(.error("ERR WATCH inside MULTI is not allowed"), slot: slot)
+        case _ where !ClientTransaction.mayQueue(command):
+            refuseInTransaction(.error("ERR Command not allowed inside a transaction"), slot: slot)
+        default:
+            if case .write(let write, _) = command { transaction!.payloadBytes += write.payloadBytes }
+            let bytesMax = node.configuration.limits.bulkBytesMax * 2
+            if transaction!.payloadBytes > bytesMax {
+                refuseInTransaction(.error("ERR the transaction is larger than the \(bytesMax) bytes one write may be"), slot: slot)
+            } else if transaction!.commands.count == ClientTransaction.commandsMax {
+                refuseInTransaction(.error("ERR a transaction holds at most \(ClientTransaction.commandsMax) commands"), slot: slot)
+            } else {
+                transaction!.commands.append(command)
+                reply(.simple("QUEUED"), slot: slot)
+            }
+        }
+        return true
+    }
+
+    /// Replies `error` to a command and, if a transaction is open, marks it so that EXEC runs nothing.
+    func refuseInTransaction(_ error: RESPValue, slot: Int) {
+        transaction?.refused = true
+        reply(error, slot: slot)
+    }
+
+    func runTransactionCommand(_ command: ClientCommand, slot: Int) {
+        switch command {
+        case .multi:
+            transaction = ClientTransaction()
+            reply(.ok, slot: slot)
+        case .discard:
+            guard transaction != nil else { return reply(.error("ERR DISCARD without MULTI"), slot: slot) }
+            transaction = nil
+            watchedKeys = []
+            reply(.ok, slot: slot)
+        case .unwatch:
+            watchedKeys = []
+            reply(.ok, slot: slot)
+        case .watchKeys(let keys):
+            if session.readOnly {
+                watch(keys)
+                return reply(.ok, slot: slot)
+            }
+            startAlone()
+            node.submitRead({ [self] in
+                watch(keys)
+                finished(.ok, slot: slot)
+            }, fail: { [self] in finished(Self.readFailure, slot: slot) })
+        case .exec:
+            guard let transaction else { return reply(.error("ERR EXEC without MULTI"), slot: slot) }
+            let watched = watchedKeys
+            self.transaction = nil
+            watchedKeys = []
+            if transaction.refused { return reply(.error("EXECABORT Transaction discarded because of previous errors."), slot: slot) }
+            exec(transaction, watched: watched, slot: slot)
+        default:
+            preconditionFailure("\(command) is not a transaction command")
+        }
+    }
+
+    /// Records each key's current revision, unless the key is watched already (the first WATCH counts).
+    private func watch(_ keys: [[UInt8]]) {
+        for key in keys where !watchedKeys.contains(where: { $0.key == key }) {
+            watchedKeys.append(KVCommand.WatchedKey(key: key, revision: node.store.entry(for: key)?.revision ?? 0))
+        }
+    }
+
+    private func exec(_ transaction: ClientTransaction, watched: [KVCommand.WatchedKey], slot: Int) {
+        var replies = [RESPValue?](repeating: nil, count: transaction.commands.count)
+        let readGroups = transaction.readsByWritesBefore
+        let answer = { [self] (writeReplies: [KVReply]?) -> RESPValue in
+            guard let writeReplies else { return .nullArray }
+            var nextWrite = 0
+            for (position, command) in transaction.commands.enumerated() where replies[position] == nil {
+                if case .write(_, let style) = command {
+                    replies[position] = style.reply(for: writeReplies[nextWrite])
+                    nextWrite += 1
+                } else {
+                    assert(!isRead(command), "every read was answered as the transaction applied")
+                    replies[position] = session.answer(command, node: node, connectionID: connectionID, clients: connections.counts)
+                }
+            }
+            return .array(replies.map { $0! })
+        }
+        let runReads = { [self] (writesApplied: Int) in
+            for position in readGroups[writesApplied] {
+                guard case .read(let read) = transaction.commands[position] else { continue }
+                replies[position] = read.execute(on: node.store)
+            }
+        }
+        let writes = transaction.writes
+        if writes.isEmpty {
+            let run = { [self] () -> RESPValue in
+                guard watchedUnchanged(watched) else { return answer(nil) }
+                runReads(0)
+                return answer([])
+            }
+            if session.readOnly || (watched.isEmpty && readGroups[0].isEmpty) { return reply(run(), slot: slot) }
+            startAlone()
+            return node.submitRead({ [self] in finished(run(), slot: slot) }, fail: { [self] in finished(Self.readFailure, slot: slot) })
+        }
+        startAlone()
+        node.submitWrite(.transaction(watched: watched, writes: writes), between: runReads) { [self] result in
+            switch result {
+            case .success(.many(let writeReplies)): finished(answer(writeReplies), slot: slot)
+            case .success(.null): finished(answer(nil), slot: slot)
+            case .success(let other): preconditionFailure("a transaction replied \(other)")
+            case .failure(let failure): finished(Self.reply(for: failure), slot: slot)
+            }
+        }
+    }
+
+    private func watchedUnchanged(_ watched: [KVCommand.WatchedKey]) -> Bool {
+        watched.allSatisfy { (node.store.entry(for: $0.key)?.revision ?? 0) == $0.revision }
+    }
+
+    private func isRead(_ command: ClientCommand) -> Bool {
+        if case .read = command { true } else { false }
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Glibc
+import Testing
+import SkiffClient
+
+/// MULTI, EXEC, DISCARD, WATCH and UNWATCH against real `skiff serve` processes, answered as Redis answers.
+@Suite(.serialized) struct TransactionTests {
+    static func bulk(_ text: String) -> RESPClient.Reply { .bulk(Array(text.utf8)) }
+    static let queued = RESPClient.Reply.simple("QUEUED")
+
+    @Test func transactionsQueueRunTogetherAndAnswerAsRedisDoes() throws {
+        let cluster = try SkiffCluster(nodes: 1)
+        try cluster.startAll()
+        let client = try RESPClient(port: cluster.port("n1"))
+        let other = try RESPClient(port: cluster.port("n1"))
+        // Reads see the writes queued before them; each command gets its own reply, errors included.
+        #expect(try client.pipeline([["SET", "s", "text"], ["MULTI"], ["SET", "t", "1"], ["INCR", "t"], ["GET", "t"], ["INCR", "s"],
+                                     ["MGET", "t", "nope"], ["PING"], ["SETNX", "t", "9"], ["EXEC"]])
+                == [.simple("OK"), .simple("OK")] + Array(repeating: Self.queued, count: 7)
+                + [.array([.simple("OK"), .integer(2), Self.bulk("2"), .error("ERR value is not an integer or out of range"),
+                           .array([Self.bulk("2"), .bulk(nil)]), .simple("PONG"), .integer(0)])])
+        #expect(try client.call("EXEC") == .error("ERR EXEC without MULTI"))
+        #expect(try client.call("DISCARD") == .error("ERR DISCARD without MULTI"))
+        // DISCARD drops what was queued; refusals while queueing that are not Redis's queueing errors leave
+        // the transaction as it was.
+        #expect(try client.pipeline([["MULTI"], ["SET", "t", "dropped"], ["MULTI"], ["WATCH", "t"], ["DISCARD"], ["GET", "t"]])
+                == [.simple("OK"), Self.queued, .error("ERR MULTI calls can not be nested"),
+                    .error("ERR WATCH inside MULTI is not allowed"), .simple("OK"), Self.bulk("2")])
+        // A command refused while queueing (unknown, wrong arity, not allowed here) makes EXEC run nothing,
+        // even when the refusal was pipelined behind a write still in flight.
+        for refused in [["NOSUCH", "x"], ["GET"], ["CLIENT", "ID"]] {
+            let replies = try client.pipeline([["SET", "before", "1"], ["MULTI"], ["SET", "t", "lost"], refused, ["EXEC"], ["GET", "t"]])
+            #expect(replies.count == 6 && replies[3].text.hasPrefix("ERR"), "\(refused): \(replies)")
+            #expect(Array(replies[0...2]) == [.simple("OK"), .simple("OK"), Self.queued] && replies[5] == Self.bulk("2"))
+            #expect(replies[4] == .error("EXECABORT Transaction discarded because of previous errors."))
+        }
+        // WATCH: a change by anyone, this client included, between WATCH and EXEC makes EXEC run nothing.
+        #expect(try client.call("WATCH", "t", "absent") == .simple("OK"))
+        #expect(try other.call("SET", "t", "5") == .simple("OK"))
+        #expect(try client.pipeline([["MULTI"], ["INCR", "t"], ["EXEC"]]) == [.simple("OK"), Self.queued, .nullArray])
+        #expect(try client.pipeline([["WATCH", "t"], ["MULTI"], ["INCR", "t"], ["EXEC"]]) == [.simple("OK"), .simple("OK"), Self.queued, .array([.integer(6)])])
+        #expect(try client.pipeline([["WATCH", "absent"], ["SET", "absent", "1"], ["MULTI"], ["GET", "absent"], ["EXEC"]])
+                == [.simple("OK"), .simple("OK"), .simple("OK"), Self.queued, .nullArray])
+        #expect(try client.pipeline([["WATCH", "t"], ["UNWATCH"], ["SET", "t", "7"], ["MULTI"], ["GET", "t"], ["EXEC"]])
+                == [.simple("OK"), .simple("OK"), .simple("OK"), .simple("OK"), Self.queued, .array([Self.bulk("7")])])
+        #expect(try client.pipeline([["WATCH", "t"], ["MULTI"], ["DISCARD"], ["SET", "t", "8"], ["MULTI"], ["GET", "t"], ["EXEC"]]).last
+                == .array([Self.bulk("8")]), "DISCARD forgets the watched keys")
+        #expect(try client.call("GET", "absent") == Self.bulk("1"))
+    }
+
+    /// Another client never sees half of a transaction: two counters raised together always read equal.
+    @Test func otherClientsSeeATransactionWholeOrNotAtAll() throws {
+        let cluster = try SkiffCluster(nodes: 1)
+        try cluster.startAll()
+        let port = cluster.port("n1")
+        let rounds = 300
+        let writer = Thread {
+            guard let client = try? RESPClient(port: port) else { return }
+            for _ in 0..<rounds { _ = try? client.pipeline([["MULTI"], ["INCR", "c"], ["INCR", "d"], ["EXEC"]]) }
+        }
+        writer.start()
+        let reader = try RESPClient(port: port)
+        var reads = 0
+        var last = 0
+        let deadline = Date().addingTimeInterval(60)
+        while last < rounds && Date() < deadline {
+            guard case .array(let values) = try reader.call("MGET", "c", "d") else { throw Timeout(description: "MGET failed") }
+            #expect(values[0] == values[1], "read \(reads): \(values)")
+            last = Int(values[0].text) ?? 0
+            reads += 1
+        }
+        #expect(last == rounds)
+    }
+
+    /// A transaction sent to a follower is forwarded like any write, applied once on every node, and survives
+    /// its origin's SIGKILL and restart; WATCH on one node sees a change made through another.
+    @Test func aTransactionThroughAFollowerRunsOnceOnEveryNode() throws {
+        let cluster = try SkiffCluster(nodes: 3)
+        try cluster.startAll()
+        let leader = try cluster.waitForLeader()
+        let follower = cluster.names.first { $0 != leader }!
+        let client = try RESPClient(port: cluster.port(follower))
+        #expect(try client.pipeline([["MULTI"], ["SET", "k", "1"], ["INCR", "k"], ["GET", "k"], ["APPEND", "s", "x"], ["GET", "s"], ["EXEC"]])
+                == [.simple("OK")] + Array(repeating: Self.queued, count: 5)
+                + [.array([.simple("OK"), .integer(2), Self.bulk("2"), .integer(1), Self.bulk("x")])])
+        #expect(try client.call("WATCH", "k") == .simple("OK"))
+        #expect(try RESPClient(port: cluster.port(leader)).call("SET", "k", "10") == .simple("OK"))
+        #expect(try client.pipeline([["MULTI"], ["INCR", "k"], ["EXEC"]]) == [.simple("OK"), Self.queued, .nullArray])
+        cluster.kill(follower)
+        try cluster.start(follower)
+        for name in cluster.names {
+            let reader = try RESPClient(port: cluster.port(name))
+            #expect(try reader.call("MGET", "k", "s") == .array([Self.bulk("10"), Self.bulk("x")]), "\(name)")
+        }
+    }
+}
