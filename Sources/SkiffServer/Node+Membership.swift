@@ -326,36 +326,37 @@ extension Node {
 }
 
 /// Membership commands waiting: those handed to the leader (by request id) and those proposed here (by the
-/// index of their configuration entry), each with a deadline.
-struct MembershipWaits {
+/// index of their configuration entry), each with a deadline. A class, for the reason `WriteTracker` gives:
+/// a completion may hand the client's next membership command over at once.
+final class MembershipWaits {
     typealias Completion = (Result<[[UInt8]], MembershipFailure>) -> Void
     private var forwarded: [UInt64: (completion: Completion, deadline: NIODeadline)] = [:]
     private var proposed: [UInt64: (term: UInt64, answer: [[UInt8]], completion: Completion, deadline: NIODeadline)] = [:]
     private var nextRequest: UInt64 = 1
 
-    mutating func forward(_ completion: @escaping Completion, deadline: NIODeadline) -> UInt64 {
+    func forward(_ completion: @escaping Completion, deadline: NIODeadline) -> UInt64 {
         defer { nextRequest += 1 }
         forwarded[nextRequest] = (completion, deadline)
         return nextRequest
     }
 
-    mutating func replied(_ request: UInt64, isError: Bool, words: [[UInt8]]) {
+    func replied(_ request: UInt64, isError: Bool, words: [[UInt8]]) {
         guard let waiting = forwarded.removeValue(forKey: request) else { return }
         waiting.completion(isError ? .failure(MembershipFailure(words.first.map { String(decoding: $0, as: UTF8.self) } ?? "ERR")) : .success(words))
     }
 
-    mutating func awaitCommit(index: UInt64, term: UInt64, answer: [[UInt8]], completion: @escaping Completion, deadline: NIODeadline) {
+    func awaitCommit(index: UInt64, term: UInt64, answer: [[UInt8]], completion: @escaping Completion, deadline: NIODeadline) {
         proposed[index] = (term, answer, completion, deadline)
     }
 
     /// The entry at `index` was applied, from `term`: the change waited on there took effect if the terms match.
-    mutating func applied(index: UInt64, term: UInt64) {
+    func applied(index: UInt64, term: UInt64) {
         guard let waiting = proposed.removeValue(forKey: index) else { return }
         waiting.completion(waiting.term == term ? .success(waiting.answer)
                            : .failure(MembershipFailure("TRYAGAIN leadership changed before the membership change was committed; it was not made, retry")))
     }
 
-    mutating func expire(now: NIODeadline) {
+    func expire(now: NIODeadline) {
         for (request, waiting) in forwarded where waiting.deadline <= now {
             forwarded[request] = nil
             waiting.completion(.failure(MembershipFailure("TRYAGAIN the leader did not answer in time; check SKIFF.MEMBERS before retrying")))
@@ -366,7 +367,7 @@ struct MembershipWaits {
         }
     }
 
-    mutating func failAll() {
+    func failAll() {
         let waiting = forwarded.values.map(\.completion) + proposed.values.map(\.completion)
         forwarded.removeAll()
         proposed.removeAll()

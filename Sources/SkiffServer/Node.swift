@@ -60,7 +60,7 @@ public final class Node: @unchecked Sendable {
     var peersSeeded = false
     /// Every member's name this node has known, for log lines about nodes that have since left.
     var knownNames: [NodeID: String] = [:]
-    var membership = MembershipWaits()
+    let membership = MembershipWaits()
     var watches: WatchHub
     var removalReported = false
     /// Client connections with replies ready to write: written in one loop task, not one task each.

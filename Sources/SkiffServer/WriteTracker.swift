@@ -22,8 +22,9 @@ public enum WriteFailure: Error, Sendable {
 /// retrying is safe then, since that index can never hold it any more.
 ///
 /// A class, not a struct: a completion may submit the next write at once (a client's pipelined commands), so
-/// each method finishes changing the tracker before it runs any completion, and none runs inside an access
-/// to the tracker.
+/// no completion may run inside an access to the tracker. Each completion runs once its write is removed,
+/// and loops that run completions go over copies, so a write added meanwhile is kept and never completed
+/// twice.
 final class WriteTracker {
     enum State { case queued, forwarded(batch: UInt64), proposed(index: UInt64) }
     struct Pending {
