@@ -4,14 +4,16 @@ import SkiffRESP
 /// CLIENT LIST, CLIENT INFO and CLIENT KILL: the connections of this node as Redis describes and ends them.
 extension ClientHandler {
     /// This connection as a line of CLIENT LIST: the fields Redis gives that mean something here. `flags` is
-    /// N, or r after READONLY; `cmd` is the last command received, with its subcommand for a container
-    /// command (`client|list`).
+    /// r after READONLY and x inside MULTI, or N; `multi` counts the commands queued since MULTI (-1 outside
+    /// one) and `watch` the keys watched; `cmd` is the last command received, with its subcommand for a
+    /// container command (`client|list`).
     func clientLine(now: NIODeadline) -> String {
         let name = session.name.map { String(decoding: $0, as: UTF8.self) } ?? ""
         let age = (now - openedAt).nanoseconds / 1_000_000_000
         let idle = (now - lastReadAt).nanoseconds / 1_000_000_000
+        let flags = (session.readOnly ? "r" : "") + (transaction != nil ? "x" : "")
         return "id=\(connectionID) addr=\(Self.text(of: context?.channel.remoteAddress)) laddr=\(Self.text(of: context?.channel.localAddress))"
-            + " name=\(name) age=\(age) idle=\(idle) flags=\(session.readOnly ? "r" : "N") db=0 multi=-1"
+            + " name=\(name) age=\(age) idle=\(idle) flags=\(flags.isEmpty ? "N" : flags) db=0 multi=\(transaction.map { $0.commands.count } ?? -1) watch=\(watchedKeys.count)"
             + " cmd=\(lastCommandName) user=default resp=\(session.protocolVersion)"
     }
 

@@ -9,14 +9,15 @@ struct ClientTransaction {
     /// The bytes of keys and values its writes carry, bounded like one write's.
     var payloadBytes = 0
 
-    /// A transaction holds at most this many commands, so that a client cannot grow one without bound.
+    /// A transaction holds at most this many commands, and a connection watches at most this many keys, so
+    /// that a client cannot grow either without bound.
     static let commandsMax = 100_000
 
     /// Whether `command` may wait in a transaction: reads, writes, and what answers without changing the
     /// connection or the cluster. The others are refused there, as Redis refuses SUBSCRIBE or WATCH.
     static func mayQueue(_ command: ClientCommand) -> Bool {
         switch command {
-        case .read, .write, .ping, .echo, .time, .select, .info, .command, .configGet, .skiffStatus, .skiffMembers: true
+        case .read, .write, .ping, .echo, .time, .select, .info, .command, .configGet, .skiffStatus, .skiffMembers, .unwatch: true
         default: false
         }
     }
@@ -89,12 +90,15 @@ extension ClientHandler {
         case .discard:
             guard transaction != nil else { return reply(.error("ERR DISCARD without MULTI"), slot: slot) }
             transaction = nil
-            watchedKeys = []
+            watchedKeys = [:]
             reply(.ok, slot: slot)
         case .unwatch:
-            watchedKeys = []
+            watchedKeys = [:]
             reply(.ok, slot: slot)
         case .watchKeys(let keys):
+            guard watchedKeys.count + Set(keys).count(where: { watchedKeys[$0] == nil }) <= ClientTransaction.commandsMax else {
+                return reply(.error("ERR a connection watches at most \(ClientTransaction.commandsMax) keys"), slot: slot)
+            }
             if session.readOnly {
                 watch(keys)
                 return reply(.ok, slot: slot)
@@ -106,9 +110,9 @@ extension ClientHandler {
             }, fail: { [self] in finished(Self.readFailure, slot: slot) })
         case .exec:
             guard let transaction else { return reply(.error("ERR EXEC without MULTI"), slot: slot) }
-            let watched = watchedKeys
+            let watched = watchedKeys.map { KVCommand.WatchedKey(key: $0.key, revision: $0.value) }
             self.transaction = nil
-            watchedKeys = []
+            watchedKeys = [:]
             if transaction.refused { return reply(.error("EXECABORT Transaction discarded because of previous errors."), slot: slot) }
             exec(transaction, watched: watched, slot: slot)
         default:
@@ -118,8 +122,8 @@ extension ClientHandler {
 
     /// Records each key's current revision, unless the key is watched already (the first WATCH counts).
     private func watch(_ keys: [[UInt8]]) {
-        for key in keys where !watchedKeys.contains(where: { $0.key == key }) {
-            watchedKeys.append(KVCommand.WatchedKey(key: key, revision: node.store.entry(for: key)?.revision ?? 0))
+        for key in keys where watchedKeys[key] == nil {
+            watchedKeys[key] = node.store.entry(for: key)?.revision ?? 0
         }
     }
 
@@ -133,6 +137,8 @@ extension ClientHandler {
                 if case .write(_, let style) = command {
                     replies[position] = style.reply(for: writeReplies[nextWrite])
                     nextWrite += 1
+                } else if case .unwatch = command {
+                    replies[position] = .ok  // EXEC forgets the watched keys anyway
                 } else {
                     assert(!isRead(command), "every read was answered as the transaction applied")
                     replies[position] = session.answer(command, node: node, connectionID: connectionID, clients: connections.counts)

@@ -59,7 +59,7 @@ final class ClientHandler: ChannelInboundHandler {
     /// The transaction MULTI opened, until EXEC or DISCARD; the keys WATCH named since the last EXEC,
     /// DISCARD or UNWATCH, with their revisions.
     var transaction: ClientTransaction?
-    var watchedKeys: [KVCommand.WatchedKey] = []
+    var watchedKeys: [[UInt8]: UInt64] = [:]
 
     init(node: Node, connectionID: Int64, password: String?, connections: ConnectionRegistry) {
         self.node = node
