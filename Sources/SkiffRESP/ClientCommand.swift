@@ -187,8 +187,14 @@ public enum WriteReplyStyle: Hashable, Sendable {
 /// "-" (`ERR syntax error`), so clients react as they would to Redis.
 public struct RESPCommandError: Error, Hashable, Sendable {
     public var message: String
+    /// An unknown command or subcommand, or a wrong number of arguments: what Redis refuses before it
+    /// queues a command in a transaction. Redis finds the other refusals only when the command runs.
+    public var isUnknownOrWrongArity: Bool
 
-    public init(_ message: String) { self.message = message }
+    public init(_ message: String, isUnknownOrWrongArity: Bool = false) {
+        self.message = message
+        self.isUnknownOrWrongArity = isUnknownOrWrongArity
+    }
 
     public var reply: RESPValue { .error(message) }
 }

@@ -2,9 +2,11 @@ import SkiffKV
 import SkiffRESP
 
 /// A connection's transaction between MULTI and EXEC: the commands queued, in order, and whether one was
-/// refused while queueing (EXEC then runs none of them, as in Redis).
+/// refused while queueing (EXEC then runs none of them, as in Redis). A command whose arguments were refused
+/// is queued with its refusal, which EXEC gives as that command's reply, since Redis finds such errors only
+/// when it runs the command.
 struct ClientTransaction {
-    var commands: [ClientCommand] = []
+    var commands: [Result<ClientCommand, RESPCommandError>] = []
     var refused = false
     /// The bytes of keys and values its writes carry, bounded like one write's.
     var payloadBytes = 0
@@ -23,7 +25,7 @@ struct ClientTransaction {
     }
 
     var writes: [KVCommand] {
-        commands.compactMap { if case .write(let write, _) = $0 { write } else { nil } }
+        commands.compactMap { if case .success(.write(let write, _)) = $0 { write } else { nil } }
     }
 
     /// For each number of writes applied (0 through all of them), the positions of the reads that come
@@ -32,8 +34,8 @@ struct ClientTransaction {
         var groups: [[Int]] = [[]]
         for (position, command) in commands.enumerated() {
             switch command {
-            case .write: groups.append([])
-            case .read: groups[groups.count - 1].append(position)
+            case .success(.write): groups.append([])
+            case .success(.read): groups[groups.count - 1].append(position)
             default: break
             }
         }
@@ -62,18 +64,28 @@ extension ClientHandler {
         case _ where !ClientTransaction.mayQueue(command):
             refuseInTransaction(.error("ERR Command not allowed inside a transaction"), slot: slot)
         default:
-            if case .write(let write, _) = command { transaction!.payloadBytes += write.payloadBytes }
-            let bytesMax = node.configuration.limits.bulkBytesMax * 2
-            if transaction!.payloadBytes > bytesMax {
-                refuseInTransaction(.error("ERR the transaction is larger than the \(bytesMax) bytes one write may be"), slot: slot)
-            } else if transaction!.commands.count == ClientTransaction.commandsMax {
-                refuseInTransaction(.error("ERR a transaction holds at most \(ClientTransaction.commandsMax) commands"), slot: slot)
-            } else {
-                transaction!.commands.append(command)
-                reply(.simple("QUEUED"), slot: slot)
-            }
+            queue(.success(command), slot: slot)
         }
         return true
+    }
+
+    /// Handles a command that failed to parse: queued with its refusal inside a transaction, unless Redis
+    /// would refuse it there too (then it marks the transaction); otherwise answered with it.
+    func refuseParsed(_ error: RESPCommandError, slot: Int) {
+        if transaction != nil && !error.isUnknownOrWrongArity { queue(.failure(error), slot: slot) } else { refuseInTransaction(error.reply, slot: slot) }
+    }
+
+    private func queue(_ command: Result<ClientCommand, RESPCommandError>, slot: Int) {
+        if case .success(.write(let write, _)) = command { transaction!.payloadBytes += write.payloadBytes }
+        let bytesMax = node.configuration.limits.bulkBytesMax * 2
+        if transaction!.payloadBytes > bytesMax {
+            refuseInTransaction(.error("ERR the transaction is larger than the \(bytesMax) bytes one write may be"), slot: slot)
+        } else if transaction!.commands.count == ClientTransaction.commandsMax {
+            refuseInTransaction(.error("ERR a transaction holds at most \(ClientTransaction.commandsMax) commands"), slot: slot)
+        } else {
+            transaction!.commands.append(command)
+            reply(.simple("QUEUED"), slot: slot)
+        }
     }
 
     /// Replies `error` to a command and, if a transaction is open, marks it so that EXEC runs nothing.
@@ -133,13 +145,16 @@ extension ClientHandler {
         let answer = { [self] (writeReplies: [KVReply]?) -> RESPValue in
             guard let writeReplies else { return .nullArray }
             var nextWrite = 0
-            for (position, command) in transaction.commands.enumerated() where replies[position] == nil {
-                if case .write(_, let style) = command {
+            for (position, queued) in transaction.commands.enumerated() where replies[position] == nil {
+                switch queued {
+                case .failure(let error):
+                    replies[position] = error.reply
+                case .success(.write(_, let style)):
                     replies[position] = style.reply(for: writeReplies[nextWrite])
                     nextWrite += 1
-                } else if case .unwatch = command {
+                case .success(.unwatch):
                     replies[position] = .ok  // EXEC forgets the watched keys anyway
-                } else {
+                case .success(let command):
                     assert(!isRead(command), "every read was answered as the transaction applied")
                     replies[position] = session.answer(command, node: node, connectionID: connectionID, clients: connections.counts)
                 }
@@ -148,7 +163,7 @@ extension ClientHandler {
         }
         let runReads = { [self] (writesApplied: Int) in
             for position in readGroups[writesApplied] {
-                guard case .read(let read) = transaction.commands[position] else { continue }
+                guard case .success(.read(let read)) = transaction.commands[position] else { continue }
                 replies[position] = read.execute(on: node.store)
             }
         }

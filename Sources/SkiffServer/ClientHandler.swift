@@ -257,7 +257,7 @@ final class ClientHandler: ChannelInboundHandler {
             let (parsed, slot) = held[heldStart]
             guard case .success(let command) = parsed else {
                 heldStart += 1
-                if case .failure(let error) = parsed { refuseInTransaction(error.reply, slot: slot) }
+                if case .failure(let error) = parsed { refuseParsed(error, slot: slot) }
                 continue
             }
             let kind = kind(of: command)

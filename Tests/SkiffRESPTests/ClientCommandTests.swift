@@ -240,8 +240,23 @@ import Testing
 
     @Test(arguments: ClientCommandTests.refusals)
     func refuses(words: [String], message: String) {
-        let refused: Result<ClientCommand, RESPCommandError> = .failure(RESPCommandError(message))
-        #expect(ClientCommand.parse(words.map(Self.b)) == refused)
+        let parsed = ClientCommand.parse(words.map(Self.b))
+        guard case .failure(let error) = parsed else {
+            Issue.record("parsed as \(parsed)")
+            return
+        }
+        #expect(error.message == message)
+    }
+
+    @Test func onlyUnknownCommandsAndWrongArityAreErrorsRedisFindsBeforeQueueing() {
+        func refusal(_ words: [String]) -> RESPCommandError? {
+            if case .failure(let error) = ClientCommand.parse(words.map { Array($0.utf8) }) { error } else { nil }
+        }
+        #expect(refusal(["NOSUCH"])?.isUnknownOrWrongArity == true)
+        #expect(refusal(["GET"])?.isUnknownOrWrongArity == true)
+        #expect(refusal(["CLIENT", "NOSUCH"])?.isUnknownOrWrongArity == true)
+        #expect(refusal(["INCRBY", "k", "x"])?.isUnknownOrWrongArity == false)
+        #expect(refusal(["SET", "k", "v", "NX", "XX"])?.isUnknownOrWrongArity == false)
     }
 
     @Test func anErrorRepliesWithItsMessage() {

@@ -34,6 +34,12 @@ import SkiffClient
             #expect(Array(replies[0...2]) == [.simple("OK"), .simple("OK"), Self.queued] && replies[5] == Self.bulk("2"))
             #expect(replies[4] == .error("EXECABORT Transaction discarded because of previous errors."))
         }
+        // A bad argument is Redis's run-time error: the command is queued, and its error is its reply in EXEC's.
+        let replies = try client.pipeline([["MULTI"], ["INCRBY", "t", "x"], ["SET", "t", "v", "EX", "1"], ["GET", "t"], ["EXEC"]])
+        #expect(Array(replies[0...3]) == [.simple("OK"), Self.queued, Self.queued, Self.queued])
+        guard case .array(let results) = replies[4], results.count == 3 else { throw Timeout(description: "EXEC replied \(replies[4])") }
+        #expect(results[0] == .error("ERR value is not an integer or out of range") && results[2] == Self.bulk("2"))
+        #expect(results[1].text.hasPrefix("ERR expiry options"), "\(results[1])")
         // WATCH: a change by anyone, this client included, between WATCH and EXEC makes EXEC run nothing.
         #expect(try client.call("WATCH", "t", "absent") == .simple("OK"))
         #expect(try other.call("SET", "t", "5") == .simple("OK"))
