@@ -254,7 +254,7 @@ func executable(_ name: String) throws -> URL {
         let candidate = URL(fileURLWithPath: String(path)).appendingPathComponent(name)
         if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
     }
-    throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "\(name) (Tools/dev test installs redis-tools and python3-redis)"])
+    throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "\(name) (Tools/dev test installs redis-tools, redis-server and redis-py)"])
 }
 
 /// Runs a program to completion (bounded by `seconds`) and returns its exit status and output.
