@@ -123,7 +123,8 @@ extension ClientCommand {
 
     private static func plainWrite(_ command: KVCommand) -> ClientCommand { .write(command, reply: .plain) }
 
-    /// `SET key value [NX | XX] [GET]`; the expiry options are refused.
+    /// `SET key value [NX | XX] [GET] [KEEPTTL]`; KEEPTTL changes nothing, since no key has an expiry to
+    /// keep, and the other expiry options are refused.
     private static func set(_ arguments: CommandArguments) throws(RESPCommandError) -> ClientCommand {
         var condition = KVCommand.SetCondition.always
         var returnOld = false
@@ -132,8 +133,9 @@ extension ClientCommand {
             case "nx" where condition != .ifPresent: condition = .ifAbsent
             case "xx" where condition != .ifAbsent: condition = .ifPresent
             case "get": returnOld = true
-            case "ex", "px", "exat", "pxat", "keepttl":
-                throw RESPCommandError("ERR expiry options (EX, PX, EXAT, PXAT, KEEPTTL) are not supported by Skiff")
+            case "keepttl": break
+            case "ex", "px", "exat", "pxat":
+                throw RESPCommandError("ERR expiry options (EX, PX, EXAT, PXAT) are not supported by Skiff")
             default: throw .syntax
             }
         }

@@ -22,7 +22,7 @@ import Testing
         switch random.below(39) {
         case 0: return ["GET", key()]
         case 1: return ["SET", key(), value()]
-        case 2: return ["SET", key(), value()] + [[], ["NX"], ["XX"], ["GET"], ["NX", "GET"], ["XX", "GET"]][Int(random.below(6))]
+        case 2: return ["SET", key(), value()] + [[], ["NX"], ["XX"], ["GET"], ["NX", "GET"], ["XX", "GET"], ["KEEPTTL"]][Int(random.below(7))]
         case 3: return ["DEL", key(), key()]
         case 4: return ["EXISTS", key(), key()]
         case 5: return ["INCR", key()]
