@@ -81,7 +81,7 @@ extension ClientCommand {
             return plainWrite(.delete(keys: arguments.words(from: 1)))
         case "mset", "msetnx":
             try arguments.requireCount(3...)
-            guard arguments.count % 2 == 1 else { throw .wrongArity(arguments.name) }
+            guard arguments.count % 2 == 1 else { throw .wrongArityWhenRun(arguments.name) }
             let pairs = stride(from: 1, to: arguments.count, by: 2).map {
                 KVCommand.KeyValue(key: arguments[$0], value: arguments[$0 + 1])
             }

@@ -17,7 +17,7 @@ extension ClientCommand {
     private static func connectionCommand(_ arguments: CommandArguments) throws(RESPCommandError) -> ClientCommand? {
         switch arguments.name {
         case "ping":
-            try arguments.requireCount(1...2)
+            guard arguments.count <= 2 else { throw .wrongArityWhenRun(arguments.name) }
             return .ping(message: arguments.count == 2 ? arguments[1] : nil)
         case "echo":
             try arguments.requireCount(2)

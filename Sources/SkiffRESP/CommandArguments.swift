@@ -80,6 +80,12 @@ extension RESPCommandError {
         RESPCommandError("ERR wrong number of arguments for '\(name)' command", isUnknownOrWrongArity: true)
     }
 
+    /// The same words for a count that COMMAND's arity allows but the command does not (PING with two
+    /// arguments, MSET with a key left without a value): Redis finds it only when it runs the command.
+    static func wrongArityWhenRun(_ name: String) -> RESPCommandError {
+        RESPCommandError("ERR wrong number of arguments for '\(name)' command")
+    }
+
     /// Redis's wording: the name and the first arguments (up to about 128 bytes), each quoted and followed
     /// by a space, with line breaks turned into spaces.
     static func unknownCommand(_ words: [[UInt8]]) -> RESPCommandError {

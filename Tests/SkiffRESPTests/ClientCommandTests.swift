@@ -258,6 +258,9 @@ import Testing
         #expect(refusal(["CLIENT", "NOSUCH"])?.isUnknownOrWrongArity == true)
         #expect(refusal(["INCRBY", "k", "x"])?.isUnknownOrWrongArity == false)
         #expect(refusal(["SET", "k", "v", "NX", "XX"])?.isUnknownOrWrongArity == false)
+        // Counts that COMMAND's arity allows: Redis finds them only when it runs the command.
+        #expect(refusal(["PING", "a", "b"])?.isUnknownOrWrongArity == false)
+        #expect(refusal(["MSET", "a", "1", "b"])?.isUnknownOrWrongArity == false)
     }
 
     @Test func anErrorRepliesWithItsMessage() {

@@ -19,7 +19,7 @@ import Testing
         func key() -> String { pick(keys) }
         func value() -> String { pick(values) }
         func offset() -> String { String(Int(random.below(7)) - 3) }
-        switch random.below(39) {
+        switch random.below(41) {
         case 0: return ["GET", key()]
         case 1: return ["SET", key(), value()]
         case 2: return ["SET", key(), value()] + [[], ["NX"], ["XX"], ["GET"], ["NX", "GET"], ["XX", "GET"], ["KEEPTTL"]][Int(random.below(7))]
@@ -56,6 +56,8 @@ import Testing
         case 35: return ["WATCH", key(), key()]
         case 36: return ["UNWATCH"]
         case 37: return ["NOSUCH", key()]
+        case 38: return ["MSET", key(), value(), key()]
+        case 39: return ["PING", value(), value()]
         default: return ["GET"]
         }
     }
