@@ -115,6 +115,7 @@ extension ClientCommand {
             }
             return plainWrite(.removeAll)
         case "expire", "pexpire", "expireat", "pexpireat", "setex", "psetex":
+            if arguments.name.hasSuffix("setex") { try arguments.requireCount(4) } else { try arguments.requireCount(3...) }
             throw RESPCommandError("ERR key expiry is not supported by Skiff")
         default:
             return nil

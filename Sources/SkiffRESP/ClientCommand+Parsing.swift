@@ -6,12 +6,23 @@ extension ClientCommand {
     }
 
     private static func parsedCommand(from arguments: CommandArguments) throws(RESPCommandError) -> ClientCommand {
-        if let command = try connectionCommand(arguments) { return command }
         if let read = try readCommand(arguments) { return .read(read) }
         if let command = try writeCommand(arguments) { return command }
-        if let command = try serverCommand(arguments) { return command }
+        do {
+            if let command = try connectionCommand(arguments) { return command }
+            if let command = try serverCommand(arguments) { return command }
+        } catch {
+            var refusal = error
+            refusal.abortsTransaction = refusal.abortsTransaction || !transactionCommandNames.contains(arguments.name)
+            throw refusal
+        }
         throw .unknownCommand(arguments.words)
     }
+
+    /// The connection and server commands that may wait in a transaction, as `mayWaitInTransaction` says
+    /// of the parsed commands: a refusal of any other one's arguments aborts the transaction.
+    static let transactionCommandNames: Set<String> = ["ping", "echo", "select", "time", "info", "command", "config",
+                                                        "skiff.status", "skiff.members", "unwatch"]
 
     /// Commands about the connection rather than the key space; nil for any other name.
     private static func connectionCommand(_ arguments: CommandArguments) throws(RESPCommandError) -> ClientCommand? {

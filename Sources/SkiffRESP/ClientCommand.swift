@@ -43,6 +43,18 @@ public enum ClientCommand: Hashable, Sendable {
     case unwatch
 }
 
+extension ClientCommand {
+    /// Whether the command may wait in a transaction: reads, writes, and what answers without changing the
+    /// connection or the cluster (`transactionCommandNames` names the latter). The others are refused
+    /// there, as Redis refuses SUBSCRIBE or WATCH, and the refusal aborts the transaction.
+    public var mayWaitInTransaction: Bool {
+        switch self {
+        case .read, .write, .ping, .echo, .time, .select, .info, .command, .configGet, .skiffStatus, .skiffMembers, .unwatch: true
+        default: false
+        }
+    }
+}
+
 /// The SKIFF.* commands that change the cluster's membership or leader. Names are node names (`--id`);
 /// addresses are `HOST:PORT` text, checked by the server.
 public enum MembershipCommand: Hashable, Sendable {
@@ -187,13 +199,15 @@ public enum WriteReplyStyle: Hashable, Sendable {
 /// "-" (`ERR syntax error`), so clients react as they would to Redis.
 public struct RESPCommandError: Error, Hashable, Sendable {
     public var message: String
-    /// An unknown command or subcommand, or a wrong number of arguments: what Redis refuses before it
-    /// queues a command in a transaction. Redis finds the other refusals only when the command runs.
-    public var isUnknownOrWrongArity: Bool
+    /// Whether Redis refuses this before it queues the command in a transaction, so that EXEC then runs
+    /// nothing: an unknown command or subcommand, a count outside COMMAND's arity, or any refusal of a
+    /// command that may not wait in a transaction. Otherwise the command is queued, and this is its reply
+    /// in EXEC's, since Redis finds such errors only when it runs the command.
+    public var abortsTransaction: Bool
 
-    public init(_ message: String, isUnknownOrWrongArity: Bool = false) {
+    public init(_ message: String, abortsTransaction: Bool = false) {
         self.message = message
-        self.isUnknownOrWrongArity = isUnknownOrWrongArity
+        self.abortsTransaction = abortsTransaction
     }
 
     public var reply: RESPValue { .error(message) }

@@ -77,7 +77,7 @@ extension RESPCommandError {
     static let notAnInteger = RESPCommandError("ERR value is not an integer or out of range")
 
     static func wrongArity(_ name: String) -> RESPCommandError {
-        RESPCommandError("ERR wrong number of arguments for '\(name)' command", isUnknownOrWrongArity: true)
+        RESPCommandError("ERR wrong number of arguments for '\(name)' command", abortsTransaction: true)
     }
 
     /// The same words for a count that COMMAND's arity allows but the command does not (PING with two
@@ -102,12 +102,12 @@ extension RESPCommandError {
             argumentBytes += quoted.count
         }
         let oneLine = message.map { $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") ? UInt8(ascii: " ") : $0 }
-        return RESPCommandError(String(decoding: oneLine, as: UTF8.self), isUnknownOrWrongArity: true)
+        return RESPCommandError(String(decoding: oneLine, as: UTF8.self), abortsTransaction: true)
     }
 
     /// Redis's wording for a container command (CLIENT, CONFIG, COMMAND) given a subcommand it lacks.
     static func unknownSubcommand(_ arguments: CommandArguments) -> RESPCommandError {
         let text = String(decoding: arguments[1].prefix(128), as: UTF8.self)
-        return RESPCommandError("ERR unknown subcommand '\(text)'. Try \(arguments.text(at: 0).uppercased()) HELP.", isUnknownOrWrongArity: true)
+        return RESPCommandError("ERR unknown subcommand '\(text)'. Try \(arguments.text(at: 0).uppercased()) HELP.", abortsTransaction: true)
     }
 }

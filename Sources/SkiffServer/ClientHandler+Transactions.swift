@@ -15,15 +15,6 @@ struct ClientTransaction {
     /// that a client cannot grow either without bound.
     static let commandsMax = 100_000
 
-    /// Whether `command` may wait in a transaction: reads, writes, and what answers without changing the
-    /// connection or the cluster. The others are refused there, as Redis refuses SUBSCRIBE or WATCH.
-    static func mayQueue(_ command: ClientCommand) -> Bool {
-        switch command {
-        case .read, .write, .ping, .echo, .time, .select, .info, .command, .configGet, .skiffStatus, .skiffMembers, .unwatch: true
-        default: false
-        }
-    }
-
     var writes: [KVCommand] {
         commands.compactMap { if case .success(.write(let write, _)) = $0 { write } else { nil } }
     }
@@ -61,7 +52,7 @@ extension ClientHandler {
             reply(.error("ERR MULTI calls can not be nested"), slot: slot)
         case .watchKeys:
             reply(.error("ERR WATCH inside MULTI is not allowed"), slot: slot)
-        case _ where !ClientTransaction.mayQueue(command):
+        case _ where !command.mayWaitInTransaction:
             refuseInTransaction(.error("ERR Command not allowed inside a transaction"), slot: slot)
         default:
             queue(.success(command), slot: slot)
@@ -72,11 +63,15 @@ extension ClientHandler {
     /// Handles a command that failed to parse: queued with its refusal inside a transaction, unless Redis
     /// would refuse it there too (then it marks the transaction); otherwise answered with it.
     func refuseParsed(_ error: RESPCommandError, slot: Int) {
-        if transaction != nil && !error.isUnknownOrWrongArity { queue(.failure(error), slot: slot) } else { refuseInTransaction(error.reply, slot: slot) }
+        if transaction != nil && !error.abortsTransaction { queue(.failure(error), slot: slot) } else { refuseInTransaction(error.reply, slot: slot) }
     }
 
     private func queue(_ command: Result<ClientCommand, RESPCommandError>, slot: Int) {
-        if case .success(.write(let write, _)) = command { transaction!.payloadBytes += write.payloadBytes }
+        switch command {
+        case .success(.write(let write, _)): transaction!.payloadBytes += write.payloadBytes
+        case .failure(let error): transaction!.payloadBytes += error.message.utf8.count  // it may quote an argument
+        case .success: break
+        }
         let bytesMax = node.configuration.limits.bulkBytesMax * 2
         if transaction!.payloadBytes > bytesMax {
             refuseInTransaction(.error("ERR the transaction is larger than the \(bytesMax) bytes one write may be"), slot: slot)

@@ -249,18 +249,24 @@ import Testing
         #expect(error.message == message)
     }
 
-    @Test func onlyUnknownCommandsAndWrongArityAreErrorsRedisFindsBeforeQueueing() {
+    @Test func refusalsThatAbortATransactionAreThoseRedisMakesBeforeQueueing() {
         func refusal(_ words: [String]) -> RESPCommandError? {
             if case .failure(let error) = ClientCommand.parse(words.map { Array($0.utf8) }) { error } else { nil }
         }
-        #expect(refusal(["NOSUCH"])?.isUnknownOrWrongArity == true)
-        #expect(refusal(["GET"])?.isUnknownOrWrongArity == true)
-        #expect(refusal(["CLIENT", "NOSUCH"])?.isUnknownOrWrongArity == true)
-        #expect(refusal(["INCRBY", "k", "x"])?.isUnknownOrWrongArity == false)
-        #expect(refusal(["SET", "k", "v", "NX", "XX"])?.isUnknownOrWrongArity == false)
+        #expect(refusal(["NOSUCH"])?.abortsTransaction == true)
+        #expect(refusal(["GET"])?.abortsTransaction == true)
+        #expect(refusal(["CLIENT", "NOSUCH"])?.abortsTransaction == true)
+        #expect(refusal(["INCRBY", "k", "x"])?.abortsTransaction == false)
+        #expect(refusal(["SET", "k", "v", "NX", "XX"])?.abortsTransaction == false)
         // Counts that COMMAND's arity allows: Redis finds them only when it runs the command.
-        #expect(refusal(["PING", "a", "b"])?.isUnknownOrWrongArity == false)
-        #expect(refusal(["MSET", "a", "1", "b"])?.isUnknownOrWrongArity == false)
+        #expect(refusal(["PING", "a", "b"])?.abortsTransaction == false)
+        #expect(refusal(["MSET", "a", "1", "b"])?.abortsTransaction == false)
+        #expect(refusal(["SELECT", "1"])?.abortsTransaction == false)
+        #expect(refusal(["SETEX", "k", "v"])?.abortsTransaction == true)
+        #expect(refusal(["EXPIRE", "k", "10"])?.abortsTransaction == false)
+        // Any refusal of a command that may not wait in a transaction aborts it.
+        #expect(refusal(["CLIENT", "SETNAME", "a b"])?.abortsTransaction == true)
+        #expect(refusal(["HELLO", "9"])?.abortsTransaction == true)
     }
 
     @Test func anErrorRepliesWithItsMessage() {

@@ -75,7 +75,11 @@ import Testing
         let redisPort = try freePort()
         let redis = Process()
         redis.executableURL = try executable("redis-server")
-        redis.arguments = ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("skiff-redis-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // Its own empty directory: no dump.rdb of some earlier run is loaded.
+        redis.arguments = ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory]
         redis.standardOutput = FileHandle.nullDevice
         try redis.run()
         defer {
@@ -86,13 +90,14 @@ import Testing
         try cluster.startAll()
         try waitUntil(seconds: 10, "redis-server to answer") { (try? RESPClient(port: redisPort).call("PING")) == .simple("PONG") }
         let servers = [try RESPClient(port: redisPort), try RESPClient(port: cluster.port("n1"))]
+        let version = try servers[0].call("INFO", "server").text.split(separator: "\r\n").first { $0.hasPrefix("redis_version:") } ?? "?"
         let others = [try RESPClient(port: redisPort), try RESPClient(port: cluster.port("n1"))]
         var random = SplitMix64(seed: seed)
         for round in 0..<250 {
             let commands = (0..<1 + random.below(10)).map { _ in Self.command(&random) }
             let replies = try servers.map { try $0.pipeline(commands) }
             for (command, (expected, actual)) in zip(commands, zip(replies[0], replies[1])) where !Self.agree(expected, actual) {
-                Issue.record("seed \(seed), round \(round), \(command): Redis replied \(expected), Skiff \(actual)")
+                Issue.record("seed \(seed), round \(round), \(command): Redis (\(version)) replied \(expected), Skiff \(actual)")
                 return  // the two key spaces differ from here on
             }
             if random.chance(1, in: 5) {  // another client changes a key, perhaps one that is watched

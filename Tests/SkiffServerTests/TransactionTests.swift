@@ -28,7 +28,7 @@ import SkiffClient
                     .error("ERR WATCH inside MULTI is not allowed"), .simple("OK"), Self.bulk("2")])
         // A command refused while queueing (unknown, wrong arity, not allowed here) makes EXEC run nothing,
         // even when the refusal was pipelined behind a write still in flight.
-        for refused in [["NOSUCH", "x"], ["GET"], ["CLIENT", "ID"]] {
+        for refused in [["NOSUCH", "x"], ["GET"], ["CLIENT", "ID"], ["CLIENT", "SETNAME", "a b"], ["SETEX", "k", "v"]] {
             let replies = try client.pipeline([["SET", "before", "1"], ["MULTI"], ["SET", "t", "lost"], refused, ["EXEC"], ["GET", "t"]])
             #expect(replies.count == 6 && replies[3].text.hasPrefix("ERR"), "\(refused): \(replies)")
             #expect(Array(replies[0...2]) == [.simple("OK"), .simple("OK"), Self.queued] && replies[5] == Self.bulk("2"))
