@@ -6,7 +6,9 @@ import Synchronization
 
 /// Concurrent clients, each on a thread of its own, sending GET, SET, SET..GET and DEL over a small key space
 /// to any node, and recording every operation: invoked and completed on one monotonic clock, with its
-/// answer, or as unknown when no definite answer came.
+/// answer, or as unknown when no definite answer came. Every other swap (SET..GET) goes as a transaction
+/// instead, `MULTI`, `GET`, `SET`, `EXEC` in one pipeline: one log entry whose read the node answers while
+/// it applies it, checked by the same rules.
 ///
 /// Some writes carry a large value (`largeValueBytes`, above the WAL's hand-over size), so that a node's
 /// WAL writes the next group while the previous one is being synced, the state a power cut must be able to
@@ -88,7 +90,14 @@ final class Workload: Sendable {
             let large = options.largeWritesPercent > 0 && action != .read && random.below(100) < options.largeWritesPercent
             let invoked = monotonicNow()
             let reply: RESPClient.Reply?
-            do { reply = try client.call(command(for: action, key: key, large: large)) } catch { reply = nil }
+            do {
+                if case .swap = action, written.isMultiple(of: 2) {
+                    let set = command(for: action, key: key, large: large).dropLast()
+                    reply = Self.swapReply(ofTransaction: try client.pipeline([["MULTI"], ["GET", key], Array(set), ["EXEC"]]))
+                } else {
+                    reply = try client.call(command(for: action, key: key, large: large))
+                }
+            } catch { reply = nil }
             let completed = monotonicNow()
             guard let reply, let result = Self.result(of: reply, for: action) else {
                 // No definite answer: unknown for a write, nothing for a read; try another node.
@@ -142,6 +151,18 @@ final class Workload: Sendable {
         guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")) else { return String(decoding: bytes, as: UTF8.self) }
         let name = String(decoding: bytes[..<colon], as: UTF8.self)
         return Array(largeValue(named: name).utf8) == bytes ? name : "corrupt large value of \(name) (\(bytes.count) bytes)"
+    }
+
+    /// What a swap sent as `MULTI`, `GET`, `SET`, `EXEC` amounts to, as `SET ... GET` would reply: the old
+    /// value, or EXEC's error as it came; nil (unknown) for anything else.
+    static func swapReply(ofTransaction replies: [RESPClient.Reply]) -> RESPClient.Reply? {
+        guard replies.count == 4, replies[0] == .simple("OK"), replies[1] == .simple("QUEUED"), replies[2] == .simple("QUEUED") else { return nil }
+        switch replies[3] {
+        case .array(let results) where results.count == 2 && results[1] == .simple("OK"):
+            if case .bulk = results[0] { return results[0] } else { return nil }
+        case .error: return replies[3]
+        default: return nil
+        }
     }
 
     enum Outcome { case answered(ClientOperation.Result), failed }
