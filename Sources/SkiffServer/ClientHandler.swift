@@ -255,9 +255,12 @@ final class ClientHandler: ChannelInboundHandler {
     private func startHeld() {
         while heldStart < held.count {
             let (parsed, slot) = held[heldStart]
-            guard case .success(let command) = parsed else {
+            let command: ClientCommand
+            switch parsed {
+            case .success(let parsedCommand): command = parsedCommand
+            case .failure(let error):
                 heldStart += 1
-                if case .failure(let error) = parsed { refuseParsed(error, slot: slot) }
+                refuseParsed(error, slot: slot)
                 continue
             }
             let kind = kind(of: command)

@@ -5,7 +5,8 @@ import SkiffRaft
 import Testing
 
 /// The same random pipelines of string commands, transactions and WATCH sent to Debian's `redis-server` and
-/// to a one-node Skiff get the same replies, while a second client changes keys between them. Error replies
+/// to Skiff (a one-node cluster, or a follower of three, which forwards the writes) get the same replies,
+/// while a second client changes keys between them. Error replies
 /// must agree on their code (the first word), not their wording. INCRBYFLOAT is left out: Skiff stores its
 /// sums as binary64 text (the SkiffKV article *Commands and Snapshots of the Key Space*), Redis as long
 /// double, so `1e+20` there is `100000000000000000000` in Redis.
@@ -71,7 +72,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [1, 2, 3] as [UInt64]) func randomPipelinesGetRedissReplies(seed: UInt64) throws {
+    @Test(arguments: [(1, 1), (2, 1), (3, 3)] as [(UInt64, Int)]) func randomPipelinesGetRedissReplies(seed: UInt64, nodes: Int) throws {
         let redisPort = try freePort()
         let redis = Process()
         redis.executableURL = try executable("redis-server")
@@ -86,18 +87,20 @@ import Testing
             Glibc.kill(redis.processIdentifier, SIGKILL)
             redis.waitUntilExit()
         }
-        let cluster = try SkiffCluster(nodes: 1)
+        let cluster = try SkiffCluster(nodes: nodes)
         try cluster.startAll()
         try waitUntil(seconds: 10, "redis-server to answer") { (try? RESPClient(port: redisPort).call("PING")) == .simple("PONG") }
-        let servers = [try RESPClient(port: redisPort), try RESPClient(port: cluster.port("n1"))]
+        let leader = try cluster.waitForLeader()
+        let node = cluster.names.first { $0 != leader } ?? leader
+        let servers = [try RESPClient(port: redisPort), try RESPClient(port: cluster.port(node))]
         let version = try servers[0].call("INFO", "server").text.split(separator: "\r\n").first { $0.hasPrefix("redis_version:") } ?? "?"
-        let others = [try RESPClient(port: redisPort), try RESPClient(port: cluster.port("n1"))]
+        let others = [try RESPClient(port: redisPort), try RESPClient(port: cluster.port(leader))]
         var random = SplitMix64(seed: seed)
         for round in 0..<250 {
             let commands = (0..<1 + random.below(10)).map { _ in Self.command(&random) }
             let replies = try servers.map { try $0.pipeline(commands) }
             for (command, (expected, actual)) in zip(commands, zip(replies[0], replies[1])) where !Self.agree(expected, actual) {
-                Issue.record("seed \(seed), round \(round), \(command): Redis (\(version)) replied \(expected), Skiff \(actual)")
+                Issue.record("seed \(seed), \(nodes) node(s), round \(round), \(command): Redis (\(version)) replied \(expected), Skiff \(actual)")
                 return  // the two key spaces differ from here on
             }
             if random.chance(1, in: 5) {  // another client changes a key, perhaps one that is watched
