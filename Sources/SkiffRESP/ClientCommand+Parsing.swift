@@ -21,8 +21,9 @@ extension ClientCommand {
 
     /// The connection and server commands that may wait in a transaction, as `mayWaitInTransaction` says
     /// of the parsed commands: a refusal of any other one's arguments aborts the transaction.
-    static let transactionCommandNames: Set<String> = ["ping", "echo", "select", "time", "info", "command", "config",
-                                                        "skiff.status", "skiff.members", "unwatch"]
+    static let transactionCommandNames: Set<String> = ["ping", "echo", "hello", "auth", "select", "readonly", "readwrite",
+                                                        "client", "time", "info", "command", "config", "skiff.status",
+                                                        "skiff.members", "unwatch"]
 
     /// Commands about the connection rather than the key space; nil for any other name.
     private static func connectionCommand(_ arguments: CommandArguments) throws(RESPCommandError) -> ClientCommand? {

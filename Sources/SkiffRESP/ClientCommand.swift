@@ -44,12 +44,14 @@ public enum ClientCommand: Hashable, Sendable {
 }
 
 extension ClientCommand {
-    /// Whether the command may wait in a transaction: reads, writes, and what answers without changing the
-    /// connection or the cluster (`transactionCommandNames` names the latter). The others are refused
-    /// there, as Redis refuses SUBSCRIBE or WATCH, and the refusal aborts the transaction.
+    /// Whether the command may wait in a transaction, as in Redis: reads, writes, and the connection and
+    /// server commands `transactionCommandNames` names, but not CLIENT KILL, SKIFF.WATCH or a change of the
+    /// cluster's membership. Those are refused there, and the refusal aborts the transaction.
     public var mayWaitInTransaction: Bool {
         switch self {
-        case .read, .write, .ping, .echo, .time, .select, .info, .command, .configGet, .skiffStatus, .skiffMembers, .unwatch: true
+        case .read, .write, .ping, .echo, .hello, .auth, .select, .readOnly, .readWrite, .time, .info, .command, .configGet,
+             .skiffStatus, .skiffMembers, .unwatch: true
+        case .client(let request): if case .kill = request { false } else { true }
         default: false
         }
     }

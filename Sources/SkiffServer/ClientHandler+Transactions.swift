@@ -149,6 +149,10 @@ extension ClientHandler {
                     nextWrite += 1
                 case .success(.unwatch):
                     replies[position] = .ok  // EXEC forgets the watched keys anyway
+                case .success(.client(.list(let ids))):
+                    replies[position] = .verbatim(clientList(ids: ids))
+                case .success(.client(.info)):
+                    replies[position] = .verbatim(clientLine(now: .now()) + "\n")
                 case .success(let command):
                     assert(!isRead(command), "every read was answered as the transaction applied")
                     replies[position] = session.answer(command, node: node, connectionID: connectionID, clients: connections.counts)

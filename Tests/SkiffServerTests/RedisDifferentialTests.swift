@@ -20,7 +20,7 @@ import Testing
         func key() -> String { pick(keys) }
         func value() -> String { pick(values) }
         func offset() -> String { String(Int(random.below(7)) - 3) }
-        switch random.below(41) {
+        switch random.below(43) {
         case 0: return ["GET", key()]
         case 1: return ["SET", key(), value()]
         case 2: return ["SET", key(), value()] + [[], ["NX"], ["XX"], ["GET"], ["NX", "GET"], ["XX", "GET"], ["KEEPTTL"]][Int(random.below(7))]
@@ -59,6 +59,8 @@ import Testing
         case 37: return ["NOSUCH", key()]
         case 38: return ["MSET", key(), value(), key()]
         case 39: return ["PING", value(), value()]
+        case 40: return ["CLIENT", "SETNAME", pick(["app", "job", "a b"])]
+        case 41: return ["CLIENT", "GETNAME"]
         default: return ["GET"]
         }
     }

@@ -28,12 +28,15 @@ import SkiffClient
                     .error("ERR WATCH inside MULTI is not allowed"), .simple("OK"), Self.bulk("2")])
         // A command refused while queueing (unknown, wrong arity, not allowed here) makes EXEC run nothing,
         // even when the refusal was pipelined behind a write still in flight.
-        for refused in [["NOSUCH", "x"], ["GET"], ["CLIENT", "ID"], ["CLIENT", "SETNAME", "a b"], ["SETEX", "k", "v"]] {
+        for refused in [["NOSUCH", "x"], ["GET"], ["CLIENT", "KILL", "ID", "1"], ["SKIFF.WATCH", "p"], ["SETEX", "k", "v"]] {
             let replies = try client.pipeline([["SET", "before", "1"], ["MULTI"], ["SET", "t", "lost"], refused, ["EXEC"], ["GET", "t"]])
             #expect(replies.count == 6 && replies[3].text.hasPrefix("ERR"), "\(refused): \(replies)")
             #expect(Array(replies[0...2]) == [.simple("OK"), .simple("OK"), Self.queued] && replies[5] == Self.bulk("2"))
             #expect(replies[4] == .error("EXECABORT Transaction discarded because of previous errors."))
         }
+        // Connection commands wait in the transaction too, and run with it, as in Redis.
+        #expect(try client.pipeline([["MULTI"], ["CLIENT", "SETNAME", "tx"], ["CLIENT", "GETNAME"], ["READONLY"], ["EXEC"], ["CLIENT", "GETNAME"], ["READWRITE"]])
+                == [.simple("OK"), Self.queued, Self.queued, Self.queued, .array([.simple("OK"), Self.bulk("tx"), .simple("OK")]), Self.bulk("tx"), .simple("OK")])
         // A bad argument is Redis's run-time error: the command is queued, and its error is its reply in EXEC's.
         let replies = try client.pipeline([["MULTI"], ["INCRBY", "t", "x"], ["SET", "t", "v", "EX", "1"], ["GET", "t"], ["EXEC"]])
         #expect(Array(replies[0...3]) == [.simple("OK"), Self.queued, Self.queued, Self.queued])
