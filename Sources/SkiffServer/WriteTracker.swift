@@ -39,7 +39,10 @@ final class WriteTracker {
     private var pending: [UInt64: Pending] = [:]
     private var queue: [UInt64] = []
     private var batches: [UInt64: (leader: NodeID, ids: [UInt64])] = [:]
-    private var byIndex: [UInt64: UInt64] = [:]
+    /// The writes expected at each index. Several may claim one: this node's proposals in two of its
+    /// leaderships, or a deposed leader's late answer beside the new leader's. Any claimed entry may still be
+    /// the one that commits there, so none is retried until an entry is applied at that index.
+    private var byIndex: [UInt64: [UInt64]] = [:]
     /// Request ids start at a random point, so that entries a previous run of this node wrote, replayed after
     /// a restart, never match a request of this run.
     private(set) var nextRequestID = UInt64.random(in: 1...(1 << 62))
@@ -76,8 +79,7 @@ final class WriteTracker {
         for (offset, id) in ids.enumerated() where pending[id] != nil {
             let index = firstIndex + UInt64(offset)
             pending[id]!.state = .proposed(index: index)
-            // A write of ours that was at this index lost its place: the log there now holds this one.
-            if let displaced = byIndex.updateValue(id, forKey: index), displaced != id { requeue([displaced]) }
+            if byIndex[index]?.contains(id) != true { byIndex[index, default: []].append(id) }
         }
     }
 
@@ -109,22 +111,21 @@ final class WriteTracker {
 
     /// This node's request `requestID` was applied at `index` with `reply`.
     func applied(requestID: UInt64, at index: UInt64, reply: KVReply) {
-        if let waiting = byIndex.removeValue(forKey: index), waiting != requestID { requeue([waiting]) }
+        requeue((byIndex.removeValue(forKey: index) ?? []).filter { $0 != requestID })
         pending.removeValue(forKey: requestID)?.completion(.success(reply))
     }
 
     /// Some other entry was applied at `index`: a write waiting there was lost, and goes back to the queue.
     func appliedOther(at index: UInt64) {
-        guard let id = byIndex.removeValue(forKey: index) else { return }
-        requeue([id])
+        requeue(byIndex.removeValue(forKey: index) ?? [])
     }
 
     /// Writes proposed at or below `index` whose entries were covered by an installed snapshot: their fate
     /// cannot be read from the log any more.
     func coveredBySnapshot(through index: UInt64) {
-        for (position, id) in byIndex where position <= index {
+        for (position, ids) in byIndex where position <= index {
             byIndex[position] = nil
-            pending.removeValue(forKey: id)?.completion(.failure(.outcomeUnknown))
+            for id in ids { pending.removeValue(forKey: id)?.completion(.failure(.outcomeUnknown)) }
         }
     }
 
@@ -132,7 +133,7 @@ final class WriteTracker {
         var expiredWhileQueued = false
         for (id, write) in pending where write.deadline <= now {
             pending[id] = nil
-            if case .proposed(let index) = write.state { byIndex[index] = nil }
+            if case .proposed(let index) = write.state { byIndex[index]?.removeAll { $0 == id } }
             if case .queued = write.state {
                 expiredWhileQueued = true
                 write.completion(.failure(.noLeader))

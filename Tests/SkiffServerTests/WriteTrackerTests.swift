@@ -25,10 +25,11 @@ import Testing
         let c = Self.add(tracker, outcomes, tag: 3)
         #expect(tracker.takeQueued().ids == [a, b, c])
         tracker.proposed([a], firstIndex: 5)
-        tracker.proposed([b], firstIndex: 5)  // a new leadership of this node reused index 5: a lost its place
-        #expect(tracker.takeQueued().ids == [a])
+        tracker.proposed([b], firstIndex: 5)  // a new leadership of this node reused index 5
+        #expect(tracker.takeQueued().ids.isEmpty, "either entry may still be the one that commits at 5")
         tracker.applied(requestID: b, at: 5, reply: .ok)
         #expect(outcomes.results[2].map { if case .success(.ok) = $0 { true } else { false } } == true)
+        #expect(tracker.takeQueued().ids == [a], "b is at 5: a lost its place")
         tracker.proposed([c], firstIndex: 6)
         tracker.appliedOther(at: 6)  // another node's entry was committed at 6
         #expect(tracker.takeQueued().ids == [c])
@@ -54,6 +55,26 @@ import Testing
         tracker.add(payload: { _ in [4] }, deadline: .now() - .seconds(1)) { _ in _ = Self.add(tracker, outcomes, tag: 5) }
         tracker.expire(now: .now())
         #expect(tracker.takeQueued().ids == [third, third + 2], "the write added on expiry is queued")
+    }
+
+    /// A deposed leader's late answer may claim the index where the new leader put another write of this
+    /// node. Neither write is retried on the strength of a claim, since either entry may be the one that
+    /// commits there; the one applied there is answered and only the other is retried, so none applies twice.
+    @Test func aLateAnswerForAnIndexAnotherWriteClaimsRetriesNothingUntilThatIndexApplies() {
+        for appliedFirst in [true, false] {
+            let tracker = WriteTracker()
+            let outcomes = Outcomes()
+            let a = Self.add(tracker, outcomes, tag: 1)
+            let first = tracker.forwarded(tracker.takeQueued().ids, to: .init(1))
+            let b = Self.add(tracker, outcomes, tag: 2)
+            let second = tracker.forwarded(tracker.takeQueued().ids, to: .init(2))
+            tracker.forwardAnswered(batch: second, firstIndex: 9, term: 3)  // the new leader put b at 9
+            tracker.forwardAnswered(batch: first, firstIndex: 9, term: 2)  // the deposed leader had put a at 9
+            #expect(tracker.takeQueued().ids.isEmpty)
+            tracker.applied(requestID: appliedFirst ? a : b, at: 9, reply: .ok)
+            #expect(tracker.takeQueued().ids == [appliedFirst ? b : a])
+            #expect(outcomes.results[appliedFirst ? 1 : 2] != nil && outcomes.results[appliedFirst ? 2 : 1] == nil)
+        }
     }
 
     /// Past its deadline, a write never proposed may be retried (no leader); one forwarded or proposed may
