@@ -13,7 +13,8 @@ extension ClientCommand {
             if let command = try serverCommand(arguments) { return command }
         } catch {
             var refusal = error
-            refusal.abortsTransaction = refusal.abortsTransaction || !transactionCommandNames.contains(arguments.name)
+            let clientKill = arguments.name == "client" && arguments.count > 1 && arguments.word(at: 1) == "kill"
+            refusal.abortsTransaction = refusal.abortsTransaction || clientKill || !transactionCommandNames.contains(arguments.name)
             throw refusal
         }
         throw .unknownCommand(arguments.words)

@@ -134,7 +134,10 @@ extension ClientHandler {
         }
     }
 
+    /// Runs the transaction and answers it in the protocol version in force when EXEC came, even if a HELLO
+    /// inside it changes the connection's.
     private func exec(_ transaction: ClientTransaction, watched: [KVCommand.WatchedKey], slot: Int) {
+        let version = session.protocolVersion
         var replies = [RESPValue?](repeating: nil, count: transaction.commands.count)
         let readGroups = transaction.readsByWritesBefore
         let answer = { [self] (writeReplies: [KVReply]?) -> RESPValue in
@@ -173,15 +176,16 @@ extension ClientHandler {
                 runReads(0)
                 return answer([])
             }
-            if session.readOnly || (watched.isEmpty && readGroups[0].isEmpty) { return reply(run(), slot: slot) }
+            if session.readOnly || (watched.isEmpty && readGroups[0].isEmpty) { return reply(run(), slot: slot, protocolVersion: version) }
             startAlone()
-            return node.submitRead({ [self] in finished(run(), slot: slot) }, fail: { [self] in finished(Self.readFailure, slot: slot) })
+            return node.submitRead({ [self] in finished(run(), slot: slot, protocolVersion: version) },
+                                   fail: { [self] in finished(Self.readFailure, slot: slot) })
         }
         startAlone()
         node.submitWrite(.transaction(watched: watched, writes: writes), between: runReads) { [self] result in
             switch result {
-            case .success(.many(let writeReplies)): finished(answer(writeReplies), slot: slot)
-            case .success(.null): finished(answer(nil), slot: slot)
+            case .success(.many(let writeReplies)): finished(answer(writeReplies), slot: slot, protocolVersion: version)
+            case .success(.null): finished(answer(nil), slot: slot, protocolVersion: version)
             case .success(let other): preconditionFailure("a transaction replied \(other)")
             case .failure(let failure): finished(Self.reply(for: failure), slot: slot)
             }

@@ -123,9 +123,10 @@ final class ClientHandler: ChannelInboundHandler {
 
     private var outstanding: Int { pending.count - pendingStart }
 
-    /// Fills reply `slot`; replies go out once every earlier one is ready.
-    func reply(_ value: RESPValue, slot: Int) {
-        pending[pendingStart + slot - written] = (value, session.protocolVersion)
+    /// Fills reply `slot`, to be written in `protocolVersion` (by default the connection's now); replies go
+    /// out once every earlier one is ready.
+    func reply(_ value: RESPValue, slot: Int, protocolVersion: Int? = nil) {
+        pending[pendingStart + slot - written] = (value, protocolVersion ?? session.protocolVersion)
         scheduleFlush()
     }
 
@@ -280,9 +281,9 @@ final class ClientHandler: ChannelInboundHandler {
         inFlightKind = .other
     }
 
-    func finished(_ value: RESPValue, slot: Int) {
+    func finished(_ value: RESPValue, slot: Int, protocolVersion: Int? = nil) {
         inFlight -= 1
-        reply(value, slot: slot)
+        reply(value, slot: slot, protocolVersion: protocolVersion)
         if inFlight == 0 { startHeld() }
     }
 

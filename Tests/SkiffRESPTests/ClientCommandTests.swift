@@ -267,6 +267,7 @@ import Testing
         // Any refusal of a command that may not wait in a transaction aborts it.
         #expect(refusal(["SKIFF.WATCH", "p", "X", "1"])?.abortsTransaction == true)
         #expect(refusal(["SKIFF.PROMOTE"])?.abortsTransaction == true)
+        #expect(refusal(["CLIENT", "KILL", "ID", "0"])?.abortsTransaction == true)
         // Those of a connection command that may wait are Redis's run-time errors.
         #expect(refusal(["CLIENT", "SETNAME", "a b"])?.abortsTransaction == false)
         #expect(refusal(["HELLO", "9"])?.abortsTransaction == false)

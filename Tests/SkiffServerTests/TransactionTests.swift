@@ -37,6 +37,12 @@ import SkiffClient
         // Connection commands wait in the transaction too, and run with it, as in Redis.
         #expect(try client.pipeline([["MULTI"], ["CLIENT", "SETNAME", "tx"], ["CLIENT", "GETNAME"], ["READONLY"], ["EXEC"], ["CLIENT", "GETNAME"], ["READWRITE"]])
                 == [.simple("OK"), Self.queued, Self.queued, Self.queued, .array([.simple("OK"), Self.bulk("tx"), .simple("OK")]), Self.bulk("tx"), .simple("OK")])
+        // EXEC's reply is written in the protocol in force when EXEC came, though a HELLO inside changes it.
+        let hello = try client.pipeline([["MULTI"], ["GET", "missing"], ["HELLO", "3"], ["EXEC"], ["HELLO", "2"]])
+        guard case .array(let results) = hello[3], results.count == 2, case .array = results[1], case .array = hello[4] else {
+            throw Timeout(description: "HELLO inside a transaction: \(hello)")
+        }
+        #expect(results[0] == .bulk(nil))
         // A bad argument is Redis's run-time error: the command is queued, and its error is its reply in EXEC's.
         let replies = try client.pipeline([["MULTI"], ["INCRBY", "t", "x"], ["SET", "t", "v", "EX", "1"], ["GET", "t"], ["EXEC"]])
         #expect(Array(replies[0...3]) == [.simple("OK"), Self.queued, Self.queued, Self.queued])

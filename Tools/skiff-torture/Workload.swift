@@ -6,8 +6,8 @@ import Synchronization
 
 /// Concurrent clients, each on a thread of its own, sending GET, SET, SET..GET and DEL over a small key space
 /// to any node, and recording every operation: invoked and completed on one monotonic clock, with its
-/// answer, or as unknown when no definite answer came. Every other swap (SET..GET) goes as a transaction
-/// instead, `MULTI`, `GET`, `SET`, `EXEC` in one pipeline: one log entry whose read the node answers while
+/// answer, or as unknown when no definite answer came. About half the swaps (SET..GET: those whose write
+/// number is even) go as a transaction instead, `MULTI`, `GET`, `SET`, `EXEC` in one pipeline: one log entry whose read the node answers while
 /// it applies it, checked by the same rules.
 ///
 /// Some writes carry a large value (`largeValueBytes`, above the WAL's hand-over size), so that a node's
