@@ -179,7 +179,7 @@ extension ClientHandler {
             if session.readOnly || (watched.isEmpty && readGroups[0].isEmpty) { return reply(run(), slot: slot, protocolVersion: version) }
             startAlone()
             return node.submitRead({ [self] in finished(run(), slot: slot, protocolVersion: version) },
-                                   fail: { [self] in finished(Self.readFailure, slot: slot) })
+                                   fail: { [self] in finished(Self.readFailure, slot: slot, protocolVersion: version) })
         }
         startAlone()
         node.submitWrite(.transaction(watched: watched, writes: writes), between: runReads) { [self] result in
@@ -187,7 +187,7 @@ extension ClientHandler {
             case .success(.many(let writeReplies)): finished(answer(writeReplies), slot: slot, protocolVersion: version)
             case .success(.null): finished(answer(nil), slot: slot, protocolVersion: version)
             case .success(let other): preconditionFailure("a transaction replied \(other)")
-            case .failure(let failure): finished(Self.reply(for: failure), slot: slot)
+            case .failure(let failure): finished(Self.reply(for: failure), slot: slot, protocolVersion: version)
             }
         }
     }

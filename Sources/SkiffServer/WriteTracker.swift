@@ -43,6 +43,10 @@ final class WriteTracker {
     /// leaderships, or a deposed leader's late answer beside the new leader's. Any claimed entry may still be
     /// the one that commits there, so none is retried until an entry is applied at that index.
     private var byIndex: [UInt64: [UInt64]] = [:]
+    /// The highest index applied here entry by entry, and the highest a snapshot installed here covered:
+    /// a late claim on an index at or below them learns at once what an apply there would tell it.
+    private var appliedThrough: UInt64 = 0
+    private var coveredThrough: UInt64 = 0
     /// Request ids start at a random point, so that entries a previous run of this node wrote, replayed after
     /// a restart, never match a request of this run.
     private(set) var nextRequestID = UInt64.random(in: 1...(1 << 62))
@@ -78,8 +82,14 @@ final class WriteTracker {
     func proposed(_ ids: [UInt64], firstIndex: UInt64) {
         for (offset, id) in ids.enumerated() where pending[id] != nil {
             let index = firstIndex + UInt64(offset)
-            pending[id]!.state = .proposed(index: index)
-            if byIndex[index]?.contains(id) != true { byIndex[index, default: []].append(id) }
+            if index <= coveredThrough {
+                pending.removeValue(forKey: id)?.completion(.failure(.outcomeUnknown))  // the snapshot may hold it
+            } else if index <= appliedThrough {
+                requeue([id])  // another entry was applied there: had it been this write, it would be answered
+            } else {
+                pending[id]!.state = .proposed(index: index)
+                if byIndex[index]?.contains(id) != true { byIndex[index, default: []].append(id) }
+            }
         }
     }
 
@@ -111,18 +121,21 @@ final class WriteTracker {
 
     /// This node's request `requestID` was applied at `index` with `reply`.
     func applied(requestID: UInt64, at index: UInt64, reply: KVReply) {
+        appliedThrough = max(appliedThrough, index)
         requeue((byIndex.removeValue(forKey: index) ?? []).filter { $0 != requestID })
         pending.removeValue(forKey: requestID)?.completion(.success(reply))
     }
 
-    /// Some other entry was applied at `index`: a write waiting there was lost, and goes back to the queue.
+    /// Some other entry was applied at `index`: the writes waiting there were lost, and go back to the queue.
     func appliedOther(at index: UInt64) {
+        appliedThrough = max(appliedThrough, index)
         requeue(byIndex.removeValue(forKey: index) ?? [])
     }
 
     /// Writes proposed at or below `index` whose entries were covered by an installed snapshot: their fate
     /// cannot be read from the log any more.
     func coveredBySnapshot(through index: UInt64) {
+        coveredThrough = max(coveredThrough, index)
         for (position, ids) in byIndex where position <= index {
             byIndex[position] = nil
             for id in ids { pending.removeValue(forKey: id)?.completion(.failure(.outcomeUnknown)) }
@@ -133,7 +146,10 @@ final class WriteTracker {
         var expiredWhileQueued = false
         for (id, write) in pending where write.deadline <= now {
             pending[id] = nil
-            if case .proposed(let index) = write.state { byIndex[index]?.removeAll { $0 == id } }
+            if case .proposed(let index) = write.state {
+                byIndex[index]?.removeAll { $0 == id }
+                if byIndex[index]?.isEmpty == true { byIndex[index] = nil }
+            }
             if case .queued = write.state {
                 expiredWhileQueued = true
                 write.completion(.failure(.noLeader))

@@ -77,6 +77,24 @@ import Testing
         }
     }
 
+    /// A late answer for an index already applied here retries its write at once (the entry there is not
+    /// it); one for an index a snapshot covered ends it as unknown (the snapshot may hold it).
+    @Test func aLateAnswerForAnIndexAlreadySettledHereSettlesItsWriteAtOnce() {
+        let tracker = WriteTracker()
+        let outcomes = Outcomes()
+        let late = Self.add(tracker, outcomes, tag: 1)
+        let batch = tracker.forwarded(tracker.takeQueued().ids, to: .init(1))
+        tracker.appliedOther(at: 4)
+        tracker.forwardAnswered(batch: batch, firstIndex: 4, term: 2)
+        #expect(tracker.takeQueued().ids == [late] && outcomes.results[1] == nil)
+        _ = Self.add(tracker, outcomes, tag: 2)
+        let second = tracker.forwarded(tracker.takeQueued().ids, to: .init(1))
+        tracker.coveredBySnapshot(through: 10)
+        tracker.forwardAnswered(batch: second, firstIndex: 8, term: 2)
+        #expect(outcomes.results[2].map { if case .failure(.outcomeUnknown) = $0 { true } else { false } } == true)
+        #expect(tracker.takeQueued().ids.isEmpty)
+    }
+
     /// Past its deadline, a write never proposed may be retried (no leader); one forwarded or proposed may
     /// still be applied (outcome unknown). A dropped connection settles forwarded writes at once.
     @Test func deadlinesAndDroppedConnections() {
