@@ -20,7 +20,7 @@ import Testing
         func key() -> String { pick(keys) }
         func value() -> String { pick(values) }
         func offset() -> String { String(Int(random.below(7)) - 3) }
-        switch random.below(43) {
+        switch random.below(52) {
         case 0: return ["GET", key()]
         case 1: return ["SET", key(), value()]
         case 2: return ["SET", key(), value()] + [[], ["NX"], ["XX"], ["GET"], ["NX", "GET"], ["XX", "GET"], ["KEEPTTL"]][Int(random.below(7))]
@@ -61,6 +61,15 @@ import Testing
         case 39: return ["PING", value(), value()]
         case 40: return ["CLIENT", "SETNAME", pick(["app", "job", "a b"])]
         case 41: return ["CLIENT", "GETNAME"]
+        case 42: return ["GETEX", key()] + (random.chance(1, in: 2) ? ["PERSIST"] : [])
+        case 43: return [pick(["PTTL", "EXPIRETIME", "PEXPIRETIME"]), key()]
+        case 44: return ["SUBSTR", key(), offset(), offset()]
+        case 45: return ["UNLINK", key(), key()]
+        case 46: return ["SETRANGE", key(), String(random.below(12)), value()]
+        case 47: return ["INCRBY", key(), pick(["-0", "+1", " 1", "007", "9223372036854775807", "-9223372036854775808"])]
+        case 48: return ["DECRBY", key(), pick(["-9223372036854775808", "1"])]
+        case 49: return ["STRLEN", key(), key()]
+        case 50: return ["SELECT", pick(["0", "x", "-1"])]
         default: return ["GET"]
         }
     }
