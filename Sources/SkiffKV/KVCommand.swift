@@ -87,7 +87,7 @@ public enum KVReply: Hashable, Sendable {
 }
 
 extension KVCommand {
-    public var isTransaction: Bool {
+    var isTransaction: Bool {
         if case .transaction = self { true } else { false }
     }
 

@@ -1,5 +1,5 @@
 import SkiffKV
-import SkiffRESP
+@testable import SkiffRESP
 import Testing
 
 /// Command parsing, every command and every refusal in Redis's words, and reads run against a store.
@@ -247,6 +247,19 @@ import Testing
             return
         }
         #expect(error.message == message)
+    }
+
+    /// The rule for parsed commands and the names used for refused ones say the same: a refusal of a command
+    /// that may wait in a transaction waits in it too.
+    @Test(arguments: ClientCommandTests.parsedCommands)
+    func whatMayWaitInATransactionIsTheSameParsedOrRefused(words: [String], command: ClientCommand) {
+        switch command {
+        case .read, .write: return  // their refusals never abort on their name
+        default: break
+        }
+        let name = words[0].lowercased()
+        let clientKill = name == "client" && words[1].lowercased() == "kill"
+        #expect(command.mayWaitInTransaction == (ClientCommand.transactionCommandNames.contains(name) && !clientKill))
     }
 
     @Test func refusalsThatAbortATransactionAreThoseRedisMakesBeforeQueueing() {
